@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(gan_lab::cli::main());
+}

@@ -1,0 +1,232 @@
+//! High-level builders, one per lesson: the constructor takes the lesson's defaults, setters
+//! change one experiment's knob, and `train` does the work.
+//!
+//! ```no_run
+//! # use gan_lab::{builders::Dcgan, data::{Dataset, Split}};
+//! let data = Dataset::mnist(Split::Train)?;
+//! let gan = Dcgan::mnist32().latent_dim(100).steps(1500).seed(0).train(&data)?;
+//! # anyhow::Ok(())
+//! ```
+
+use crate::checkpoint;
+use crate::data::Dataset;
+use crate::losses::Objective;
+use crate::models::dcgan::{DcganConfig, Discriminator, Generator, Init};
+use crate::optim::Adam;
+use crate::train::{self, Gan, History, Outcome, TrainConfig};
+use crate::viz;
+use anyhow::{bail, ensure, Result};
+use std::path::{Path, PathBuf};
+use tch::{nn::VarStore, Device};
+
+/// The DCGAN lesson (`001_40a2548f544e6e70.txt`, section 1): every experiment it lists is one
+/// setter away (ngf/ndf, default init, the "true" loss, learning rates, longer training,
+/// n_z, 64×64 images, another dataset).
+#[derive(Debug, Clone)]
+pub struct Dcgan {
+    pub model: DcganConfig,
+    pub train: TrainConfig,
+    out_dir: Option<PathBuf>,
+    resume: Option<PathBuf>,
+}
+
+impl Dcgan {
+    /// The lesson's defaults: 32×32 MNIST, n_z = 100, ngf = ndf = 32, Adam(2e-4, β1 0.5),
+    /// batch 64, 1500 steps, non-saturating G loss.
+    pub fn mnist32() -> Dcgan {
+        Dcgan { model: DcganConfig::mnist32(), train: TrainConfig::default(), out_dir: None, resume: None }
+    }
+
+    pub fn latent_dim(mut self, n: i64) -> Self {
+        self.model.latent_dim = n;
+        self
+    }
+    pub fn ngf(mut self, n: i64) -> Self {
+        self.model.ngf = n;
+        self
+    }
+    pub fn ndf(mut self, n: i64) -> Self {
+        self.model.ndf = n;
+        self
+    }
+    /// 32 or 64 (64 adds a block to both networks).
+    pub fn image_size(mut self, n: i64) -> Self {
+        self.model.image_size = n;
+        self
+    }
+    /// 1 (grey) or 3 (RGB).
+    pub fn channels(mut self, n: i64) -> Self {
+        self.model.channels = n;
+        self
+    }
+    pub fn init(mut self, init: Init) -> Self {
+        self.model.init = init;
+        self
+    }
+    pub fn objective(mut self, objective: Objective) -> Self {
+        self.train.objective = objective;
+        self
+    }
+    /// Sets both players' learning rates.
+    pub fn lr(self, lr: f64) -> Self {
+        self.lr_g(lr).lr_d(lr)
+    }
+    pub fn lr_g(mut self, lr: f64) -> Self {
+        self.train.adam_g.lr = lr;
+        self
+    }
+    pub fn lr_d(mut self, lr: f64) -> Self {
+        self.train.adam_d.lr = lr;
+        self
+    }
+    /// Total training steps; on resume, the step count to reach.
+    pub fn steps(mut self, n: i64) -> Self {
+        self.train.steps = n;
+        self
+    }
+    pub fn batch_size(mut self, n: i64) -> Self {
+        self.train.batch_size = n;
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.train.seed = seed;
+        self
+    }
+    pub fn snapshot_every(mut self, n: i64) -> Self {
+        self.train.snapshot_every = n;
+        self
+    }
+    pub fn checkpoint_every(mut self, n: i64) -> Self {
+        self.train.checkpoint_every = n;
+        self
+    }
+    /// Writes checkpoints and the run's pictures and history into `dir`.
+    pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.out_dir = Some(dir.into());
+        self
+    }
+    /// Continues the run saved in the checkpoint folder `dir` (same architecture required);
+    /// the seed, batch size, objective and optimizers come from the checkpoint.
+    pub fn resume(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.resume = Some(dir.into());
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        let (m, t) = (&self.model, &self.train);
+        ensure!(m.latent_dim >= 1, "latent_dim = {}: expected 1 or more", m.latent_dim);
+        ensure!(m.ngf >= 1, "ngf = {}: expected 1 or more", m.ngf);
+        ensure!(m.ndf >= 1, "ndf = {}: expected 1 or more", m.ndf);
+        ensure!(crate::data::IMAGE_SIZES.contains(&m.image_size), "image_size = {}: expected 32 or 64", m.image_size);
+        ensure!(m.channels == 1 || m.channels == 3, "channels = {}: expected 1 or 3", m.channels);
+        ensure!(t.batch_size >= 1, "batch_size = {}: expected 1 or more", t.batch_size);
+        ensure!(t.steps >= 0, "steps = {}: expected 0 or more", t.steps);
+        for (name, lr) in [("lr_g", t.adam_g.lr), ("lr_d", t.adam_d.lr)] {
+            ensure!(lr.is_finite() && lr > 0.0, "{name} = {lr}: expected a positive learning rate");
+        }
+        Ok(())
+    }
+
+    /// The untrained networks and optimizers, seeded (or loaded from the resumed checkpoint).
+    pub fn build(&self) -> Result<Gan> {
+        self.validate()?;
+        let c = &self.model;
+        tch::manual_seed(train::mix(self.train.seed, 1) as i64);
+        let vs_g = VarStore::new(Device::Cpu);
+        let generator = Generator::new(&vs_g.root(), c);
+        let vs_d = VarStore::new(Device::Cpu);
+        let discriminator = Discriminator::new(&vs_d.root(), c);
+        let mut gan = Gan {
+            family: "dcgan".into(),
+            architecture: serde_json::to_value(c)?,
+            latent_dim: c.latent_dim,
+            opt_g: Adam::new(&vs_g, self.train.adam_g),
+            opt_d: Adam::new(&vs_d, self.train.adam_d),
+            vs_g,
+            vs_d,
+            generator: Box::new(generator),
+            discriminator: Box::new(discriminator),
+            config: self.train.clone(),
+            step: 0,
+            history: History::default(),
+            fixed_noise: tch::Tensor::new(),
+            snapshots: Vec::new(),
+        };
+        if let Some(dir) = &self.resume {
+            checkpoint::load(&mut gan, dir)?;
+        }
+        tch::manual_seed(train::mix(gan.config.seed, 2) as i64);
+        gan.fixed_noise = train::sample_prior(64, c.latent_dim);
+        Ok(gan)
+    }
+
+    /// Trains on `data` and returns the trained model with its history. With an output folder,
+    /// writes a checkpoint every `checkpoint_every` steps and at the end, plus the pictures.
+    /// In quick mode (`GAN_LAB_QUICK=1`) the run is cut to a few steps.
+    pub fn train(&self, data: &Dataset) -> Result<Gan> {
+        ensure!(
+            data.channels() == self.model.channels && data.image_size() == self.model.image_size,
+            "dataset {} has {}-channel {}×{} images, but the model is set for {}-channel {}×{}: \
+             use .channels() / .image_size() or load the dataset at that size",
+            data.name,
+            data.channels(),
+            data.image_size(),
+            data.image_size(),
+            self.model.channels,
+            self.model.image_size,
+            self.model.image_size
+        );
+        data.check_batch_size(self.train.batch_size)?;
+        if let Some(out) = &self.out_dir {
+            crate::files::ensure_writable_dir(out)?;
+        }
+        let mut gan = self.build()?;
+        if train::quick_mode() {
+            gan.config.steps = gan.config.steps.min(gan.step + train::QUICK_STEPS);
+            gan.config.snapshot_every = gan.config.snapshot_every.min(10);
+        }
+        let out = self.out_dir.clone();
+        let every = gan.config.checkpoint_every;
+        let outcome = gan.train(data, |g| match &out {
+            Some(dir) if every > 0 && g.step % every == 0 => checkpoint::save(g, &dir.join("checkpoint")),
+            _ => Ok(()),
+        })?;
+        if let Some(dir) = &self.out_dir {
+            save_run(&gan, dir)?;
+            if outcome == Outcome::Interrupted {
+                bail!(
+                    "interrupted at step {}; checkpoint saved in {}; continue with --resume {0}",
+                    gan.step,
+                    dir.join("checkpoint").display()
+                );
+            }
+        }
+        Ok(gan)
+    }
+}
+
+/// Writes a run's checkpoint, `samples.png` (the fixed noise), `losses.svg` and `losses.png`,
+/// `history.json`, `interpolation.png` and the snapshots into `dir`.
+pub fn save_run(gan: &Gan, dir: &Path) -> Result<()> {
+    crate::files::ensure_writable_dir(dir)?;
+    checkpoint::save(gan, &dir.join("checkpoint"))?;
+    viz::save_grid(&gan.generate(&gan.fixed_noise), 8, &dir.join("samples.png"))?;
+    viz::save_loss_curves(&gan.history, &dir.join("losses.svg"))?;
+    viz::save_loss_curves(&gan.history, &dir.join("losses.png"))?;
+    crate::files::write_atomic(&dir.join("history.json"), &serde_json::to_vec_pretty(&gan.history)?)?;
+    let rows: Vec<tch::Tensor> = (0..4)
+        .map(|i| {
+            let z = viz::interpolate(&gan.fixed_noise.get(2 * i), &gan.fixed_noise.get(2 * i + 1), 10);
+            gan.generate(&z)
+        })
+        .collect();
+    viz::save_grid(&tch::Tensor::cat(&rows, 0), 10, &dir.join("interpolation.png"))?;
+    if !gan.snapshots.is_empty() {
+        let snaps = dir.join("snapshots");
+        crate::files::ensure_writable_dir(&snaps)?;
+        for (step, images) in &gan.snapshots {
+            viz::save_grid(images, 8, &snaps.join(format!("step_{step:06}.png")))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! The `gan-lab` command line: train the lessons, fetch data, manage the evaluator.
+
+use crate::builders::Dcgan;
+use crate::data::{self, Dataset, Source, Split};
+use crate::losses::Objective;
+use crate::metrics::{ConfidenceReport, Evaluator};
+use crate::models::dcgan::Init;
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "gan-lab", version, about = "Train and inspect the gan_lab course's GANs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a lesson's model.
+    #[command(subcommand)]
+    Train(TrainCommand),
+    /// Datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// The frozen digit classifier that judges generated samples.
+    #[command(subcommand)]
+    Evaluator(EvaluatorCommand),
+}
+
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// The DCGAN 32×32 lesson: writes samples.png, losses.svg, history.json and a checkpoint.
+    Dcgan(DcganArgs),
+}
+
+#[derive(Args)]
+struct DcganArgs {
+    /// Total training steps (on --resume: the step count to reach).
+    #[arg(long, default_value_t = 1500)]
+    steps: i64,
+    #[arg(long, default_value_t = 64)]
+    batch_size: i64,
+    /// n_z, the dimension of the prior N(0, I).
+    #[arg(long, default_value_t = 100)]
+    latent_dim: i64,
+    #[arg(long, default_value_t = 32)]
+    ngf: i64,
+    #[arg(long, default_value_t = 32)]
+    ndf: i64,
+    /// 32 or 64.
+    #[arg(long, default_value_t = 32)]
+    image_size: i64,
+    /// 1 (grey) or 3 (RGB); folders of colour images need 3.
+    #[arg(long, default_value_t = 1)]
+    channels: i64,
+    /// mnist, mnist-full, fashion-mnist or a folder of PNG/JPEG images.
+    #[arg(long, default_value = "mnist")]
+    dataset: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Learning rate of both players.
+    #[arg(long, default_value_t = 2e-4)]
+    lr: f64,
+    /// Use the saturating ("true" minimax) generator loss.
+    #[arg(long)]
+    saturating: bool,
+    /// Use the library's default weight initialisation instead of DCGAN's N(0, 0.02).
+    #[arg(long)]
+    default_init: bool,
+    /// Output folder.
+    #[arg(long, default_value = "runs/dcgan")]
+    out: PathBuf,
+    /// Continue from a checkpoint folder (e.g. runs/dcgan/checkpoint).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Download a dataset's official files and verify their checksums.
+    Fetch {
+        /// Only `mnist` (the full 60k/10k set).
+        name: String,
+        /// Where to put the files (default: datasets/mnist-full).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Base URL of the mirror.
+        #[arg(long, default_value = data::MNIST_MIRROR)]
+        mirror: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvaluatorCommand {
+    /// Retrain the evaluator on the shipped training digits and write its weights and checksum.
+    Train {
+        #[arg(long, default_value_t = 12)]
+        epochs: i64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where to write the weights (default: the shipped location).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The shipped evaluator's accuracy on the held-out digits.
+    Accuracy,
+}
+
+/// Runs the command line; returns the process exit code. Errors are printed on one line.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.to_string().starts_with("interrupted") {
+                130
+            } else {
+                1
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(TrainCommand::Dcgan(args)) => train_dcgan(args),
+        Command::Data(DataCommand::Fetch { name, dir, mirror }) => {
+            anyhow::ensure!(name == "mnist", "dataset `{name}`: only `mnist` can be fetched");
+            let dir = dir.unwrap_or_else(|| data::datasets_dir().join("mnist-full"));
+            data::fetch(&mirror, &data::MNIST_FILES, &dir, true)?;
+            println!("MNIST is in {}; train on it with --dataset mnist-full", dir.display());
+            Ok(())
+        }
+        Command::Evaluator(EvaluatorCommand::Train { epochs, seed, out }) => {
+            let out = out.unwrap_or_else(crate::metrics::evaluator_path);
+            let started = Instant::now();
+            let ev = Evaluator::train(&Dataset::mnist(Split::Train)?, epochs, seed)?;
+            let accuracy = ev.accuracy(&Dataset::mnist(Split::Test)?)?;
+            ev.save(&out)?;
+            println!(
+                "evaluator trained in {:.0} s: {:.2}% on the 999 held-out digits; weights in {} (SHA-256 {})",
+                started.elapsed().as_secs_f64(),
+                100.0 * accuracy,
+                out.display(),
+                data::sha256_file(&out)?
+            );
+            Ok(())
+        }
+        Command::Evaluator(EvaluatorCommand::Accuracy) => {
+            let accuracy = Evaluator::shipped()?.accuracy(&Dataset::mnist(Split::Test)?)?;
+            println!("evaluator accuracy on the 999 held-out digits: {:.2}%", 100.0 * accuracy);
+            Ok(())
+        }
+    }
+}
+
+fn train_dcgan(a: DcganArgs) -> Result<()> {
+    let source: Source = a.dataset.parse().context("--dataset")?;
+    let data = Dataset::load(&source, Split::Train, a.image_size, a.channels)?;
+    let mut builder = Dcgan::mnist32()
+        .steps(a.steps)
+        .batch_size(a.batch_size)
+        .latent_dim(a.latent_dim)
+        .ngf(a.ngf)
+        .ndf(a.ndf)
+        .image_size(a.image_size)
+        .channels(a.channels)
+        .seed(a.seed)
+        .lr(a.lr)
+        .out_dir(&a.out);
+    if a.saturating {
+        builder = builder.objective(Objective::Saturating);
+    }
+    if a.default_init {
+        builder = builder.init(Init::Default);
+    }
+    let untrained = builder.build()?;
+    let mut first_step = 0;
+    if let Some(dir) = &a.resume {
+        first_step = crate::checkpoint::step_of(dir)?;
+        builder = builder.resume(dir);
+    }
+    // First Ctrl-C: finish the step, save a checkpoint, exit. Second: exit at once.
+    let _ = ctrlc::set_handler(|| {
+        static PRESSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if PRESSED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this step and saving a checkpoint (Ctrl-C again to quit at once)");
+        crate::train::request_stop();
+    });
+    let started = Instant::now();
+    let gan = builder.train(&data)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let steps = (gan.step - first_step).max(1);
+    println!(
+        "trained {} steps in {:.1} s ({:.1} ms per step, {} threads); outputs in {}",
+        gan.step - first_step,
+        seconds,
+        1000.0 * seconds / steps as f64,
+        tch::get_num_threads(),
+        a.out.display()
+    );
+    if source == Source::Mnist && a.image_size == 32 && a.channels == 1 {
+        let ev = Evaluator::shipped()?;
+        let report = ConfidenceReport::measure(&ev, &gan.sample(1000, 1), &untrained.sample(1000, 1))?;
+        println!("{report}");
+    }
+    Ok(())
+}

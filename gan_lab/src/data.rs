@@ -1,0 +1,437 @@
+//! Datasets for the lessons: MNIST and Fashion-MNIST in the IDX format, folders of images, seeded
+//! mini-batches, and the download of the official MNIST files.
+//!
+//! Every dataset becomes image tensors `[N, C, S, S]` scaled to [-1, 1] (the range of the
+//! generator's tanh) at S = 32 or 64, with labels `[N]` (i64) when the source has them.
+
+use crate::files;
+use anyhow::{bail, ensure, Context, Result};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use tch::{Kind, Tensor};
+
+/// Image sizes the models are built for.
+pub const IMAGE_SIZES: [i64; 2] = [32, 64];
+
+/// Where a dataset comes from; one argument selects it (`--dataset`, notebooks).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// The real MNIST digits shipped in `datasets/mnist` (9,001 training, 999 held out).
+    Mnist,
+    /// The official 60k/10k MNIST files, after `gan-lab data fetch mnist`.
+    MnistFull,
+    /// Fashion-MNIST from Debian's `dataset-fashion-mnist` package.
+    FashionMnist,
+    /// A folder of PNG/JPEG images (faces, sketches...), unlabelled.
+    Folder(PathBuf),
+}
+
+impl FromStr for Source {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "mnist" => Source::Mnist,
+            "mnist-full" => Source::MnistFull,
+            "fashion-mnist" => Source::FashionMnist,
+            path if Path::new(path).is_dir() => Source::Folder(PathBuf::from(path)),
+            other => bail!(
+                "dataset `{other}`: expected mnist, mnist-full, fashion-mnist or a folder of images"
+            ),
+        })
+    }
+}
+
+/// Training part or held-out part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+/// The repository's `datasets/` folder, or `$GAN_LAB_DATA` when set.
+pub fn datasets_dir() -> PathBuf {
+    match std::env::var_os("GAN_LAB_DATA") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets");
+            dir.canonicalize().unwrap_or(dir)
+        }
+    }
+}
+
+/// Where Debian's `dataset-fashion-mnist` package puts the official files.
+pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+/// Images `[N, C, S, S]` in [-1, 1] and optional labels `[N]`.
+#[derive(Debug)]
+pub struct Dataset {
+    pub name: String,
+    pub images: Tensor,
+    pub labels: Option<Tensor>,
+}
+
+impl Dataset {
+    /// Loads `source` at `image_size` (32 or 64); `channels` (1 or 3) matters for folders only.
+    pub fn load(source: &Source, split: Split, image_size: i64, channels: i64) -> Result<Dataset> {
+        check_image_size(image_size)?;
+        let prefix = match split {
+            Split::Train => "train",
+            Split::Test => "t10k",
+        };
+        let idx_dir = match source {
+            Source::Mnist => datasets_dir().join("mnist"),
+            Source::MnistFull => datasets_dir().join("mnist-full"),
+            Source::FashionMnist => PathBuf::from(FASHION_MNIST_DIR),
+            Source::Folder(dir) => return Dataset::from_folder(dir, image_size, channels),
+        };
+        if !idx_dir.is_dir() {
+            let hint = match source {
+                Source::MnistFull => "run `gan-lab data fetch mnist` first",
+                Source::FashionMnist => "install Debian's dataset-fashion-mnist package",
+                _ => "the repository's datasets/ folder is incomplete",
+            };
+            bail!("dataset folder {} does not exist: {hint}", idx_dir.display());
+        }
+        let mut ds = Dataset::from_idx(
+            &find_idx(&idx_dir, &format!("{prefix}-images-idx3-ubyte"))?,
+            &find_idx(&idx_dir, &format!("{prefix}-labels-idx1-ubyte"))?,
+            image_size,
+        )?;
+        ds.name = format!("{source:?} {split:?}").to_lowercase();
+        Ok(ds)
+    }
+
+    /// The shipped MNIST digits at 32×32, the lessons' default.
+    pub fn mnist(split: Split) -> Result<Dataset> {
+        Dataset::load(&Source::Mnist, split, 32, 1)
+    }
+
+    /// Reads an IDX image file and its IDX label file (gzip or raw) and resizes to `image_size`.
+    pub fn from_idx(images_path: &Path, labels_path: &Path, image_size: i64) -> Result<Dataset> {
+        check_image_size(image_size)?;
+        let images = read_idx(images_path, 3)?;
+        let labels = read_idx(labels_path, 1)?;
+        ensure!(
+            images.dims[0] == labels.dims[0],
+            "{} holds {} images but {} holds {} labels: expected the same count",
+            images_path.display(),
+            images.dims[0],
+            labels_path.display(),
+            labels.dims[0]
+        );
+        let (n, h, w) = (images.dims[0] as i64, images.dims[1] as i64, images.dims[2] as i64);
+        let pixels = Tensor::from_slice(&images.data).view([n, 1, h, w]);
+        Ok(Dataset {
+            name: images_path.display().to_string(),
+            images: resize(&to_unit_range(&pixels), image_size),
+            labels: Some(Tensor::from_slice(&labels.data).to_kind(Kind::Int64)),
+        })
+    }
+
+    /// Loads every PNG/JPEG in `dir` (sorted by name): centre crop to a square, resize to
+    /// `image_size`, grey (`channels` = 1) or RGB (3). Unlabelled.
+    pub fn from_folder(dir: &Path, image_size: i64, channels: i64) -> Result<Dataset> {
+        check_image_size(image_size)?;
+        ensure!(channels == 1 || channels == 3, "channels = {channels}: expected 1 (grey) or 3 (RGB)");
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("image folder {}: cannot read it", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let ext = p.extension().map(|e| e.to_string_lossy().to_lowercase());
+                matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
+            })
+            .collect();
+        paths.sort();
+        ensure!(!paths.is_empty(), "image folder {}: no PNG or JPEG images found", dir.display());
+        let size = image_size as u32;
+        let mut bytes = Vec::with_capacity(paths.len() * (size * size) as usize * channels as usize);
+        for path in &paths {
+            let img = image::open(path)
+                .with_context(|| format!("image {}: cannot decode it as PNG or JPEG", path.display()))?;
+            let side = img.width().min(img.height());
+            let square = img.crop_imm((img.width() - side) / 2, (img.height() - side) / 2, side, side);
+            let resized = square.resize_exact(size, size, image::imageops::FilterType::Triangle);
+            // Planar layout [C, H, W], as the models expect.
+            if channels == 1 {
+                bytes.extend_from_slice(resized.to_luma8().as_raw());
+            } else {
+                let rgb = resized.to_rgb8();
+                for c in 0..3 {
+                    bytes.extend(rgb.pixels().map(|p| p.0[c]));
+                }
+            }
+        }
+        let pixels = Tensor::from_slice(&bytes).view([paths.len() as i64, channels, image_size, image_size]);
+        Ok(Dataset { name: dir.display().to_string(), images: to_unit_range(&pixels), labels: None })
+    }
+
+    pub fn len(&self) -> i64 {
+        self.images.size()[0]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn channels(&self) -> i64 {
+        self.images.size()[1]
+    }
+
+    pub fn image_size(&self) -> i64 {
+        self.images.size()[2]
+    }
+
+    /// The first `n` images and labels (`n` is capped at the dataset's size).
+    pub fn take(&self, n: i64) -> Dataset {
+        let n = n.min(self.len());
+        Dataset {
+            name: self.name.clone(),
+            images: self.images.narrow(0, 0, n),
+            labels: self.labels.as_ref().map(|l| l.narrow(0, 0, n)),
+        }
+    }
+
+    /// Checks that mini-batches of `batch_size` can be drawn.
+    pub fn check_batch_size(&self, batch_size: i64) -> Result<()> {
+        ensure!(
+            batch_size >= 1 && batch_size <= self.len(),
+            "batch size {batch_size}: expected between 1 and the dataset's {} images ({})",
+            self.len(),
+            self.name
+        );
+        Ok(())
+    }
+}
+
+/// Seeded, shuffled mini-batches, addressed by training step so that a resumed run draws
+/// exactly the batches an uninterrupted one would. Each epoch is a fresh permutation; the last
+/// incomplete batch of an epoch is dropped.
+pub struct Batcher {
+    seed: u64,
+    batch_size: i64,
+    epoch: Option<i64>,
+    order: Tensor,
+}
+
+impl Batcher {
+    pub fn new(data: &Dataset, batch_size: i64, seed: u64) -> Result<Batcher> {
+        data.check_batch_size(batch_size)?;
+        Ok(Batcher { seed, batch_size, epoch: None, order: Tensor::new() })
+    }
+
+    pub fn batches_per_epoch(&self, data: &Dataset) -> i64 {
+        data.len() / self.batch_size
+    }
+
+    /// The images (and labels) of training step `step`.
+    pub fn batch(&mut self, data: &Dataset, step: i64) -> (Tensor, Option<Tensor>) {
+        let per_epoch = self.batches_per_epoch(data);
+        let (epoch, index) = (step / per_epoch, step % per_epoch);
+        if self.epoch != Some(epoch) {
+            let perm = permutation(data.len() as usize, self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            self.order = Tensor::from_slice(&perm);
+            self.epoch = Some(epoch);
+        }
+        let idx = self.order.narrow(0, index * self.batch_size, self.batch_size);
+        let images = data.images.index_select(0, &idx);
+        let labels = data.labels.as_ref().map(|l| l.index_select(0, &idx));
+        (images, labels)
+    }
+}
+
+/// A Fisher–Yates permutation of 0..n from a SplitMix64 stream: the same on every platform.
+pub fn permutation(n: usize, seed: u64) -> Vec<i64> {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut perm: Vec<i64> = (0..n as i64).collect();
+    for i in (1..n).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        perm.swap(i, j);
+    }
+    perm
+}
+
+fn check_image_size(image_size: i64) -> Result<()> {
+    ensure!(
+        IMAGE_SIZES.contains(&image_size),
+        "image size {image_size}: expected 32 or 64"
+    );
+    Ok(())
+}
+
+/// uint8 pixels to float in [-1, 1].
+fn to_unit_range(pixels: &Tensor) -> Tensor {
+    pixels.to_kind(Kind::Float) / 127.5 - 1.0
+}
+
+/// Bilinear resize of `[N, C, H, W]` to `size`×`size` (MNIST's 28×28 to 32×32 or 64×64).
+fn resize(images: &Tensor, size: i64) -> Tensor {
+    if images.size()[2] == size && images.size()[3] == size {
+        return images.shallow_clone();
+    }
+    images.upsample_bilinear2d([size, size], false, None, None).clamp(-1.0, 1.0)
+}
+
+/// The path of `stem` in `dir`, gzipped (`.gz`) or raw.
+fn find_idx(dir: &Path, stem: &str) -> Result<PathBuf> {
+    for name in [format!("{stem}.gz"), stem.to_string()] {
+        let path = dir.join(name);
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
+    bail!("{}: missing {stem}.gz (or {stem})", dir.display())
+}
+
+/// An IDX file's dimensions and unsigned-byte payload.
+pub struct Idx {
+    pub dims: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+/// Reads an IDX file of unsigned bytes with `expected_dims` dimensions, gzipped or raw, and
+/// checks its magic number and that the payload matches the header's counts.
+pub fn read_idx(path: &Path, expected_dims: usize) -> Result<Idx> {
+    let raw = std::fs::read(path).with_context(|| format!("dataset file {}: cannot read it", path.display()))?;
+    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .with_context(|| format!("dataset file {}: corrupt or truncated gzip data", path.display()))?;
+        out
+    } else {
+        raw
+    };
+    let what = |msg: String| format!("dataset file {}: {msg}", path.display());
+    ensure!(bytes.len() >= 4, what(format!("{} bytes is too short for an IDX header", bytes.len())));
+    let expected_magic = 0x0800 | expected_dims as u32;
+    let magic = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    ensure!(
+        magic == expected_magic,
+        what(format!(
+            "wrong magic number 0x{magic:08x}: expected 0x{expected_magic:08x} (IDX, unsigned bytes, {expected_dims} dimension{})",
+            if expected_dims == 1 { "" } else { "s" }
+        ))
+    );
+    let header = 4 + 4 * expected_dims;
+    ensure!(bytes.len() >= header, what(format!("header cut short at {} bytes", bytes.len())));
+    let dims: Vec<usize> = (0..expected_dims)
+        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
+        .collect();
+    if expected_dims == 3 {
+        ensure!(
+            dims[1] > 0 && dims[2] > 0 && dims[1] <= 1024 && dims[2] <= 1024,
+            what(format!("image size {}×{}: expected between 1 and 1024 pixels a side", dims[1], dims[2]))
+        );
+    }
+    let expected_len: usize = dims.iter().product();
+    let found = bytes.len() - header;
+    ensure!(
+        found == expected_len,
+        what(format!(
+            "header announces {} ({expected_len} bytes) but the file holds {found} bytes{}",
+            dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×"),
+            if found < expected_len { " (truncated?)" } else { "" }
+        ))
+    );
+    ensure!(dims[0] > 0, what("holds no items".into()));
+    Ok(Idx { dims, data: bytes[header..].to_vec() })
+}
+
+/// One file of the official MNIST distribution and its SHA-256.
+pub struct RemoteFile {
+    pub name: &'static str,
+    pub sha256: &'static str,
+}
+
+/// The official MNIST files and their checksums.
+pub const MNIST_FILES: [RemoteFile; 4] = [
+    RemoteFile { name: "train-images-idx3-ubyte.gz", sha256: "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609" },
+    RemoteFile { name: "train-labels-idx1-ubyte.gz", sha256: "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c" },
+    RemoteFile { name: "t10k-images-idx3-ubyte.gz", sha256: "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6" },
+    RemoteFile { name: "t10k-labels-idx1-ubyte.gz", sha256: "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6" },
+];
+
+/// A mirror of the official MNIST files.
+pub const MNIST_MIRROR: &str = "https://ossci-datasets.s3.amazonaws.com/mnist/";
+
+/// Downloads `files` from `base_url` into `dir`, checking each SHA-256; files already present
+/// with the right checksum are kept. Each file is written atomically: a download that fails,
+/// is cut short or has the wrong checksum leaves nothing behind.
+pub fn fetch(base_url: &str, files: &[RemoteFile], dir: &Path, show_progress: bool) -> Result<()> {
+    use sha2::{Digest, Sha256};
+    files::ensure_writable_dir(dir)?;
+    for file in files {
+        let dest = dir.join(file.name);
+        if dest.is_file() && sha256_file(&dest)? == file.sha256 {
+            eprintln!("{}: present, checksum verified", dest.display());
+            continue;
+        }
+        let url = format!("{}/{}", base_url.trim_end_matches('/'), file.name);
+        let response = ureq::get(&url).call().with_context(|| format!("download {url} failed"))?;
+        let total: Option<u64> = response.header("Content-Length").and_then(|v| v.parse().ok());
+        let bar = if show_progress {
+            indicatif::ProgressBar::new(total.unwrap_or(0))
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(file.name);
+        let mut reader = response.into_reader();
+        let mut hasher = Sha256::new();
+        let mut received = 0u64;
+        files::write_atomic_with(&dest, |tmp| {
+            use std::io::Write;
+            let mut out = std::fs::File::create(tmp)?;
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = reader.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                out.write_all(&buf[..n])?;
+                received += n as u64;
+                bar.set_position(received);
+            }
+            if let Some(total) = total {
+                if received != total {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("download cut short: {received} of {total} bytes"),
+                    ));
+                }
+            }
+            let got = format!("{:x}", hasher.clone().finalize());
+            if got != file.sha256 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("SHA-256 {got} does not match the expected {}", file.sha256),
+                ));
+            }
+            out.sync_all()
+        })
+        .with_context(|| format!("{url}"))?;
+        bar.finish();
+        eprintln!("{}: downloaded, checksum verified", dest.display());
+    }
+    Ok(())
+}
+
+/// Hex SHA-256 of a file.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}

@@ -1,0 +1,17 @@
+//! gan_lab: a course kit for generative adversarial networks on tch (libtorch).
+
+pub mod builders;
+pub mod checkpoint;
+pub mod cli;
+pub mod data;
+pub mod files;
+pub mod losses;
+pub mod metrics;
+pub mod models;
+pub mod optim;
+pub mod train;
+pub mod viz;
+
+pub use builders::Dcgan;
+pub use data::{Dataset, Source, Split};
+pub use train::{Gan, History};

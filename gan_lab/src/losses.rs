@@ -1,0 +1,52 @@
+//! Adversarial losses, one function per formula, all on discriminator logits `l` with
+//! D(x) = sigmoid(l). The training loop reads which ones to use from an [`Objective`].
+
+use serde::{Deserialize, Serialize};
+use tch::{Reduction, Tensor};
+
+/// Binary cross-entropy of logits against a constant target (1 = real, 0 = fake), averaged.
+fn bce_with_logits(logits: &Tensor, target: f64) -> Tensor {
+    logits.binary_cross_entropy_with_logits::<Tensor>(&logits.full_like(target), None, None, Reduction::Mean)
+}
+
+/// Discriminator loss, lesson eq. (7) negated to a minimisation (Goodfellow et al., 2014):
+/// −E[log D(x*)] − E[log(1 − D(G(z)))], the BCE of real against 1 plus fake against 0.
+pub fn discriminator_loss(real_logits: &Tensor, fake_logits: &Tensor) -> Tensor {
+    bce_with_logits(real_logits, 1.0) + bce_with_logits(fake_logits, 0.0)
+}
+
+/// Non-saturating generator loss, lesson eq. (6): maximise E[log D(G(z))], i.e. minimise
+/// −E[log D(G(z))], the BCE of the fakes against the "real" label.
+pub fn generator_loss_non_saturating(fake_logits: &Tensor) -> Tensor {
+    bce_with_logits(fake_logits, 1.0)
+}
+
+/// Saturating ("true" minimax) generator loss, lesson question 3: minimise E[log(1 − D(G(z)))]
+/// as in eq. (5). Its gradient vanishes when D confidently rejects the fakes.
+pub fn generator_loss_saturating(fake_logits: &Tensor) -> Tensor {
+    -bce_with_logits(fake_logits, 0.0)
+}
+
+/// What the two players optimise. The training loop reads it; it never copies itself per family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Objective {
+    /// Minimax D loss with the non-saturating G loss (the lesson's default).
+    NonSaturating,
+    /// Minimax D loss with the saturating ("true") G loss.
+    Saturating,
+}
+
+impl Objective {
+    pub fn discriminator_loss(&self, real_logits: &Tensor, fake_logits: &Tensor) -> Tensor {
+        match self {
+            Objective::NonSaturating | Objective::Saturating => discriminator_loss(real_logits, fake_logits),
+        }
+    }
+
+    pub fn generator_loss(&self, fake_logits: &Tensor) -> Tensor {
+        match self {
+            Objective::NonSaturating => generator_loss_non_saturating(fake_logits),
+            Objective::Saturating => generator_loss_saturating(fake_logits),
+        }
+    }
+}

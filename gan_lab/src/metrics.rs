@@ -1,0 +1,157 @@
+//! Judging generated images with the frozen evaluator ([`crate::models::classifier`]).
+//!
+//! The evaluator's weights ship in `datasets/evaluator/` with their SHA-256; `gan-lab evaluator
+//! train` regenerates them from the shipped training digits.
+
+use crate::data::{Batcher, Dataset, Split};
+use crate::models::classifier::Classifier;
+use crate::optim::{Adam, AdamConfig};
+use anyhow::{ensure, Context, Result};
+use std::path::{Path, PathBuf};
+use tch::{nn::VarStore, Device, Kind, Tensor};
+
+/// The frozen digit classifier.
+pub struct Evaluator {
+    pub vs: VarStore,
+    pub net: Classifier,
+}
+
+/// The shipped evaluator weights.
+pub fn evaluator_path() -> PathBuf {
+    crate::data::datasets_dir().join("evaluator/mnist_lenet.safetensors")
+}
+
+impl Evaluator {
+    fn untrained() -> Evaluator {
+        let vs = VarStore::new(Device::Cpu);
+        let net = Classifier::new(&vs.root());
+        Evaluator { vs, net }
+    }
+
+    /// The shipped evaluator, after checking its weights against their recorded SHA-256.
+    pub fn shipped() -> Result<Evaluator> {
+        Evaluator::load(&evaluator_path())
+    }
+
+    /// Loads evaluator weights from `path`, checking them against `<path>.sha256` when present.
+    pub fn load(path: &Path) -> Result<Evaluator> {
+        let sum_path = PathBuf::from(format!("{}.sha256", path.display()));
+        if let Ok(expected) = std::fs::read_to_string(&sum_path) {
+            let expected = expected.split_whitespace().next().unwrap_or_default().to_string();
+            let actual = crate::data::sha256_file(path)?;
+            ensure!(
+                actual == expected,
+                "evaluator weights {}: SHA-256 {actual} does not match {} ({expected}); \
+                 regenerate them with `gan-lab evaluator train`",
+                path.display(),
+                sum_path.display()
+            );
+        }
+        let mut ev = Evaluator::untrained();
+        ev.vs
+            .load(path)
+            .with_context(|| format!("evaluator weights {}: cannot load them", path.display()))?;
+        ev.vs.freeze();
+        Ok(ev)
+    }
+
+    /// Trains a fresh evaluator on `train` (Adam 1e-3, batch 128, random shifts of up to 2
+    /// pixels), seeded.
+    pub fn train(train: &Dataset, epochs: i64, seed: u64) -> Result<Evaluator> {
+        ensure!(train.labels.is_some(), "dataset {}: the evaluator needs labels", train.name);
+        tch::manual_seed(crate::train::mix(seed, 3) as i64);
+        let ev = Evaluator::untrained();
+        let mut opt = Adam::new(&ev.vs, AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
+        let batch = 128;
+        let mut batcher = Batcher::new(train, batch, seed)?;
+        let steps = epochs * batcher.batches_per_epoch(train);
+        for step in 0..steps {
+            let (x, y) = batcher.batch(train, step);
+            let x = random_shift(&x, 2);
+            opt.zero_grad();
+            let loss = ev.net.logits(&x, true).cross_entropy_for_logits(&y.expect("labels"));
+            loss.backward();
+            opt.step();
+        }
+        Ok(ev)
+    }
+
+    /// Class probabilities `[N, 10]` of images `[N, 1, 32, 32]`, in batches.
+    pub fn probabilities(&self, images: &Tensor) -> Tensor {
+        tch::no_grad(|| {
+            let chunks: Vec<Tensor> = images
+                .split(500, 0)
+                .iter()
+                .map(|x| self.net.logits(x, false).softmax(-1, Kind::Float))
+                .collect();
+            Tensor::cat(&chunks, 0)
+        })
+    }
+
+    /// Share of `data` classified correctly.
+    pub fn accuracy(&self, data: &Dataset) -> Result<f64> {
+        let labels = data.labels.as_ref().with_context(|| format!("dataset {}: no labels", data.name))?;
+        let predicted = self.probabilities(&data.images).argmax(-1, false);
+        Ok(predicted.eq_tensor(labels).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]))
+    }
+
+    /// Share of images whose most likely class has probability above `threshold`: how many
+    /// samples the evaluator reads as a clear digit.
+    pub fn confident_share(&self, images: &Tensor, threshold: f64) -> f64 {
+        let (top, _) = self.probabilities(images).max_dim(-1, false);
+        top.gt(threshold).to_kind(Kind::Float).mean(Kind::Float).double_value(&[])
+    }
+
+    /// Writes the weights to `path` and their SHA-256 beside them, atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            crate::files::ensure_writable_dir(parent)?;
+        }
+        crate::files::write_atomic_with(path, |tmp| {
+            // VarStore::save picks the format from the extension: keep `.safetensors` last.
+            let tmp_st = tmp.with_extension("tmp.safetensors");
+            self.vs.save(&tmp_st).map_err(std::io::Error::other)?;
+            std::fs::rename(tmp_st, tmp)
+        })?;
+        let sum = crate::data::sha256_file(path)?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        crate::files::write_atomic(&PathBuf::from(format!("{}.sha256", path.display())), format!("{sum}  {name}\n").as_bytes())
+    }
+}
+
+/// Shifts a batch of images by up to `max` pixels in x and y, filling with the background (-1).
+fn random_shift(x: &Tensor, max: i64) -> Tensor {
+    let (h, w) = (x.size()[2], x.size()[3]);
+    let padded = (x + 1.0).constant_pad_nd([max, max, max, max]) - 1.0;
+    let offset = Tensor::randint(2 * max + 1, [2], (Kind::Int64, Device::Cpu));
+    padded.narrow(2, offset.int64_value(&[0]), h).narrow(3, offset.int64_value(&[1]), w)
+}
+
+/// The report printed after the DCGAN lesson: how many of 1,000 images the evaluator reads as
+/// a clear digit (confidence > 0.9), for the trained generator, an untrained one and real
+/// held-out digits.
+pub struct ConfidenceReport {
+    pub trained: f64,
+    pub untrained: f64,
+    pub real: f64,
+}
+
+impl ConfidenceReport {
+    pub fn measure(ev: &Evaluator, trained: &Tensor, untrained: &Tensor) -> Result<ConfidenceReport> {
+        let real = Dataset::mnist(Split::Test)?;
+        Ok(ConfidenceReport {
+            trained: ev.confident_share(trained, 0.9),
+            untrained: ev.confident_share(untrained, 0.9),
+            real: ev.confident_share(&real.take(1000).images, 0.9),
+        })
+    }
+}
+
+impl std::fmt::Display for ConfidenceReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "share of 1,000 images the evaluator labels with confidence > 0.9:")?;
+        writeln!(f, "  trained generator   {:5.1}%", 100.0 * self.trained)?;
+        writeln!(f, "  untrained generator {:5.1}%", 100.0 * self.untrained)?;
+        write!(f, "  real held-out digits{:5.1}%  (999 available)", 100.0 * self.real)
+    }
+}

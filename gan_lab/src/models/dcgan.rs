@@ -1,0 +1,182 @@
+//! DCGAN (Radford et al., 2016, arXiv:1511.06434) as specified by the DCGAN 32×32 MNIST lesson
+//! (`001_40a2548f544e6e70.txt`, section 1.2), with the lesson's 64×64 experiment (one more block).
+//!
+//! D: conv(ndf, k4 s2 p1, no bias)+BN+LeakyReLU(0.2) → conv(2·ndf) → conv(4·ndf) → conv(1, k4 s1 p0)
+//! G: convT(4·ngf, k4 s1 p0, no bias)+BN+ReLU → convT(2·ngf, k4 s2 p1) → convT(ngf) → convT(C)+tanh
+//!
+//! The lesson puts a sigmoid after D's last convolution and uses BCE; here D returns the logit and
+//! the loss applies the sigmoid (`binary_cross_entropy_with_logits`), which is the same function
+//! computed without overflow. [`Discriminator::probability`] gives D(x) as the lesson defines it.
+
+use super::{DiscriminatorNet, GeneratorNet};
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module, ModuleT};
+use tch::Tensor;
+
+/// How weights are initialised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Init {
+    /// The DCGAN paper's: conv weights N(0, 0.02), BatchNorm weight N(1, 0.02), bias 0.
+    Dcgan,
+    /// The library's default (Kaiming-uniform convolutions, BatchNorm weight 1): the lesson's
+    /// "replace the custom initialisation" experiment.
+    Default,
+}
+
+/// The architecture's hyperparameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DcganConfig {
+    /// Side of the generated images: 32 (the lesson) or 64 (one more block).
+    pub image_size: i64,
+    /// Image channels: 1 for MNIST, 3 for colour datasets.
+    pub channels: i64,
+    /// Dimension n_z of the prior N(0, I).
+    pub latent_dim: i64,
+    /// Width of G's last hidden layer; the others are 2·ngf, 4·ngf (and 8·ngf at 64×64).
+    pub ngf: i64,
+    /// Width of D's first layer; the others are 2·ndf, 4·ndf (and 8·ndf at 64×64).
+    pub ndf: i64,
+    /// Weight initialisation.
+    pub init: Init,
+}
+
+impl Default for DcganConfig {
+    fn default() -> Self {
+        Self::mnist32()
+    }
+}
+
+impl DcganConfig {
+    /// The lesson's defaults: 32×32 grey digits, n_z = 100, ngf = ndf = 32, DCGAN init.
+    pub fn mnist32() -> Self {
+        DcganConfig { image_size: 32, channels: 1, latent_dim: 100, ngf: 32, ndf: 32, init: Init::Dcgan }
+    }
+
+    /// Channel widths from the 4×4 end to the image end: [4, 2, 1] at 32×32, [8, 4, 2, 1] at 64×64.
+    fn widths(&self, base: i64) -> Vec<i64> {
+        let blocks = if self.image_size == 64 { 4 } else { 3 };
+        (0..blocks).rev().map(|i| base << i).collect()
+    }
+
+    fn conv_config(&self, stride: i64, padding: i64) -> nn::ConvConfig {
+        let mut c = nn::ConvConfig { stride, padding, bias: false, ..Default::default() };
+        if self.init == Init::Dcgan {
+            c.ws_init = nn::Init::Randn { mean: 0.0, stdev: 0.02 };
+        }
+        c
+    }
+
+    fn convt_config(&self, stride: i64, padding: i64) -> nn::ConvTransposeConfig {
+        let mut c = nn::ConvTransposeConfig { stride, padding, bias: false, ..Default::default() };
+        if self.init == Init::Dcgan {
+            c.ws_init = nn::Init::Randn { mean: 0.0, stdev: 0.02 };
+        }
+        c
+    }
+
+    fn bn_config(&self) -> nn::BatchNormConfig {
+        let mut c = nn::BatchNormConfig::default();
+        if self.init == Init::Dcgan {
+            c.ws_init = nn::Init::Randn { mean: 1.0, stdev: 0.02 };
+            c.bs_init = nn::Init::Const(0.0);
+        }
+        c
+    }
+}
+
+/// LeakyReLU with slope 0.2 as one fused op with autograd (`prelu` with a fixed weight).
+pub fn leaky_relu_02(x: &Tensor) -> Tensor {
+    x.prelu(&Tensor::from(0.2f32).to_device(x.device()))
+}
+
+/// The DCGAN generator.
+#[derive(Debug)]
+pub struct Generator {
+    latent_dim: i64,
+    blocks: Vec<(nn::ConvTranspose2D, nn::BatchNorm)>,
+    to_image: nn::ConvTranspose2D,
+}
+
+impl Generator {
+    pub fn new(p: &nn::Path, c: &DcganConfig) -> Generator {
+        let widths = c.widths(c.ngf);
+        let mut blocks = Vec::new();
+        let mut in_ch = c.latent_dim;
+        for (i, &w) in widths.iter().enumerate() {
+            // The first block maps the 1×1 latent to 4×4; the others double the side.
+            let cfg = if i == 0 { c.convt_config(1, 0) } else { c.convt_config(2, 1) };
+            let conv = nn::conv_transpose2d(p / format!("convt{}", i + 1), in_ch, w, 4, cfg);
+            let bn = nn::batch_norm2d(p / format!("bn{}", i + 1), w, c.bn_config());
+            blocks.push((conv, bn));
+            in_ch = w;
+        }
+        let n = widths.len() + 1;
+        let to_image = nn::conv_transpose2d(p / format!("convt{n}"), in_ch, c.channels, 4, c.convt_config(2, 1));
+        Generator { latent_dim: c.latent_dim, blocks, to_image }
+    }
+
+    /// z `[B, n_z]` → images `[B, C, S, S]` in [-1, 1].
+    pub fn forward_t(&self, z: &Tensor, train: bool) -> Tensor {
+        let b = z.size()[0];
+        assert_eq!(z.size(), [b, self.latent_dim], "generator input: expected [batch, {}]", self.latent_dim);
+        let mut x = z.view([b, self.latent_dim, 1, 1]); // [B, n_z, 1, 1]
+        for (conv, bn) in &self.blocks {
+            // [B, 4ngf, 4, 4] → [B, 2ngf, 8, 8] → [B, ngf, 16, 16]
+            x = bn.forward_t(&conv.forward(&x), train).relu();
+        }
+        self.to_image.forward(&x).tanh() // [B, C, 32, 32]
+    }
+}
+
+impl GeneratorNet for Generator {
+    fn generate(&self, z: &Tensor, _labels: Option<&Tensor>, train: bool) -> Tensor {
+        self.forward_t(z, train)
+    }
+}
+
+/// The DCGAN discriminator; returns logits.
+#[derive(Debug)]
+pub struct Discriminator {
+    blocks: Vec<(nn::Conv2D, nn::BatchNorm)>,
+    to_score: nn::Conv2D,
+}
+
+impl Discriminator {
+    pub fn new(p: &nn::Path, c: &DcganConfig) -> Discriminator {
+        let mut widths = c.widths(c.ndf);
+        widths.reverse();
+        let mut blocks = Vec::new();
+        let mut in_ch = c.channels;
+        for (i, &w) in widths.iter().enumerate() {
+            let conv = nn::conv2d(p / format!("conv{}", i + 1), in_ch, w, 4, c.conv_config(2, 1));
+            let bn = nn::batch_norm2d(p / format!("bn{}", i + 1), w, c.bn_config());
+            blocks.push((conv, bn));
+            in_ch = w;
+        }
+        let n = widths.len() + 1;
+        let to_score = nn::conv2d(p / format!("conv{n}"), in_ch, 1, 4, c.conv_config(1, 0));
+        Discriminator { blocks, to_score }
+    }
+
+    /// Images `[B, C, S, S]` → logits `[B]`.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let b = x.size()[0];
+        let mut h = x.shallow_clone();
+        for (conv, bn) in &self.blocks {
+            // [B, ndf, 16, 16] → [B, 2ndf, 8, 8] → [B, 4ndf, 4, 4]
+            h = leaky_relu_02(&bn.forward_t(&conv.forward(&h), train));
+        }
+        self.to_score.forward(&h).view([b]) // [B, 1, 1, 1] → [B]
+    }
+
+    /// D(x) ∈ [0, 1] as the lesson defines it: the sigmoid of the logit.
+    pub fn probability(&self, x: &Tensor) -> Tensor {
+        self.forward_t(x, false).sigmoid()
+    }
+}
+
+impl DiscriminatorNet for Discriminator {
+    fn score(&self, x: &Tensor, _labels: Option<&Tensor>, train: bool) -> Tensor {
+        self.forward_t(x, train)
+    }
+}

@@ -1,0 +1,292 @@
+//! The one training loop. Every GAN family runs through [`Gan::train_step`]: what differs between
+//! families (the networks, the objective, the optimizers) is data the loop reads.
+
+use crate::data::{Batcher, Dataset};
+use crate::losses::Objective;
+use crate::models::{DiscriminatorNet, GeneratorNet};
+use crate::optim::{Adam, AdamConfig};
+use anyhow::{bail, ensure, Result};
+use serde::{Deserialize, Serialize};
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tch::{nn::VarStore, Device, Kind, Tensor};
+
+/// Training settings shared by the GAN families.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Total number of training steps (one D update and one G update each).
+    pub steps: i64,
+    /// Images per mini-batch.
+    pub batch_size: i64,
+    /// Seeds weights, batches and noise: the same seed gives the same run on CPU.
+    pub seed: u64,
+    /// The players' objective.
+    pub objective: Objective,
+    /// Generator optimizer.
+    pub adam_g: AdamConfig,
+    /// Discriminator optimizer.
+    pub adam_d: AdamConfig,
+    /// Keep a grid of the fixed noise's images every this many steps (0: never).
+    pub snapshot_every: i64,
+    /// Write a checkpoint every this many steps when the run has an output folder (0: at the end only).
+    pub checkpoint_every: i64,
+}
+
+impl Default for TrainConfig {
+    /// The DCGAN lesson's settings: 1500 steps of batch 64, Adam(2e-4, β1 0.5) for both players.
+    fn default() -> Self {
+        TrainConfig {
+            steps: 1500,
+            batch_size: 64,
+            seed: 0,
+            objective: Objective::NonSaturating,
+            adam_g: AdamConfig::dcgan(),
+            adam_d: AdamConfig::dcgan(),
+            snapshot_every: 250,
+            checkpoint_every: 500,
+        }
+    }
+}
+
+/// What one training step measured.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub step: i64,
+    pub d_loss: f64,
+    pub g_loss: f64,
+    /// Mean D(x) on the real batch.
+    pub d_real: f64,
+    /// Mean D(G(z)) on the fake batch, before D's update.
+    pub d_fake: f64,
+}
+
+/// Per-step records of a run; what training returns for notebooks and the CLI to show.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    pub steps: Vec<StepRecord>,
+}
+
+impl History {
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    pub fn last(&self) -> Option<&StepRecord> {
+        self.steps.last()
+    }
+}
+
+static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// Asks running training loops to stop after their current step (Ctrl-C in the CLI).
+pub fn request_stop() {
+    STOP_REQUESTED.store(true, Ordering::SeqCst);
+}
+
+/// `GAN_LAB_QUICK=1` caps every run at a few steps: notebooks and examples smoke-run in seconds.
+pub fn quick_mode() -> bool {
+    std::env::var("GAN_LAB_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Steps a quick-mode run is cut to.
+pub const QUICK_STEPS: i64 = 20;
+
+/// A generator and a discriminator with their weights, optimizers and progress.
+pub struct Gan {
+    /// The model family (`"dcgan"`), checked when a checkpoint is loaded.
+    pub family: String,
+    /// The family's architecture settings, checked when a checkpoint is loaded.
+    pub architecture: serde_json::Value,
+    pub config: TrainConfig,
+    pub latent_dim: i64,
+    pub vs_g: VarStore,
+    pub vs_d: VarStore,
+    pub generator: Box<dyn GeneratorNet>,
+    pub discriminator: Box<dyn DiscriminatorNet>,
+    pub opt_g: Adam,
+    pub opt_d: Adam,
+    /// Steps done so far.
+    pub step: i64,
+    pub history: History,
+    /// Noise fixed at the start of the run, for snapshots that show progress on the same z.
+    pub fixed_noise: Tensor,
+    /// (step, images) taken every `snapshot_every` steps from the fixed noise.
+    pub snapshots: Vec<(i64, Tensor)>,
+}
+
+/// How a call to [`Gan::train`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Finished,
+    /// Stopped early by [`request_stop`]; the state is consistent and can be checkpointed.
+    Interrupted,
+}
+
+impl Gan {
+    /// Noise for step `step` of a run seeded `seed`: drawn from a generator re-seeded per step,
+    /// so a resumed run draws exactly what an uninterrupted one would.
+    pub fn noise_for_step(seed: u64, step: i64, batch: i64, latent_dim: i64) -> Tensor {
+        tch::manual_seed(mix(seed, step as u64 + 1) as i64);
+        sample_prior(batch, latent_dim)
+    }
+
+    /// One D update then one G update on a real batch, with noise `z`.
+    pub fn train_step(&mut self, real: &Tensor, labels: Option<&Tensor>, z: &Tensor) -> StepRecord {
+        let objective = self.config.objective;
+        let fake = self.generator.generate(z, labels, true);
+
+        // (1) Update D: maximise log D(x) + log(1 − D(G(z))).
+        self.opt_d.zero_grad();
+        let real_logits = self.discriminator.score(real, labels, true);
+        let fake_logits = self.discriminator.score(&fake.detach(), labels, true);
+        let d_loss = objective.discriminator_loss(&real_logits, &fake_logits);
+        d_loss.backward();
+        self.opt_d.step();
+
+        // (2) Update G: maximise log D(G(z)) (or minimise log(1 − D(G(z))), the saturating form).
+        self.opt_g.zero_grad();
+        let g_loss = objective.generator_loss(&self.discriminator.score(&fake, labels, true));
+        g_loss.backward();
+        self.opt_g.step();
+
+        StepRecord {
+            step: self.step,
+            d_loss: d_loss.double_value(&[]),
+            g_loss: g_loss.double_value(&[]),
+            d_real: real_logits.sigmoid().mean(Kind::Float).double_value(&[]),
+            d_fake: fake_logits.sigmoid().mean(Kind::Float).double_value(&[]),
+        }
+    }
+
+    /// Trains until `self.config.steps` steps are done, calling `after_step` after each (for
+    /// checkpoints). Stops early, in a consistent state, when [`request_stop`] is called.
+    pub fn train(&mut self, data: &Dataset, mut after_step: impl FnMut(&Gan) -> Result<()>) -> Result<Outcome> {
+        let c = self.config.clone();
+        ensure!(c.steps >= 0, "steps = {}: expected 0 or more", c.steps);
+        ensure!(
+            data.channels() * data.image_size() * data.image_size() == self.image_numel(),
+            "dataset {} has {}×{}×{} images, but the model was built for {:?}",
+            data.name,
+            data.channels(),
+            data.image_size(),
+            data.image_size(),
+            self.image_shape()
+        );
+        let mut batcher = Batcher::new(data, c.batch_size, c.seed)?;
+        let mut progress = Progress::new(c.steps, self.step);
+        while self.step < c.steps {
+            if STOP_REQUESTED.swap(false, Ordering::SeqCst) {
+                progress.finish(self);
+                return Ok(Outcome::Interrupted);
+            }
+            let (real, labels) = batcher.batch(data, self.step);
+            let z = Gan::noise_for_step(c.seed, self.step, c.batch_size, self.latent_dim);
+            let record = self.train_step(&real, labels.as_ref(), &z);
+            if !record.d_loss.is_finite() || !record.g_loss.is_finite() {
+                bail!("step {}: the losses became {} (D) and {} (G); try a lower learning rate", self.step, record.d_loss, record.g_loss);
+            }
+            self.history.steps.push(record);
+            self.step += 1;
+            if c.snapshot_every > 0 && self.step % c.snapshot_every == 0 {
+                let images = self.generate(&self.fixed_noise);
+                self.snapshots.push((self.step, images));
+            }
+            progress.update(self);
+            after_step(self)?;
+        }
+        progress.finish(self);
+        Ok(Outcome::Finished)
+    }
+
+    /// Images for latent vectors `z` `[B, latent_dim]`, with BatchNorm in inference mode.
+    pub fn generate(&self, z: &Tensor) -> Tensor {
+        tch::no_grad(|| self.generator.generate(z, None, false))
+    }
+
+    /// `n` images from the prior, drawn with `seed`.
+    pub fn sample(&self, n: i64, seed: u64) -> Tensor {
+        tch::manual_seed(mix(seed, 0xA11CE) as i64);
+        self.generate(&sample_prior(n, self.latent_dim))
+    }
+
+    fn image_shape(&self) -> Vec<i64> {
+        self.generate(&Tensor::zeros([1, self.latent_dim], (Kind::Float, Device::Cpu))).size()[1..].to_vec()
+    }
+
+    fn image_numel(&self) -> i64 {
+        self.image_shape().iter().product()
+    }
+}
+
+/// `n` draws from the prior N(0, I) in `latent_dim` dimensions.
+pub fn sample_prior(n: i64, latent_dim: i64) -> Tensor {
+    Tensor::randn([n, latent_dim], (Kind::Float, Device::Cpu))
+}
+
+/// SplitMix64 of `seed` and `salt`: independent seeds for independent streams.
+pub fn mix(seed: u64, salt: u64) -> u64 {
+    let mut z = seed.wrapping_add(salt.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) >> 1 // non-negative as i64
+}
+
+/// A live progress bar in a terminal; a compact line every N steps elsewhere (notebooks, logs),
+/// where carriage returns do not animate. `GAN_LAB_PROGRESS=bar|lines|off` overrides the choice.
+enum Progress {
+    Bar(indicatif::ProgressBar),
+    Lines { every: i64 },
+    Off,
+}
+
+impl Progress {
+    fn new(total: i64, start: i64) -> Progress {
+        let mode = std::env::var("GAN_LAB_PROGRESS").unwrap_or_default();
+        let terminal = std::io::stderr().is_terminal();
+        match mode.as_str() {
+            "off" => Progress::Off,
+            "bar" => Progress::bar(total, start),
+            "lines" => Progress::Lines { every: (total / 10).max(1) },
+            _ if terminal => Progress::bar(total, start),
+            _ => Progress::Lines { every: (total / 10).max(1) },
+        }
+    }
+
+    fn bar(total: i64, start: i64) -> Progress {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps [{elapsed} < {eta}] {msg}")
+                .expect("valid template"),
+        );
+        bar.set_position(start as u64);
+        Progress::Bar(bar)
+    }
+
+    fn update(&mut self, gan: &Gan) {
+        let Some(r) = gan.history.last() else { return };
+        let msg = format!(
+            "D {:.3}  G {:.3}  D(x) {:.2}  D(G(z)) {:.2}",
+            r.d_loss, r.g_loss, r.d_real, r.d_fake
+        );
+        match self {
+            Progress::Bar(bar) => {
+                bar.set_position(gan.step as u64);
+                bar.set_message(msg);
+            }
+            Progress::Lines { every } if gan.step % *every == 0 => {
+                eprintln!("step {:>6}/{}  {msg}", gan.step, gan.config.steps);
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self, _gan: &Gan) {
+        if let Progress::Bar(bar) = self {
+            bar.finish();
+        }
+    }
+}

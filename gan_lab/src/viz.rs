@@ -1,0 +1,170 @@
+//! All pictures: the sample grid (one function, used everywhere), loss curves, and strips of
+//! latent interpolations. Notebook display ([`crate::notebook`]) is a thin layer over these.
+
+use crate::files;
+use crate::train::History;
+use anyhow::{bail, Context, Result};
+use image::RgbImage;
+use plotters::prelude::*;
+use std::path::Path;
+use std::sync::Once;
+use tch::{Kind, Tensor};
+
+/// Pixels between tiles in a grid.
+pub const GRID_PADDING: u32 = 2;
+
+/// Tiles images `[N, C, H, W]` in [-1, 1] (C = 1 or 3) into a grid `ncols` wide, row by row:
+/// image k sits in row k / ncols, column k % ncols, with [`GRID_PADDING`] pixels of black around
+/// each tile. Grey images become grey RGB.
+pub fn grid(images: &Tensor, ncols: i64) -> RgbImage {
+    let size = images.size();
+    assert_eq!(size.len(), 4, "grid: expected images [N, C, H, W], got {size:?}");
+    let (n, c, h, w) = (size[0], size[1], size[2], size[3]);
+    assert!(c == 1 || c == 3, "grid: expected 1 or 3 channels, got {c}");
+    assert!(ncols >= 1, "grid: expected ncols ≥ 1, got {ncols}");
+    let ncols = ncols.min(n.max(1));
+    let nrows = (n + ncols - 1) / ncols;
+    let pad = GRID_PADDING as i64;
+    // [N, C, H, W] in [-1, 1] → [N, H, W, 3] bytes.
+    let bytes = ((images.detach().to_device(tch::Device::Cpu).clamp(-1.0, 1.0) + 1.0) * 127.5)
+        .round()
+        .to_kind(Kind::Uint8)
+        .expand([n, 3, h, w], false)
+        .permute([0, 2, 3, 1])
+        .contiguous();
+    let bytes: Vec<u8> = Vec::try_from(bytes.view([-1])).expect("uint8 tensor");
+    let width = (ncols * (w + pad) + pad) as u32;
+    let height = (nrows * (h + pad) + pad) as u32;
+    let mut out = RgbImage::new(width, height);
+    for k in 0..n {
+        let (row, col) = (k / ncols, k % ncols);
+        let (x0, y0) = (pad + col * (w + pad), pad + row * (h + pad));
+        for y in 0..h {
+            for x in 0..w {
+                let i = (((k * h + y) * w + x) * 3) as usize;
+                out.put_pixel((x0 + x) as u32, (y0 + y) as u32, image::Rgb([bytes[i], bytes[i + 1], bytes[i + 2]]));
+            }
+        }
+    }
+    out
+}
+
+/// The square-ish number of columns for `n` images (8 for 64).
+pub fn default_columns(n: i64) -> i64 {
+    ((n as f64).sqrt().ceil() as i64).max(1)
+}
+
+/// PNG bytes of an image.
+pub fn png_bytes(img: &RgbImage) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut buf, image::ImageFormat::Png).expect("PNG encoding into memory");
+    buf.into_inner()
+}
+
+/// Saves an image as PNG, atomically.
+pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
+    files::write_atomic(path, &png_bytes(img))
+}
+
+/// Saves a grid of `images` as PNG.
+pub fn save_grid(images: &Tensor, ncols: i64, path: &Path) -> Result<()> {
+    save_png(&grid(images, ncols), path)
+}
+
+/// Linear interpolation between latent vectors `z1` and `z2` (each `[latent_dim]`):
+/// `steps` rows α·z2 + (1 − α)·z1 for α from 0 to 1 → `[steps, latent_dim]`.
+pub fn interpolate(z1: &Tensor, z2: &Tensor, steps: i64) -> Tensor {
+    assert_eq!(z1.size(), z2.size(), "interpolate: z1 and z2 must have the same shape");
+    assert!(steps >= 2, "interpolate: expected at least 2 steps, got {steps}");
+    let alpha = Tensor::linspace(0.0, 1.0, steps, (Kind::Float, z1.device())).unsqueeze(1);
+    z1.unsqueeze(0) * (1.0 - &alpha) + z2.unsqueeze(0) * alpha
+}
+
+static FONT: Once = Once::new();
+
+/// Plot text uses the bundled DejaVu Sans Mono, so plots look the same on every machine.
+fn register_font() {
+    FONT.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, bytes);
+    });
+}
+
+/// Size of loss plots in pixels.
+pub const PLOT_SIZE: (u32, u32) = (720, 400);
+
+/// Draws the D and G losses of `history` per step on any plotters backend.
+pub fn draw_losses<DB: DrawingBackend>(history: &History, root: DrawingArea<DB, plotters::coord::Shift>) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    register_font();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let steps = history.len().max(1) as f64;
+    let (lo, hi) = history
+        .steps
+        .iter()
+        .flat_map(|r| [r.d_loss, r.g_loss])
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = if lo.is_finite() { (lo.min(0.0), hi.max(lo + 1e-3)) } else { (0.0, 1.0) };
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Losses per training step", ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0f64..steps, lo..hi * 1.05)
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc("loss")
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(plot_err)?;
+    let series: [(&str, RGBColor, fn(&crate::train::StepRecord) -> f64); 2] =
+        [("D loss", RGBColor(31, 119, 180), |r| r.d_loss), ("G loss", RGBColor(255, 127, 14), |r| r.g_loss)];
+    for (name, color, value) in series {
+        chart
+            .draw_series(LineSeries::new(history.steps.iter().map(|r| (r.step as f64, value(r))), color.stroke_width(1)))
+            .map_err(plot_err)?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(plot_err)?;
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+fn plot_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error {
+    anyhow::Error::new(e).context("plotting failed")
+}
+
+/// The loss curves as an SVG document.
+pub fn loss_curves_svg(history: &History) -> Result<String> {
+    let mut svg = String::new();
+    draw_losses(history, SVGBackend::with_string(&mut svg, PLOT_SIZE).into_drawing_area())?;
+    Ok(svg)
+}
+
+/// The loss curves as an RGB image.
+pub fn loss_curves_image(history: &History) -> Result<RgbImage> {
+    let (w, h) = PLOT_SIZE;
+    let mut buf = vec![0u8; (w * h * 3) as usize];
+    draw_losses(history, BitMapBackend::with_buffer(&mut buf, PLOT_SIZE).into_drawing_area())?;
+    RgbImage::from_raw(w, h, buf).context("plot buffer size")
+}
+
+/// Saves the loss curves as SVG or PNG, chosen by the extension of `path`.
+pub fn save_loss_curves(history: &History, path: &Path) -> Result<()> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("svg") => files::write_atomic(path, loss_curves_svg(history)?.as_bytes()),
+        Some("png") => save_png(&loss_curves_image(history)?, path),
+        _ => bail!("loss plot {}: expected a .svg or .png file name", path.display()),
+    }
+}

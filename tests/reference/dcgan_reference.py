@@ -1,0 +1,97 @@
+"""The DCGAN of the lesson (001_40a2548f544e6e70.txt, section 1.2) in PyTorch, as the course's
+notebooks write it: Sigmoid at the end of D, nn.BCELoss, torch.optim.Adam.
+
+Used by tests/parity.rs: loads the weights and inputs gan_lab saved, runs the forward passes and
+one training step (D then G, as pytorch/examples' dcgan does), and saves the results for
+gan_lab to compare.
+
+Usage: python dcgan_reference.py WORKDIR   (reads WORKDIR/{generator,discriminator,inputs}.safetensors,
+writes WORKDIR/reference.safetensors)
+"""
+import sys
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+
+class Generator(nn.Module):
+    def __init__(self, nz=100, ngf=32, nc=1):
+        super().__init__()
+        self.convt1 = nn.ConvTranspose2d(nz, ngf * 4, 4, 1, 0, bias=False)
+        self.bn1 = nn.BatchNorm2d(ngf * 4)
+        self.convt2 = nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(ngf * 2)
+        self.convt3 = nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(ngf)
+        self.convt4 = nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False)
+
+    def forward(self, z):
+        x = z.view(z.size(0), -1, 1, 1)
+        x = torch.relu(self.bn1(self.convt1(x)))  # (ngf*4) x 4 x 4
+        x = torch.relu(self.bn2(self.convt2(x)))  # (ngf*2) x 8 x 8
+        x = torch.relu(self.bn3(self.convt3(x)))  # ngf x 16 x 16
+        return torch.tanh(self.convt4(x))  # nc x 32 x 32
+
+
+class Discriminator(nn.Module):
+    def __init__(self, ndf=32, nc=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(nc, ndf, 4, 2, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(ndf)
+        self.conv2 = nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(ndf * 2)
+        self.conv3 = nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(ndf * 4)
+        self.conv4 = nn.Conv2d(ndf * 4, 1, 4, 1, 0, bias=False)
+
+    def forward(self, x):
+        x = nn.functional.leaky_relu(self.bn1(self.conv1(x)), 0.2)  # ndf x 16 x 16
+        x = nn.functional.leaky_relu(self.bn2(self.conv2(x)), 0.2)  # (ndf*2) x 8 x 8
+        x = nn.functional.leaky_relu(self.bn3(self.conv3(x)), 0.2)  # (ndf*4) x 4 x 4
+        return torch.sigmoid(self.conv4(x)).view(-1)  # D(x) in [0, 1]
+
+
+def main(workdir):
+    torch.use_deterministic_algorithms(True)
+    g, d = Generator(), Discriminator()
+    g.load_state_dict(load_file(f"{workdir}/generator.safetensors"), strict=False)
+    d.load_state_dict(load_file(f"{workdir}/discriminator.safetensors"), strict=False)
+    inputs = load_file(f"{workdir}/inputs.safetensors")
+    x, z = inputs["x"], inputs["z"]
+    g.train()
+    d.train()
+    opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    bce = nn.BCELoss()
+    out = {}
+
+    fake = g(z)
+    out["fake"] = fake.detach().clone()
+    # (1) Update D: maximize log(D(x)) + log(1 - D(G(z)))
+    opt_d.zero_grad()
+    d_real = d(x)
+    d_fake = d(fake.detach())
+    d_loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
+    d_loss.backward()
+    opt_d.step()
+    out["d_real"] = d_real.detach().clone()
+    out["d_fake"] = d_fake.detach().clone()
+    out["d_loss"] = d_loss.detach().reshape(1)
+    # (2) Update G: maximize log(D(G(z)))
+    opt_g.zero_grad()
+    d_fake_g = d(fake)
+    g_loss = bce(d_fake_g, torch.ones_like(d_fake_g))
+    g_loss.backward()
+    opt_g.step()
+    out["g_loss"] = g_loss.detach().reshape(1)
+
+    for prefix, model in (("generator.", g), ("discriminator.", d)):
+        for name, t in model.state_dict().items():
+            if not name.endswith("num_batches_tracked"):
+                out[prefix + name] = t.detach().clone()
+    save_file({k: v.contiguous() for k, v in out.items()}, f"{workdir}/reference.safetensors")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
