@@ -131,11 +131,10 @@ impl Dcgan {
     pub fn build(&self) -> Result<Gan> {
         self.validate()?;
         let c = &self.model;
-        tch::manual_seed(train::mix(self.train.seed, 1) as i64);
-        let vs_g = VarStore::new(Device::Cpu);
-        let generator = Generator::new(&vs_g.root(), c);
-        let vs_d = VarStore::new(Device::Cpu);
-        let discriminator = Discriminator::new(&vs_d.root(), c);
+        let (vs_g, vs_d) = (VarStore::new(Device::Cpu), VarStore::new(Device::Cpu));
+        let (generator, discriminator) = train::with_seed(train::mix(self.train.seed, 1), || {
+            (Generator::new(&vs_g.root(), c), Discriminator::new(&vs_d.root(), c))
+        });
         let mut gan = Gan {
             family: "dcgan".into(),
             architecture: serde_json::to_value(c)?,
@@ -155,8 +154,7 @@ impl Dcgan {
         if let Some(dir) = &self.resume {
             checkpoint::load(&mut gan, dir)?;
         }
-        tch::manual_seed(train::mix(gan.config.seed, 2) as i64);
-        gan.fixed_noise = train::sample_prior(64, c.latent_dim);
+        gan.fixed_noise = train::with_seed(train::mix(gan.config.seed, 2), || train::sample_prior(64, c.latent_dim));
         Ok(gan)
     }
 
@@ -164,6 +162,7 @@ impl Dcgan {
     /// writes a checkpoint every `checkpoint_every` steps and at the end, plus the pictures.
     /// In quick mode (`GAN_LAB_QUICK=1`) the run is cut to a few steps.
     pub fn train(&self, data: &Dataset) -> Result<Gan> {
+        self.validate()?;
         ensure!(
             data.channels() == self.model.channels && data.image_size() == self.model.image_size,
             "dataset {} has {}-channel {}×{} images, but the model is set for {}-channel {}×{}: \

@@ -6,6 +6,7 @@
 use crate::data::{Batcher, Dataset, Split};
 use crate::models::classifier::Classifier;
 use crate::optim::{Adam, AdamConfig};
+use crate::train::{mix, with_seed};
 use anyhow::{ensure, Context, Result};
 use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Device, Kind, Tensor};
@@ -59,18 +60,19 @@ impl Evaluator {
     /// pixels), seeded.
     pub fn train(train: &Dataset, epochs: i64, seed: u64) -> Result<Evaluator> {
         ensure!(train.labels.is_some(), "dataset {}: the evaluator needs labels", train.name);
-        tch::manual_seed(crate::train::mix(seed, 3) as i64);
-        let ev = Evaluator::untrained();
+        let ev = with_seed(mix(seed, 3), Evaluator::untrained);
         let mut opt = Adam::new(&ev.vs, AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
         let batch = 128;
         let mut batcher = Batcher::new(train, batch, seed)?;
         let steps = epochs * batcher.batches_per_epoch(train);
         for step in 0..steps {
             let (x, y) = batcher.batch(train, step);
-            let x = random_shift(&x, 2);
             opt.zero_grad();
-            let loss = ev.net.logits(&x, true).cross_entropy_for_logits(&y.expect("labels"));
-            loss.backward();
+            // Shifts and dropout draw random numbers: seeded per step.
+            with_seed(mix(seed, 4 + step as u64), || {
+                let logits = ev.net.logits(&random_shift(&x, 2), true);
+                logits.cross_entropy_for_logits(&y.expect("labels")).backward();
+            });
             opt.step();
         }
         Ok(ev)

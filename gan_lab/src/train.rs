@@ -130,8 +130,7 @@ impl Gan {
     /// Noise for step `step` of a run seeded `seed`: drawn from a generator re-seeded per step,
     /// so a resumed run draws exactly what an uninterrupted one would.
     pub fn noise_for_step(seed: u64, step: i64, batch: i64, latent_dim: i64) -> Tensor {
-        tch::manual_seed(mix(seed, step as u64 + 1) as i64);
-        sample_prior(batch, latent_dim)
+        with_seed(mix(seed, step as u64 + 1), || sample_prior(batch, latent_dim))
     }
 
     /// One D update then one G update on a real batch, with noise `z`.
@@ -209,8 +208,7 @@ impl Gan {
 
     /// `n` images from the prior, drawn with `seed`.
     pub fn sample(&self, n: i64, seed: u64) -> Tensor {
-        tch::manual_seed(mix(seed, 0xA11CE) as i64);
-        self.generate(&sample_prior(n, self.latent_dim))
+        self.generate(&with_seed(mix(seed, 0xA11CE), || sample_prior(n, self.latent_dim)))
     }
 
     fn image_shape(&self) -> Vec<i64> {
@@ -225,6 +223,17 @@ impl Gan {
 /// `n` draws from the prior N(0, I) in `latent_dim` dimensions.
 pub fn sample_prior(n: i64, latent_dim: i64) -> Tensor {
     Tensor::randn([n, latent_dim], (Kind::Float, Device::Cpu))
+}
+
+static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `f` with libtorch's global random generator seeded with `seed`, holding a lock so that
+/// draws from other threads cannot interleave: every random draw in gan_lab goes through here,
+/// which keeps runs deterministic by seed even when several train in one process.
+pub fn with_seed<T>(seed: u64, f: impl FnOnce() -> T) -> T {
+    let _guard = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(seed as i64);
+    f()
 }
 
 /// SplitMix64 of `seed` and `salt`: independent seeds for independent streams.

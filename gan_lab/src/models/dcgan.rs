@@ -18,8 +18,8 @@ use tch::Tensor;
 pub enum Init {
     /// The DCGAN paper's: conv weights N(0, 0.02), BatchNorm weight N(1, 0.02), bias 0.
     Dcgan,
-    /// The library's default (Kaiming-uniform convolutions, BatchNorm weight 1): the lesson's
-    /// "replace the custom initialisation" experiment.
+    /// PyTorch's defaults (Kaiming-uniform convolutions, BatchNorm weight 1 and bias 0): the
+    /// lesson's "replace the custom initialisation with pytorch's default" experiment.
     Default,
 }
 
@@ -75,12 +75,11 @@ impl DcganConfig {
     }
 
     fn bn_config(&self) -> nn::BatchNormConfig {
-        let mut c = nn::BatchNormConfig::default();
-        if self.init == Init::Dcgan {
-            c.ws_init = nn::Init::Randn { mean: 1.0, stdev: 0.02 };
-            c.bs_init = nn::Init::Const(0.0);
-        }
-        c
+        let ws_init = match self.init {
+            Init::Dcgan => nn::Init::Randn { mean: 1.0, stdev: 0.02 },
+            Init::Default => nn::Init::Const(1.0),
+        };
+        nn::BatchNormConfig { ws_init, bs_init: nn::Init::Const(0.0), ..Default::default() }
     }
 }
 

@@ -1,0 +1,85 @@
+//! The `gan-lab` command as a user runs it: one-line errors without backtraces, and Ctrl-C
+//! saving a checkpoint that a second run resumes.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn gan_lab() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gan-lab"));
+    c.env("GAN_LAB_PROGRESS", "off").env_remove("GAN_LAB_QUICK");
+    c
+}
+
+fn fails_with(args: &[&str], expected: &str) {
+    let out = gan_lab().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    assert!(stderr.contains(expected), "{args:?}: expected `{expected}` in {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{args:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one-line error: {stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+}
+
+#[test]
+fn bad_arguments_give_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let out = out.to_str().unwrap();
+    fails_with(&["train", "dcgan", "--latent-dim", "0", "--out", out], "latent_dim = 0: expected 1 or more");
+    fails_with(&["train", "dcgan", "--batch-size", "0", "--out", out], "batch_size = 0: expected 1 or more");
+    fails_with(&["train", "dcgan", "--batch-size", "100000", "--out", out], "batch size 100000: expected between 1 and the dataset's 9001 images");
+    fails_with(&["train", "dcgan", "--image-size", "48", "--out", out], "image size 48: expected 32 or 64");
+    fails_with(&["train", "dcgan", "--dataset", "cifar-11", "--out", out], "expected mnist, mnist-full, fashion-mnist or a folder");
+    fails_with(&["train", "dcgan", "--resume", "/nonexistent/checkpoint", "--out", out], "/nonexistent/checkpoint");
+    std::fs::write(dir.path().join("file"), "x").unwrap();
+    let under_file = dir.path().join("file/run");
+    fails_with(&["train", "dcgan", "--out", under_file.to_str().unwrap()], "output directory");
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    std::fs::write(images.join("bad.png"), "not a png").unwrap();
+    fails_with(&["train", "dcgan", "--dataset", images.to_str().unwrap(), "--out", out], "bad.png");
+    assert!(!std::path::Path::new(out).join("samples.png").exists(), "nothing written on error");
+}
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_that_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut child = gan_lab()
+        .args(["train", "dcgan", "--steps", "100000", "--batch-size", "16", "--out"])
+        .arg(&out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "did not stop after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("checkpoint saved"), "{stderr}");
+    let checkpoint = out.join("checkpoint");
+    let step = gan_lab::checkpoint::step_of(&checkpoint).unwrap();
+    assert!(step > 0 && step < 100000, "interrupted at step {step}");
+    assert!(out.join("samples.png").is_file());
+
+    let target = (step + 2).to_string();
+    let resumed = gan_lab()
+        .args(["train", "dcgan", "--steps", &target, "--batch-size", "16", "--out"])
+        .arg(&out)
+        .arg("--resume")
+        .arg(&checkpoint)
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert!(String::from_utf8_lossy(&resumed.stdout).contains("trained 2 steps"));
+    assert_eq!(gan_lab::checkpoint::step_of(&checkpoint).unwrap(), step + 2);
+}

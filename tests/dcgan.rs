@@ -1,0 +1,214 @@
+//! The DCGAN lesson: the exact layer lists, initialisation, losses, determinism, checkpoints
+//! and resume, and the errors for bad settings.
+
+use gan_lab::data::{Dataset, Split};
+use gan_lab::losses::{self, Objective};
+use gan_lab::models::dcgan::Init;
+use gan_lab::{checkpoint, Dcgan};
+use std::collections::BTreeMap;
+use tch::{Kind, Tensor};
+
+fn small_data() -> Dataset {
+    Dataset::mnist(Split::Test).unwrap().take(256)
+}
+
+fn shapes(vs: &tch::nn::VarStore) -> BTreeMap<String, Vec<i64>> {
+    vs.variables().into_iter().map(|(k, v)| (k, v.size())).collect()
+}
+
+fn err_of<T>(r: anyhow::Result<T>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[test]
+fn layer_lists_match_the_lesson() {
+    let gan = Dcgan::mnist32().build().unwrap();
+    let g = shapes(&gan.vs_g);
+    // convT(100→128, k4 s1 p0) → convT(64) → convT(32) → convT(1), no biases; BN after the first three.
+    assert_eq!(g["convt1.weight"], [100, 128, 4, 4]);
+    assert_eq!(g["convt2.weight"], [128, 64, 4, 4]);
+    assert_eq!(g["convt3.weight"], [64, 32, 4, 4]);
+    assert_eq!(g["convt4.weight"], [32, 1, 4, 4]);
+    for bn in ["bn1", "bn2", "bn3"] {
+        assert!(g.contains_key(&format!("{bn}.running_mean")));
+    }
+    assert!(!g.keys().any(|k| k.starts_with("conv") && k.ends_with("bias")), "no conv biases: {g:?}");
+    assert!(!g.contains_key("bn4.weight"));
+    let d = shapes(&gan.vs_d);
+    assert_eq!(d["conv1.weight"], [32, 1, 4, 4]);
+    assert_eq!(d["conv2.weight"], [64, 32, 4, 4]);
+    assert_eq!(d["conv3.weight"], [128, 64, 4, 4]);
+    assert_eq!(d["conv4.weight"], [1, 128, 4, 4]);
+    assert!(!d.keys().any(|k| k.starts_with("conv") && k.ends_with("bias")), "no conv biases: {d:?}");
+
+    let z = Tensor::randn([5, 100], (Kind::Float, tch::Device::Cpu));
+    let x = gan.generate(&z);
+    assert_eq!(x.size(), [5, 1, 32, 32]);
+    assert!(x.abs().max().double_value(&[]) <= 1.0, "tanh output");
+    assert_eq!(gan.discriminator.score(&x, None, false).size(), [5]);
+}
+
+#[test]
+fn image_size_64_adds_a_block() {
+    let gan = Dcgan::mnist32().image_size(64).channels(3).ngf(8).ndf(8).build().unwrap();
+    let g = shapes(&gan.vs_g);
+    assert_eq!(g["convt1.weight"], [100, 64, 4, 4]);
+    assert_eq!(g["convt5.weight"], [8, 3, 4, 4]);
+    let d = shapes(&gan.vs_d);
+    assert_eq!(d["conv4.weight"], [64, 32, 4, 4]);
+    assert_eq!(d["conv5.weight"], [1, 64, 4, 4]);
+    let x = gan.generate(&Tensor::randn([2, 100], (Kind::Float, tch::Device::Cpu)));
+    assert_eq!(x.size(), [2, 3, 64, 64]);
+    assert_eq!(gan.discriminator.score(&x, None, false).size(), [2]);
+}
+
+#[test]
+fn dcgan_init_is_normal_002_and_default_init_differs() {
+    let gan = Dcgan::mnist32().seed(3).build().unwrap();
+    let vars = gan.vs_g.variables();
+    let w = &vars["convt2.weight"];
+    let std = w.std(true).double_value(&[]);
+    assert!((std - 0.02).abs() < 0.001, "conv weight std {std}");
+    assert!(w.mean(Kind::Float).double_value(&[]).abs() < 0.001);
+    let bn = &vars["bn2.weight"];
+    assert!((bn.mean(Kind::Float).double_value(&[]) - 1.0).abs() < 0.01);
+    assert!((bn.std(true).double_value(&[]) - 0.02).abs() < 0.01);
+    assert_eq!(vars["bn2.bias"].abs().sum(Kind::Float).double_value(&[]), 0.0);
+
+    let default = Dcgan::mnist32().seed(3).init(Init::Default).build().unwrap();
+    let dvars = default.vs_g.variables();
+    assert!(dvars["convt2.weight"].std(true).double_value(&[]) > 0.025, "library default is Kaiming-uniform");
+    assert_eq!(dvars["bn2.weight"].min().double_value(&[]), 1.0);
+}
+
+#[test]
+fn losses_match_their_formulas() {
+    let real = Tensor::from_slice(&[2.0f32, -1.0, 0.5]);
+    let fake = Tensor::from_slice(&[-3.0f32, 0.0, 1.5]);
+    let s = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let mean = |f: &dyn Fn(f64) -> f64, xs: [f64; 3]| xs.iter().map(|&x| f(x)).sum::<f64>() / 3.0;
+    let (r, f) = ([2.0, -1.0, 0.5], [-3.0, 0.0, 1.5]);
+    let d = -mean(&|x| s(x).ln(), r) - mean(&|x| (1.0 - s(x)).ln(), f);
+    let g_ns = -mean(&|x| s(x).ln(), f);
+    let g_sat = mean(&|x| (1.0 - s(x)).ln(), f);
+    let close = |t: Tensor, v: f64| assert!((t.double_value(&[]) - v).abs() < 1e-6, "{} vs {v}", t.double_value(&[]));
+    close(losses::discriminator_loss(&real, &fake), d);
+    close(losses::generator_loss_non_saturating(&fake), g_ns);
+    close(losses::generator_loss_saturating(&fake), g_sat);
+    close(Objective::Saturating.generator_loss(&fake), g_sat);
+    close(Objective::NonSaturating.generator_loss(&fake), g_ns);
+}
+
+#[test]
+fn saturating_loss_vanishes_where_the_non_saturating_one_does_not() {
+    // D confidently rejects the fake (logit -8): the "true" loss gives G almost no gradient.
+    let grad_of = |objective: Objective| {
+        let l = Tensor::from_slice(&[-8.0f32]).set_requires_grad(true);
+        objective.generator_loss(&l).backward();
+        l.grad().abs().double_value(&[0])
+    };
+    let (sat, ns) = (grad_of(Objective::Saturating), grad_of(Objective::NonSaturating));
+    assert!(sat < 1e-3 && ns > 0.99, "saturating {sat}, non-saturating {ns}");
+}
+
+fn all_weights(gan: &gan_lab::Gan) -> BTreeMap<String, Tensor> {
+    let mut out = BTreeMap::new();
+    for (prefix, vs) in [("g.", &gan.vs_g), ("d.", &gan.vs_d)] {
+        for (k, v) in vs.variables() {
+            out.insert(format!("{prefix}{k}"), v);
+        }
+    }
+    out
+}
+
+fn assert_same_weights(a: &gan_lab::Gan, b: &gan_lab::Gan) {
+    let (wa, wb) = (all_weights(a), all_weights(b));
+    assert_eq!(wa.keys().collect::<Vec<_>>(), wb.keys().collect::<Vec<_>>());
+    for (k, v) in &wa {
+        assert!(v.equal(&wb[k]), "{k} differs");
+    }
+}
+
+#[test]
+fn training_is_deterministic_by_seed_and_changes_both_players() {
+    let data = small_data();
+    let run = |seed| Dcgan::mnist32().steps(4).batch_size(16).seed(seed).train(&data).unwrap();
+    let (a, b, c) = (run(5), run(5), run(6));
+    assert_same_weights(&a, &b);
+    assert_eq!(a.history, b.history);
+    assert!(!all_weights(&a)["g.convt1.weight"].equal(&all_weights(&c)["g.convt1.weight"]));
+    let untrained = Dcgan::mnist32().seed(5).build().unwrap();
+    for name in ["g.convt1.weight", "g.convt4.weight", "d.conv1.weight", "d.conv4.weight"] {
+        assert!(!all_weights(&a)[name].equal(&all_weights(&untrained)[name]), "{name} did not move");
+    }
+    assert_eq!(a.history.len(), 4);
+    assert!(a.history.steps.iter().all(|r| r.d_real > 0.0 && r.d_real < 1.0 && r.d_loss.is_finite()));
+}
+
+#[test]
+fn resume_in_two_parts_equals_one_uninterrupted_run() {
+    let data = small_data();
+    let dir = tempfile::tempdir().unwrap();
+    let (whole_dir, part_dir) = (dir.path().join("whole"), dir.path().join("parts"));
+    let builder = Dcgan::mnist32().batch_size(16).seed(9).snapshot_every(0).checkpoint_every(0);
+    let whole = builder.clone().steps(7).out_dir(&whole_dir).train(&data).unwrap();
+    builder.clone().steps(3).out_dir(&part_dir).train(&data).unwrap();
+    assert_eq!(checkpoint::step_of(&part_dir.join("checkpoint")).unwrap(), 3);
+    let resumed = builder.clone().steps(7).out_dir(&part_dir).resume(part_dir.join("checkpoint")).train(&data).unwrap();
+    assert_eq!(resumed.step, 7);
+    assert_same_weights(&whole, &resumed);
+    assert_eq!(whole.history, resumed.history);
+    // And the checkpoint on disk round-trips the final state.
+    let reloaded = builder.clone().steps(7).resume(whole_dir.join("checkpoint")).build().unwrap();
+    assert_same_weights(&whole, &reloaded);
+    for f in ["samples.png", "losses.svg", "losses.png", "history.json", "interpolation.png", "checkpoint/state.json", "checkpoint/generator.safetensors"] {
+        assert!(whole_dir.join(f).is_file(), "{f} missing");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&whole_dir).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn bad_settings_are_named_in_the_error() {
+    let data = small_data();
+    let cases: Vec<(Dcgan, &str)> = vec![
+        (Dcgan::mnist32().latent_dim(0), "latent_dim = 0: expected 1 or more"),
+        (Dcgan::mnist32().batch_size(0), "batch_size = 0: expected 1 or more"),
+        (Dcgan::mnist32().batch_size(257), "batch size 257: expected between 1 and the dataset's 256 images"),
+        (Dcgan::mnist32().image_size(48), "expected 32 or 64"),
+        (Dcgan::mnist32().lr(0.0), "lr_g = 0: expected a positive learning rate"),
+        (Dcgan::mnist32().ngf(0), "ngf = 0"),
+    ];
+    for (builder, expected) in cases {
+        let msg = err_of(builder.steps(1).train(&data));
+        assert!(msg.contains(expected), "expected `{expected}` in `{msg}`");
+    }
+    let msg = err_of(Dcgan::mnist32().image_size(64).steps(1).train(&data));
+    assert!(msg.contains("1-channel 32×32 images, but the model is set for 1-channel 64×64"), "{msg}");
+}
+
+#[test]
+fn unwritable_output_directory_is_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let msg = err_of(Dcgan::mnist32().steps(1).batch_size(8).out_dir(file.join("run")).train(&small_data()));
+    assert!(msg.contains("output directory") && msg.contains("a-file/run"), "{msg}");
+}
+
+#[test]
+fn checkpoint_from_another_architecture_is_refused() {
+    let data = small_data();
+    let dir = tempfile::tempdir().unwrap();
+    Dcgan::mnist32().latent_dim(10).steps(1).batch_size(8).out_dir(dir.path()).train(&data).unwrap();
+    let msg = err_of(Dcgan::mnist32().resume(dir.path().join("checkpoint")).build());
+    assert!(msg.contains("\"latent_dim\":10") && msg.contains("\"latent_dim\":100"), "{msg}");
+    let msg = err_of(Dcgan::mnist32().resume(dir.path().join("nowhere")).build());
+    assert!(msg.contains("nowhere") && msg.contains("state.json"), "{msg}");
+    std::fs::write(dir.path().join("checkpoint/state.json"), "{ not json").unwrap();
+    let msg = err_of(Dcgan::mnist32().latent_dim(10).resume(dir.path().join("checkpoint")).build());
+    assert!(msg.contains("not a gan_lab checkpoint"), "{msg}");
+}

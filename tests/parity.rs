@@ -1,0 +1,72 @@
+//! Parity with PyTorch: the same weights and inputs through the lesson's DCGAN written in Python
+//! torch (tests/reference/dcgan_reference.py: Sigmoid + nn.BCELoss + torch.optim.Adam) give the
+//! same G and D outputs, losses and weights after one training step, within 1e-5.
+
+use gan_lab::data::{Dataset, Split};
+use gan_lab::Dcgan;
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use tch::{Kind, Tensor};
+
+fn python() -> String {
+    std::env::var("GAN_LAB_PYTHON").expect("GAN_LAB_PYTHON (set by .cargo/config.toml or scripts/setup.sh)")
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size());
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn one_training_step_matches_pytorch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gan = Dcgan::mnist32().seed(11).build().unwrap();
+    gan.vs_g.save(dir.path().join("generator.safetensors")).unwrap();
+    gan.vs_d.save(dir.path().join("discriminator.safetensors")).unwrap();
+    let x = Dataset::mnist(Split::Test).unwrap().take(32).images;
+    tch::manual_seed(4);
+    let z = Tensor::randn([32, 100], (Kind::Float, tch::Device::Cpu));
+    Tensor::write_safetensors(&[("x", &x), ("z", &z)], dir.path().join("inputs.safetensors")).unwrap();
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/reference/dcgan_reference.py");
+    let out = Command::new(python()).arg(&script).arg(dir.path()).output().expect("run the PyTorch reference");
+    assert!(out.status.success(), "reference failed: {}", String::from_utf8_lossy(&out.stderr));
+    let reference: HashMap<String, Tensor> =
+        Tensor::read_safetensors(dir.path().join("reference.safetensors")).unwrap().into_iter().collect();
+
+    // Forward passes in training mode (batch statistics), before any update.
+    let fake = gan.generator.generate(&z, None, true).detach();
+    let d_real = gan.discriminator.score(&x, None, true).sigmoid().detach();
+    let d_fake = gan.discriminator.score(&fake, None, true).sigmoid().detach();
+    // Those D passes moved BatchNorm's running statistics: start the step from the saved state.
+    gan.vs_d.load(dir.path().join("discriminator.safetensors")).unwrap();
+    gan.vs_g.load(dir.path().join("generator.safetensors")).unwrap();
+    let record = gan.train_step(&x, None, &z);
+
+    let mut report = vec![
+        ("fake", max_abs_diff(&fake, &reference["fake"])),
+        ("d_real", max_abs_diff(&d_real, &reference["d_real"])),
+        ("d_fake", max_abs_diff(&d_fake, &reference["d_fake"])),
+        ("d_loss", (record.d_loss - reference["d_loss"].double_value(&[0])).abs()),
+        ("g_loss", (record.g_loss - reference["g_loss"].double_value(&[0])).abs()),
+    ];
+    let mut compared = 0;
+    for (prefix, vs) in [("generator.", &gan.vs_g), ("discriminator.", &gan.vs_d)] {
+        for (name, value) in vs.variables() {
+            let key = format!("{prefix}{name}");
+            let expected = reference.get(&key).unwrap_or_else(|| panic!("reference lacks {key}"));
+            report.push((Box::leak(key.into_boxed_str()), max_abs_diff(&value, expected)));
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 16 + 16, "weights, BN affine and running statistics of both networks");
+    let worst = report.iter().cloned().fold(("", 0.0), |a, b| if b.1 > a.1 { b } else { a });
+    eprintln!("parity with PyTorch: worst |difference| {:.2e} ({})", worst.1, worst.0);
+    for (name, diff) in &report {
+        assert!(*diff < 1e-5, "{name}: |gan_lab - PyTorch| = {diff:e}");
+    }
+    // The step really moved the weights, so matching after it means something.
+    let before: HashMap<String, Tensor> = Tensor::read_safetensors(dir.path().join("generator.safetensors")).unwrap().into_iter().collect();
+    assert!(max_abs_diff(&before["convt1.weight"], &gan.vs_g.variables()["convt1.weight"]) > 1e-5);
+}

@@ -1,0 +1,72 @@
+//! Pictures: the one grid function (tiling), loss curves, interpolation.
+
+use gan_lab::train::{History, StepRecord};
+use gan_lab::viz;
+use tch::{Kind, Tensor};
+
+/// Image k is filled with a value that encodes k, so every tile can be identified.
+fn numbered_images(n: i64, c: i64, h: i64, w: i64) -> Tensor {
+    let values = Tensor::arange(n, (Kind::Float, tch::Device::Cpu)) * (2.0 / 255.0 * 10.0) - 1.0;
+    values.view([n, 1, 1, 1]).expand([n, c, h, w], false).contiguous()
+}
+
+#[test]
+fn grid_tiles_row_by_row_with_padding() {
+    // 7 non-square images, 3 columns: rows [0 1 2] [3 4 5] [6 _ _].
+    let (h, w) = (5i64, 4i64);
+    let img = viz::grid(&numbered_images(7, 1, h, w), 3);
+    let pad = viz::GRID_PADDING as i64;
+    assert_eq!(img.width() as i64, 3 * (w + pad) + pad);
+    assert_eq!(img.height() as i64, 3 * (h + pad) + pad);
+    for k in 0..7i64 {
+        let (row, col) = (k / 3, k % 3);
+        let expected = (k * 10) as u8;
+        // Check every pixel of the tile, so a transposed or shifted tiling fails.
+        for y in 0..h {
+            for x in 0..w {
+                let px = img.get_pixel((pad + col * (w + pad) + x) as u32, (pad + row * (h + pad) + y) as u32);
+                assert_eq!(px.0, [expected; 3], "tile {k} pixel ({x}, {y})");
+            }
+        }
+    }
+    // Padding and the empty cells stay black.
+    assert_eq!(img.get_pixel(0, 0).0, [0, 0, 0]);
+    assert_eq!(img.get_pixel((pad + 2 * (w + pad)) as u32, (pad + 2 * (h + pad)) as u32).0, [0, 0, 0]);
+}
+
+#[test]
+fn grid_keeps_colour_channels_apart() {
+    let x = Tensor::full([1, 3, 2, 2], -1.0, (Kind::Float, tch::Device::Cpu));
+    let _ = x.get(0).get(0).fill_(1.0); // red
+    let img = viz::grid(&x, 1);
+    let p = viz::GRID_PADDING;
+    assert_eq!(img.get_pixel(p, p).0, [255, 0, 0]);
+}
+
+#[test]
+fn interpolation_runs_from_z1_to_z2() {
+    let z1 = Tensor::from_slice(&[0.0f32, 2.0]);
+    let z2 = Tensor::from_slice(&[4.0f32, -2.0]);
+    let zs = viz::interpolate(&z1, &z2, 5);
+    assert_eq!(zs.size(), [5, 2]);
+    let v: Vec<f32> = Vec::try_from(zs.view([-1])).unwrap();
+    assert_eq!(v, vec![0.0, 2.0, 1.0, 1.0, 2.0, 0.0, 3.0, -1.0, 4.0, -2.0]);
+}
+
+#[test]
+fn loss_curves_render_as_svg_and_png() {
+    let history = History {
+        steps: (0..50)
+            .map(|i| StepRecord { step: i, d_loss: 1.0 / (1.0 + i as f64), g_loss: 2.0, d_real: 0.5, d_fake: 0.5 })
+            .collect(),
+    };
+    let svg = viz::loss_curves_svg(&history).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("D loss") && svg.contains("G loss"));
+    assert!(svg.matches("<polyline").count() >= 2, "one line per loss");
+    let png = viz::loss_curves_image(&history).unwrap();
+    // Not blank: the orange G curve is drawn.
+    assert!(png.pixels().any(|p| p.0 == [255, 127, 14]));
+    let dir = tempfile::tempdir().unwrap();
+    let msg = format!("{:#}", viz::save_loss_curves(&history, &dir.path().join("x.gif")).unwrap_err());
+    assert!(msg.contains("x.gif") && msg.contains(".svg or .png"), "{msg}");
+}
