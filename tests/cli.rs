@@ -27,9 +27,15 @@ fn bad_arguments_give_one_line_errors() {
     let out = out.to_str().unwrap();
     fails_with(&["train", "dcgan", "--latent-dim", "0", "--out", out], "latent_dim = 0: expected 1 or more");
     fails_with(&["train", "dcgan", "--batch-size", "0", "--out", out], "batch_size = 0: expected 1 or more");
-    fails_with(&["train", "dcgan", "--batch-size", "100000", "--out", out], "batch size 100000: expected between 1 and the dataset's 9001 images");
+    fails_with(
+        &["train", "dcgan", "--batch-size", "100000", "--out", out],
+        "batch size 100000: expected between 1 and the dataset's 9001 images",
+    );
     fails_with(&["train", "dcgan", "--image-size", "48", "--out", out], "image size 48: expected 32 or 64");
-    fails_with(&["train", "dcgan", "--dataset", "cifar-11", "--out", out], "expected mnist, mnist-full, fashion-mnist or a folder");
+    fails_with(
+        &["train", "dcgan", "--dataset", "cifar-11", "--out", out],
+        "expected mnist, mnist-full, fashion-mnist or a folder",
+    );
     fails_with(&["train", "dcgan", "--resume", "/nonexistent/checkpoint", "--out", out], "/nonexistent/checkpoint");
     std::fs::write(dir.path().join("file"), "x").unwrap();
     let under_file = dir.path().join("file/run");

@@ -22,7 +22,7 @@ fn gz(bytes: &[u8]) -> Vec<u8> {
 
 /// Writes `n` 28×28 images whose pixels all equal their index, and labels i % 10.
 fn write_idx_pair(dir: &Path, n: u32, gzip: bool) -> (PathBuf, PathBuf) {
-    let pixels: Vec<u8> = (0..n).flat_map(|i| std::iter::repeat(i as u8).take(784)).collect();
+    let pixels: Vec<u8> = (0..n).flat_map(|i| std::iter::repeat_n(i as u8, 784)).collect();
     let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
     let mut images = idx_bytes(0x803, &[n, 28, 28], &pixels);
     let mut label_bytes = idx_bytes(0x801, &[n], &labels);
@@ -148,7 +148,13 @@ fn unknown_dataset_name_lists_the_choices() {
 fn image_folder_loads_grey_or_rgb_with_centre_crop() {
     let dir = tempfile::tempdir().unwrap();
     // A 60×40 image: the centre 40×40 square is red, the 10-pixel side bands are blue.
-    let img = image::RgbImage::from_fn(60, 40, |x, _| if (10..50).contains(&x) { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) });
+    let img = image::RgbImage::from_fn(60, 40, |x, _| {
+        if (10..50).contains(&x) {
+            image::Rgb([255, 0, 0])
+        } else {
+            image::Rgb([0, 0, 255])
+        }
+    });
     img.save(dir.path().join("a.png")).unwrap();
     image::RgbImage::from_pixel(50, 80, image::Rgb([0, 255, 0])).save(dir.path().join("b.jpg")).unwrap();
     std::fs::write(dir.path().join("notes.txt"), "not an image").unwrap();
@@ -214,12 +220,14 @@ fn serve(files: Vec<(String, Vec<u8>, usize)>) -> String {
             let path = request.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
             match files.iter().find(|(name, _, _)| *name == path) {
                 Some((_, body, send)) => {
-                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                    let head =
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
                     let _ = stream.write_all(head.as_bytes());
                     let _ = stream.write_all(&body[..*send]);
                 }
                 None => {
-                    let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    let _ =
+                        stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                 }
             }
         }
@@ -256,7 +264,8 @@ fn fetch_downloads_verifies_and_never_leaves_partial_files() {
     assert!(msg.contains("short.gz"), "{msg}");
     let msg404 = err_of(data::fetch(&url, &[RemoteFile { name: "missing.gz", sha256: sha(&long) }], dir.path(), false));
     assert!(msg404.contains("missing.gz"), "{msg404}");
-    let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut left: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     left.sort();
     assert_eq!(left, vec!["good.gz"], "no partial or temporary files");
 }

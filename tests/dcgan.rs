@@ -164,10 +164,23 @@ fn resume_in_two_parts_equals_one_uninterrupted_run() {
     // And the checkpoint on disk round-trips the final state.
     let reloaded = builder.clone().steps(7).resume(whole_dir.join("checkpoint")).build().unwrap();
     assert_same_weights(&whole, &reloaded);
-    for f in ["samples.png", "losses.svg", "losses.png", "history.json", "interpolation.png", "checkpoint/state.json", "checkpoint/generator.safetensors"] {
+    for f in [
+        "samples.png",
+        "losses.svg",
+        "losses.png",
+        "history.json",
+        "interpolation.png",
+        "checkpoint/state.json",
+        "checkpoint/generator.safetensors",
+    ] {
         assert!(whole_dir.join(f).is_file(), "{f} missing");
     }
-    let leftovers: Vec<_> = std::fs::read_dir(&whole_dir).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&whole_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
 

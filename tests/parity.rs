@@ -67,6 +67,7 @@ fn one_training_step_matches_pytorch() {
         assert!(*diff < 1e-5, "{name}: |gan_lab - PyTorch| = {diff:e}");
     }
     // The step really moved the weights, so matching after it means something.
-    let before: HashMap<String, Tensor> = Tensor::read_safetensors(dir.path().join("generator.safetensors")).unwrap().into_iter().collect();
+    let before: HashMap<String, Tensor> =
+        Tensor::read_safetensors(dir.path().join("generator.safetensors")).unwrap().into_iter().collect();
     assert!(max_abs_diff(&before["convt1.weight"], &gan.vs_g.variables()["convt1.weight"]) > 1e-5);
 }

@@ -35,9 +35,7 @@ impl FromStr for Source {
             "mnist-full" => Source::MnistFull,
             "fashion-mnist" => Source::FashionMnist,
             path if Path::new(path).is_dir() => Source::Folder(PathBuf::from(path)),
-            other => bail!(
-                "dataset `{other}`: expected mnist, mnist-full, fashion-mnist or a folder of images"
-            ),
+            other => bail!("dataset `{other}`: expected mnist, mnist-full, fashion-mnist or a folder of images"),
         })
     }
 }
@@ -259,10 +257,7 @@ pub fn permutation(n: usize, seed: u64) -> Vec<i64> {
 }
 
 fn check_image_size(image_size: i64) -> Result<()> {
-    ensure!(
-        IMAGE_SIZES.contains(&image_size),
-        "image size {image_size}: expected 32 or 64"
-    );
+    ensure!(IMAGE_SIZES.contains(&image_size), "image size {image_size}: expected 32 or 64");
     Ok(())
 }
 
@@ -353,10 +348,22 @@ pub struct RemoteFile {
 
 /// The official MNIST files and their checksums.
 pub const MNIST_FILES: [RemoteFile; 4] = [
-    RemoteFile { name: "train-images-idx3-ubyte.gz", sha256: "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609" },
-    RemoteFile { name: "train-labels-idx1-ubyte.gz", sha256: "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c" },
-    RemoteFile { name: "t10k-images-idx3-ubyte.gz", sha256: "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6" },
-    RemoteFile { name: "t10k-labels-idx1-ubyte.gz", sha256: "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6" },
+    RemoteFile {
+        name: "train-images-idx3-ubyte.gz",
+        sha256: "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    },
+    RemoteFile {
+        name: "train-labels-idx1-ubyte.gz",
+        sha256: "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    },
+    RemoteFile {
+        name: "t10k-images-idx3-ubyte.gz",
+        sha256: "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    },
+    RemoteFile {
+        name: "t10k-labels-idx1-ubyte.gz",
+        sha256: "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    },
 ];
 
 /// A mirror of the official MNIST files.
@@ -422,7 +429,7 @@ pub fn fetch(base_url: &str, files: &[RemoteFile], dir: &Path, show_progress: bo
             }
             out.sync_all()
         })
-        .with_context(|| format!("{url}"))?;
+        .with_context(|| url.clone())?;
         bar.finish();
         eprintln!("{}: downloaded, checksum verified", dest.display());
     }

@@ -21,10 +21,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Lets `write` produce the file at a temporary path, then renames it to `path`.
 /// On error the temporary file is removed and `path` is left as it was.
-pub fn write_atomic_with(
-    path: &Path,
-    write: impl FnOnce(&Path) -> std::io::Result<()>,
-) -> Result<()> {
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()>) -> Result<()> {
     let tmp = temp_path(path);
     let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = result {
@@ -36,11 +33,9 @@ pub fn write_atomic_with(
 
 /// Creates `dir` (and its parents) and checks that files can be written in it.
 pub fn ensure_writable_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("output directory {}: cannot create it", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("output directory {}: cannot create it", dir.display()))?;
     let probe = dir.join(format!(".write-check.{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .with_context(|| format!("output directory {}: not writable", dir.display()))?;
+    std::fs::write(&probe, b"").with_context(|| format!("output directory {}: not writable", dir.display()))?;
     let _ = std::fs::remove_file(probe);
     Ok(())
 }

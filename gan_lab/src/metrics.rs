@@ -49,9 +49,7 @@ impl Evaluator {
             );
         }
         let mut ev = Evaluator::untrained();
-        ev.vs
-            .load(path)
-            .with_context(|| format!("evaluator weights {}: cannot load them", path.display()))?;
+        ev.vs.load(path).with_context(|| format!("evaluator weights {}: cannot load them", path.display()))?;
         ev.vs.freeze();
         Ok(ev)
     }
@@ -81,11 +79,8 @@ impl Evaluator {
     /// Class probabilities `[N, 10]` of images `[N, 1, 32, 32]`, in batches.
     pub fn probabilities(&self, images: &Tensor) -> Tensor {
         tch::no_grad(|| {
-            let chunks: Vec<Tensor> = images
-                .split(500, 0)
-                .iter()
-                .map(|x| self.net.logits(x, false).softmax(-1, Kind::Float))
-                .collect();
+            let chunks: Vec<Tensor> =
+                images.split(500, 0).iter().map(|x| self.net.logits(x, false).softmax(-1, Kind::Float)).collect();
             Tensor::cat(&chunks, 0)
         })
     }
@@ -117,7 +112,10 @@ impl Evaluator {
         })?;
         let sum = crate::data::sha256_file(path)?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        crate::files::write_atomic(&PathBuf::from(format!("{}.sha256", path.display())), format!("{sum}  {name}\n").as_bytes())
+        crate::files::write_atomic(
+            &PathBuf::from(format!("{}.sha256", path.display())),
+            format!("{sum}  {name}\n").as_bytes(),
+        )
     }
 }
 

@@ -186,7 +186,12 @@ impl Gan {
             let z = Gan::noise_for_step(c.seed, self.step, c.batch_size, self.latent_dim);
             let record = self.train_step(&real, labels.as_ref(), &z);
             if !record.d_loss.is_finite() || !record.g_loss.is_finite() {
-                bail!("step {}: the losses became {} (D) and {} (G); try a lower learning rate", self.step, record.d_loss, record.g_loss);
+                bail!(
+                    "step {}: the losses became {} (D) and {} (G); try a lower learning rate",
+                    self.step,
+                    record.d_loss,
+                    record.g_loss
+                );
             }
             self.history.steps.push(record);
             self.step += 1;
@@ -277,10 +282,7 @@ impl Progress {
 
     fn update(&mut self, gan: &Gan) {
         let Some(r) = gan.history.last() else { return };
-        let msg = format!(
-            "D {:.3}  G {:.3}  D(x) {:.2}  D(G(z)) {:.2}",
-            r.d_loss, r.g_loss, r.d_real, r.d_fake
-        );
+        let msg = format!("D {:.3}  G {:.3}  D(x) {:.2}  D(G(z)) {:.2}", r.d_loss, r.g_loss, r.d_real, r.d_fake);
         match self {
             Progress::Bar(bar) => {
                 bar.set_position(gan.step as u64);

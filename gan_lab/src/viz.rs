@@ -2,7 +2,7 @@
 //! latent interpolations. Notebook display ([`crate::notebook`]) is a thin layer over these.
 
 use crate::files;
-use crate::train::History;
+use crate::train::{History, StepRecord};
 use anyhow::{bail, Context, Result};
 use image::RgbImage;
 use plotters::prelude::*;
@@ -114,18 +114,16 @@ where
         .y_label_area_size(48)
         .build_cartesian_2d(0f64..steps, lo..hi * 1.05)
         .map_err(plot_err)?;
-    chart
-        .configure_mesh()
-        .x_desc("step")
-        .y_desc("loss")
-        .label_style(("sans-serif", 13))
-        .draw()
-        .map_err(plot_err)?;
-    let series: [(&str, RGBColor, fn(&crate::train::StepRecord) -> f64); 2] =
-        [("D loss", RGBColor(31, 119, 180), |r| r.d_loss), ("G loss", RGBColor(255, 127, 14), |r| r.g_loss)];
+    chart.configure_mesh().x_desc("step").y_desc("loss").label_style(("sans-serif", 13)).draw().map_err(plot_err)?;
+    let d_loss: fn(&StepRecord) -> f64 = |r| r.d_loss;
+    let g_loss: fn(&StepRecord) -> f64 = |r| r.g_loss;
+    let series = [("D loss", RGBColor(31, 119, 180), d_loss), ("G loss", RGBColor(255, 127, 14), g_loss)];
     for (name, color, value) in series {
         chart
-            .draw_series(LineSeries::new(history.steps.iter().map(|r| (r.step as f64, value(r))), color.stroke_width(1)))
+            .draw_series(LineSeries::new(
+                history.steps.iter().map(|r| (r.step as f64, value(r))),
+                color.stroke_width(1),
+            ))
             .map_err(plot_err)?
             .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
