@@ -52,4 +52,9 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null &
     say "could not install dataset-fashion-mnist; Fashion-MNIST lessons will say so"
 fi
 
+# The Rust Jupyter kernel, for the notebooks: only when asked (scripts/test, scripts/lab).
+if [ "${GAN_LAB_WITH_KERNEL:-0}" = 1 ]; then
+  source "$GAN_LAB_ROOT/scripts/setup-kernel.sh"
+fi
+
 flock -u 9

@@ -213,12 +213,8 @@ pub fn save_run(gan: &Gan, dir: &Path) -> Result<()> {
     viz::save_loss_curves(&gan.history, &dir.join("losses.svg"))?;
     viz::save_loss_curves(&gan.history, &dir.join("losses.png"))?;
     crate::files::write_atomic(&dir.join("history.json"), &serde_json::to_vec_pretty(&gan.history)?)?;
-    let rows: Vec<tch::Tensor> = (0..4)
-        .map(|i| {
-            let z = viz::interpolate(&gan.fixed_noise.get(2 * i), &gan.fixed_noise.get(2 * i + 1), 10);
-            gan.generate(&z)
-        })
-        .collect();
+    let rows: Vec<tch::Tensor> =
+        (0..4).map(|i| gan.interpolate(&gan.fixed_noise.get(2 * i), &gan.fixed_noise.get(2 * i + 1), 10)).collect();
     viz::save_grid(&tch::Tensor::cat(&rows, 0), 10, &dir.join("interpolation.png"))?;
     if !gan.snapshots.is_empty() {
         let snaps = dir.join("snapshots");

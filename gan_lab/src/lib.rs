@@ -8,6 +8,7 @@ pub mod files;
 pub mod losses;
 pub mod metrics;
 pub mod models;
+pub mod notebook;
 pub mod optim;
 pub mod train;
 pub mod viz;

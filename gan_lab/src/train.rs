@@ -216,6 +216,27 @@ impl Gan {
         self.generate(&with_seed(mix(seed, 0xA11CE), || sample_prior(n, self.latent_dim)))
     }
 
+    /// The networks' parameters, one line each: name, shape, count.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        for (title, vs) in [("Generator", &self.vs_g), ("Discriminator", &self.vs_d)] {
+            let mut vars: Vec<(String, Tensor)> =
+                vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
+            let total: i64 = vars.iter().map(|(_, t)| t.numel() as i64).sum();
+            out += &format!("{title}: {total} parameters\n");
+            for (name, t) in vars {
+                out += &format!("  {name:<16} {:?}\n", t.size());
+            }
+        }
+        out
+    }
+
+    /// Images along the line from `z1` to `z2` (each `[latent_dim]`), `steps` of them.
+    pub fn interpolate(&self, z1: &Tensor, z2: &Tensor, steps: i64) -> Tensor {
+        self.generate(&crate::viz::interpolate(z1, z2, steps))
+    }
+
     fn image_shape(&self) -> Vec<i64> {
         self.generate(&Tensor::zeros([1, self.latent_dim], (Kind::Float, Device::Cpu))).size()[1..].to_vec()
     }

@@ -1,0 +1,151 @@
+//! Inline display in notebooks run by the evcxr Jupyter kernel: a thin layer over [`crate::viz`].
+//!
+//! evcxr shows a cell's value through its inherent `evcxr_display` method, which prints
+//! `EVCXR_BEGIN_CONTENT <mime>`, the content, `EVCXR_END_CONTENT`. A cell sends one result with
+//! one entry per MIME type, so several pictures in one cell are composed into one HTML [`Panel`].
+
+use crate::train::{Gan, History};
+use crate::viz;
+use base64::Engine;
+use image::RgbImage;
+use std::fmt::Write;
+use tch::Tensor;
+
+fn emit(mime: &str, content: &str) {
+    println!("EVCXR_BEGIN_CONTENT {mime}\n{content}\nEVCXR_END_CONTENT");
+}
+
+fn base64_png(image: &RgbImage) -> String {
+    base64::engine::general_purpose::STANDARD.encode(viz::png_bytes(image))
+}
+
+/// A raster picture (sample grid, interpolation strip), shown as PNG.
+pub struct Picture {
+    pub image: RgbImage,
+    /// Display scale: small digits are shown enlarged, pixels kept sharp.
+    pub scale: u32,
+}
+
+impl Picture {
+    pub fn new(image: RgbImage) -> Picture {
+        Picture { image, scale: 2 }
+    }
+
+    pub fn evcxr_display(&self) {
+        emit("image/png", &base64_png(&self.scale_up()))
+    }
+
+    fn scale_up(&self) -> RgbImage {
+        let (w, h) = (self.image.width() * self.scale, self.image.height() * self.scale);
+        image::imageops::resize(&self.image, w, h, image::imageops::FilterType::Nearest)
+    }
+
+    fn html(&self) -> String {
+        format!(r#"<img src="data:image/png;base64,{}">"#, base64_png(&self.scale_up()))
+    }
+}
+
+/// A vector picture (loss curves), shown as SVG.
+pub struct Svg(pub String);
+
+impl Svg {
+    pub fn evcxr_display(&self) {
+        emit("image/svg+xml", &self.0)
+    }
+}
+
+/// A grid of images `[N, C, H, W]` in [-1, 1], `ncols` wide.
+pub fn grid(images: &Tensor, ncols: i64) -> Picture {
+    Picture::new(viz::grid(images, ncols))
+}
+
+/// `n` samples of `gan` in a square grid.
+pub fn samples(gan: &Gan, n: i64, seed: u64) -> Picture {
+    grid(&gan.sample(n, seed), viz::default_columns(n))
+}
+
+/// The loss curves of a run.
+pub fn losses(history: &History) -> Svg {
+    Svg(viz::loss_curves_svg(history).unwrap_or_else(|e| format!("<svg><text y=\"20\">{e:#}</text></svg>")))
+}
+
+/// Images of the linear interpolation from `z1` to `z2` in `steps` steps, in one row.
+pub fn interpolation(gan: &Gan, z1: &Tensor, z2: &Tensor, steps: i64) -> Picture {
+    grid(&gan.interpolate(z1, z2, steps), steps)
+}
+
+/// Several pictures and texts in one cell result (HTML), side by side.
+#[derive(Default)]
+pub struct Panel {
+    items: Vec<String>,
+}
+
+impl Panel {
+    pub fn new() -> Panel {
+        Panel::default()
+    }
+
+    fn item(mut self, caption: &str, body: String) -> Panel {
+        self.items.push(format!(
+            "<figure style=\"margin:0\">{body}<figcaption style=\"text-align:center\">{}</figcaption></figure>",
+            escape(caption)
+        ));
+        self
+    }
+
+    pub fn picture(self, caption: &str, picture: &Picture) -> Panel {
+        self.item(caption, picture.html())
+    }
+
+    pub fn svg(self, caption: &str, svg: &Svg) -> Panel {
+        self.item(caption, svg.0.clone())
+    }
+
+    pub fn text(self, caption: &str, text: &str) -> Panel {
+        self.item(caption, format!("<pre>{}</pre>", escape(text)))
+    }
+
+    pub fn html(&self) -> String {
+        let mut out = String::from("<div style=\"display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start\">");
+        for item in &self.items {
+            let _ = write!(out, "{item}");
+        }
+        out + "</div>"
+    }
+
+    pub fn evcxr_display(&self) {
+        emit("text/html", &self.html())
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+impl History {
+    /// A run's history shows as its loss curves.
+    pub fn evcxr_display(&self) {
+        losses(self).evcxr_display()
+    }
+}
+
+impl Gan {
+    /// A trained model shows its fixed-noise samples beside its loss curves.
+    pub fn evcxr_display(&self) {
+        let last = self.history.last().map(|r| {
+            format!(
+                "step {}\nD loss {:.3}\nG loss {:.3}\nD(x) {:.2}\nD(G(z)) {:.2}",
+                r.step + 1,
+                r.d_loss,
+                r.g_loss,
+                r.d_real,
+                r.d_fake
+            )
+        });
+        Panel::new()
+            .picture("samples from the fixed noise", &grid(&self.generate(&self.fixed_noise), 8))
+            .svg("losses", &losses(&self.history))
+            .text("last step", &last.unwrap_or_else(|| "not trained yet".into()))
+            .evcxr_display()
+    }
+}

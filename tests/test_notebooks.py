@@ -1,0 +1,80 @@
+"""The notebooks, executed through the real gan-lab Jupyter kernel (evcxr) with nbclient.
+
+Every notebook in solutions/ runs top to bottom in quick mode (GAN_LAB_QUICK=1: builders cut
+training to a few steps) and must show its pictures inline; a broken cell must fail the run; the
+student edition must be generated from the instructors' notebooks and hold none of their answers.
+
+Run by scripts/test after `cargo test` (it installs the kernel first).
+"""
+import copy
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
+
+
+def execute(nb, cwd):
+    os.environ["GAN_LAB_QUICK"] = "1"
+    client = NotebookClient(
+        nb,
+        kernel_name="gan-lab",
+        timeout=1200,  # a cold first cell compiles tch and gan_lab inside the kernel
+        startup_timeout=300,
+        resources={"metadata": {"path": str(cwd)}},
+    )
+    started = time.monotonic()
+    client.execute()
+    return time.monotonic() - started
+
+
+def outputs_of(nb):
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            yield from cell.outputs
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_solution_notebook_runs_and_shows_pictures(path):
+    nb = nbformat.read(path, as_version=4)
+    seconds = execute(nb, path.parent)
+    print(f"{path.name}: executed in {seconds:.1f} s (quick mode)")
+    errors = [o for o in outputs_of(nb) if o.output_type == "error"]
+    assert not errors, errors
+    mimes = [m for o in outputs_of(nb) for m in o.get("data", {})]
+    assert "image/png" in mimes, f"no PNG output in {path.name}: {sorted(set(mimes))}"
+    assert "image/svg+xml" in mimes, f"no SVG output in {path.name}: {sorted(set(mimes))}"
+    assert "text/html" in mimes, f"no composed HTML panel in {path.name}"
+    for o in outputs_of(nb):
+        assert "\r" not in o.get("text", ""), "carriage-return progress bar in notebook output"
+
+
+def test_a_broken_cell_fails_the_run():
+    nb = nbformat.read(SOLUTIONS[0], as_version=4)
+    first_code = next(c for c in nb.cells if c.cell_type == "code")
+    broken = nbformat.v4.new_code_cell('let n: i32 = "not a number";')
+    nb.cells = [copy.deepcopy(first_code), broken]
+    with pytest.raises(CellExecutionError):
+        execute(nb, SOLUTIONS[0].parent)
+
+
+def test_student_edition_is_generated_from_the_solutions():
+    result = subprocess.run([sys.executable, str(ROOT / "tools/student_edition.py"), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    for path in SOLUTIONS:
+        student = (ROOT / "notebooks" / path.name).read_text()
+        solution = nbformat.read(path, as_version=4)
+        for cell in solution.cells:
+            if "solution" in cell.metadata.get("tags", []):
+                assert cell.source not in student, f"an instructor answer leaked into notebooks/{path.name}"
+        assert "BEGIN SOLUTION" not in student
+        assert all(not o for c in json.loads(student)["cells"] if c["cell_type"] == "code" for o in c["outputs"])
