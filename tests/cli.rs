@@ -1,6 +1,7 @@
 //! The `gan-lab` command as a user runs it: one-line errors without backtraces, and Ctrl-C
 //! saving a checkpoint that a second run resumes.
 
+use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -57,7 +58,11 @@ fn ctrl_c_saves_a_checkpoint_that_resumes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(4));
+    // Wait until the command says it trains (its Ctrl-C handler is in place), then interrupt.
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("Ctrl-C stops and saves a checkpoint"), "{first}");
+    std::thread::sleep(Duration::from_secs(2));
     let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let started = Instant::now();
@@ -68,8 +73,7 @@ fn ctrl_c_saves_a_checkpoint_that_resumes() {
         assert!(started.elapsed() < Duration::from_secs(60), "did not stop after Ctrl-C");
         std::thread::sleep(Duration::from_millis(100));
     };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let stderr: String = lines.map_while(Result::ok).collect::<Vec<_>>().join("\n");
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("checkpoint saved"), "{stderr}");
     let checkpoint = out.join("checkpoint");

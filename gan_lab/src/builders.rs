@@ -158,10 +158,8 @@ impl Dcgan {
         Ok(gan)
     }
 
-    /// Trains on `data` and returns the trained model with its history. With an output folder,
-    /// writes a checkpoint every `checkpoint_every` steps and at the end, plus the pictures.
-    /// In quick mode (`GAN_LAB_QUICK=1`) the run is cut to a few steps.
-    pub fn train(&self, data: &Dataset) -> Result<Gan> {
+    /// Checks the settings against `data` and the output folder, without training.
+    pub fn check(&self, data: &Dataset) -> Result<()> {
         self.validate()?;
         ensure!(
             data.channels() == self.model.channels && data.image_size() == self.model.image_size,
@@ -179,6 +177,14 @@ impl Dcgan {
         if let Some(out) = &self.out_dir {
             crate::files::ensure_writable_dir(out)?;
         }
+        Ok(())
+    }
+
+    /// Trains on `data` and returns the trained model with its history. With an output folder,
+    /// writes a checkpoint every `checkpoint_every` steps and at the end, plus the pictures.
+    /// In quick mode (`GAN_LAB_QUICK=1`) the run is cut to a few steps.
+    pub fn train(&self, data: &Dataset) -> Result<Gan> {
+        self.check(data)?;
         let mut gan = self.build()?;
         if train::quick_mode() {
             gan.config.steps = gan.config.steps.min(gan.step + train::QUICK_STEPS);

@@ -193,6 +193,13 @@ fn train_dcgan(a: DcganArgs) -> Result<()> {
         eprintln!("\nstopping after this step and saving a checkpoint (Ctrl-C again to quit at once)");
         crate::train::request_stop();
     });
+    builder.check(&data)?;
+    eprintln!(
+        "training a DCGAN on {} ({} images) for {} steps; Ctrl-C stops and saves a checkpoint",
+        data.name,
+        data.len(),
+        a.steps
+    );
     let started = Instant::now();
     let gan = builder.train(&data)?;
     let seconds = started.elapsed().as_secs_f64();

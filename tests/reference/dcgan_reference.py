@@ -15,6 +15,9 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 
+STEPS = 3
+
+
 class Generator(nn.Module):
     def __init__(self, nz=100, ngf=32, nc=1):
         super().__init__()
@@ -66,30 +69,34 @@ def main(workdir):
     bce = nn.BCELoss()
     out = {}
 
-    fake = g(z)
-    out["fake"] = fake.detach().clone()
-    # (1) Update D: maximize log(D(x)) + log(1 - D(G(z)))
-    opt_d.zero_grad()
-    d_real = d(x)
-    d_fake = d(fake.detach())
-    d_loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
-    d_loss.backward()
-    opt_d.step()
-    out["d_real"] = d_real.detach().clone()
-    out["d_fake"] = d_fake.detach().clone()
-    out["d_loss"] = d_loss.detach().reshape(1)
-    # (2) Update G: maximize log(D(G(z)))
-    opt_g.zero_grad()
-    d_fake_g = d(fake)
-    g_loss = bce(d_fake_g, torch.ones_like(d_fake_g))
-    g_loss.backward()
-    opt_g.step()
-    out["g_loss"] = g_loss.detach().reshape(1)
-
-    for prefix, model in (("generator.", g), ("discriminator.", d)):
-        for name, t in model.state_dict().items():
-            if not name.endswith("num_batches_tracked"):
-                out[prefix + name] = t.detach().clone()
+    # The outputs and weights of the first step, the losses of STEPS steps: Adam's first update
+    # is lr·sign(grad) whatever its betas, so only the later losses check the moment estimates.
+    for step in range(STEPS):
+        fake = g(z)
+        # (1) Update D: maximize log(D(x)) + log(1 - D(G(z)))
+        opt_d.zero_grad()
+        d_real = d(x)
+        d_fake = d(fake.detach())
+        d_loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
+        d_loss.backward()
+        opt_d.step()
+        # (2) Update G: maximize log(D(G(z)))
+        opt_g.zero_grad()
+        d_fake_g = d(fake)
+        g_loss = bce(d_fake_g, torch.ones_like(d_fake_g))
+        g_loss.backward()
+        opt_g.step()
+        if step == 0:
+            out["fake"] = fake.detach().clone()
+            out["d_real"] = d_real.detach().clone()
+            out["d_fake"] = d_fake.detach().clone()
+            # Weights after one step.
+            for prefix, model in (("generator.", g), ("discriminator.", d)):
+                for name, t in model.state_dict().items():
+                    if not name.endswith("num_batches_tracked"):
+                        out[prefix + name] = t.detach().clone()
+        out[f"d_loss.{step}"] = d_loss.detach().reshape(1)
+        out[f"g_loss.{step}"] = g_loss.detach().reshape(1)
     save_file({k: v.contiguous() for k, v in out.items()}, f"{workdir}/reference.safetensors")
 
 
