@@ -13,11 +13,15 @@ if ! "$VENV/bin/python" -c "import jupyterlab, nbclient, nbformat, ipykernel, py
   "$VENV/bin/pip" install --quiet --disable-pip-version-check jupyterlab nbclient nbformat ipykernel pytest
 fi
 
-if [ "$("$EVCXR_ROOT/bin/evcxr_jupyter" --version 2>/dev/null)" != "evcxr_jupyter $EVCXR_VERSION" ]; then
+if ! { [ -x "$EVCXR_ROOT/bin/evcxr_jupyter" ] && grep -q "^\"evcxr_jupyter $EVCXR_VERSION " "$EVCXR_ROOT/.crates.toml" 2>/dev/null; }; then
   say "building evcxr_jupyter $EVCXR_VERSION (about 7 minutes, once per machine)"
   cargo install --quiet --locked evcxr_jupyter --version "$EVCXR_VERSION" --root "$EVCXR_ROOT"
 fi
 
+# evcxr loads each cell as a shared library linked against the toolchain's libstd; the rpath rustc
+# writes is relative to cargo's deps/ folder and misses it from where evcxr loads the library
+# unless the build folder sits directly under /tmp, so the loader path names it explicitly.
+RUST_STD_LIB="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/lib"
 KERNEL_SRC="$GAN_LAB_HOME/kernelspec/gan-lab"
 mkdir -p "$KERNEL_SRC" "$GAN_LAB_HOME/evcxr"
 cat > "$KERNEL_SRC/launch.sh" <<LAUNCH
@@ -44,7 +48,7 @@ json.dump({
     "interrupt_mode": "message",
     "env": {
         "LIBTORCH": "$TORCH_DIR",
-        "LD_LIBRARY_PATH": "$TORCH_DIR/lib",
+        "LD_LIBRARY_PATH": "$TORCH_DIR/lib:$RUST_STD_LIB",
         "GAN_LAB_PYTHON": "$VENV/bin/python",
         "GAN_LAB_PROGRESS": "lines",
         "PATH": "$(dirname "$(command -v cargo)"):$PATH",
