@@ -1,6 +1,8 @@
 //! The data layer: IDX reading and its errors, the shipped digits, Fashion-MNIST, image folders,
 //! seeded batches, and the download of official files against a local HTTP server.
 
+mod common;
+use common::err_of;
 use gan_lab::data::{self, Batcher, Dataset, RemoteFile, Source, Split};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -35,13 +37,6 @@ fn write_idx_pair(dir: &Path, n: u32, gzip: bool) -> (PathBuf, PathBuf) {
     std::fs::write(&ip, images).unwrap();
     std::fs::write(&lp, label_bytes).unwrap();
     (ip, lp)
-}
-
-fn err_of<T>(r: anyhow::Result<T>) -> String {
-    match r {
-        Ok(_) => panic!("expected an error"),
-        Err(e) => format!("{e:#}"),
-    }
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The DCGAN lesson: the exact layer lists, initialisation, losses, determinism, checkpoints
 //! and resume, and the errors for bad settings.
 
+mod common;
+use common::err_of;
 use gan_lab::data::{Dataset, Split};
 use gan_lab::losses::{self, Objective};
 use gan_lab::models::dcgan::Init;
@@ -14,13 +16,6 @@ fn small_data() -> Dataset {
 
 fn shapes(vs: &tch::nn::VarStore) -> BTreeMap<String, Vec<i64>> {
     vs.variables().into_iter().map(|(k, v)| (k, v.size())).collect()
-}
-
-fn err_of<T>(r: anyhow::Result<T>) -> String {
-    match r {
-        Ok(_) => panic!("expected an error"),
-        Err(e) => format!("{e:#}"),
-    }
 }
 
 #[test]
