@@ -4,9 +4,13 @@
 //! Every dataset becomes image tensors `[N, C, S, S]` scaled to [-1, 1] (the range of the
 //! generator's tanh) at S = 32 or 64, with labels `[N]` (i64) when the source has them.
 
-use crate::files;
+mod download;
+mod idx;
+
+pub use download::{fetch, sha256_file, RemoteFile, MNIST_FILES, MNIST_MIRROR};
+pub use idx::{read_idx, Idx};
+
 use anyhow::{bail, ensure, Context, Result};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use tch::{Kind, Tensor};
@@ -283,162 +287,4 @@ fn find_idx(dir: &Path, stem: &str) -> Result<PathBuf> {
         }
     }
     bail!("{}: missing {stem}.gz (or {stem})", dir.display())
-}
-
-/// An IDX file's dimensions and unsigned-byte payload.
-pub struct Idx {
-    pub dims: Vec<usize>,
-    pub data: Vec<u8>,
-}
-
-/// Reads an IDX file of unsigned bytes with `expected_dims` dimensions, gzipped or raw, and
-/// checks its magic number and that the payload matches the header's counts.
-pub fn read_idx(path: &Path, expected_dims: usize) -> Result<Idx> {
-    let raw = std::fs::read(path).with_context(|| format!("dataset file {}: cannot read it", path.display()))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .with_context(|| format!("dataset file {}: corrupt or truncated gzip data", path.display()))?;
-        out
-    } else {
-        raw
-    };
-    let what = |msg: String| format!("dataset file {}: {msg}", path.display());
-    ensure!(bytes.len() >= 4, what(format!("{} bytes is too short for an IDX header", bytes.len())));
-    let expected_magic = 0x0800 | expected_dims as u32;
-    let magic = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-    ensure!(
-        magic == expected_magic,
-        what(format!(
-            "wrong magic number 0x{magic:08x}: expected 0x{expected_magic:08x} (IDX, unsigned bytes, {expected_dims} dimension{})",
-            if expected_dims == 1 { "" } else { "s" }
-        ))
-    );
-    let header = 4 + 4 * expected_dims;
-    ensure!(bytes.len() >= header, what(format!("header cut short at {} bytes", bytes.len())));
-    let dims: Vec<usize> = (0..expected_dims)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
-        .collect();
-    if expected_dims == 3 {
-        ensure!(
-            dims[1] > 0 && dims[2] > 0 && dims[1] <= 1024 && dims[2] <= 1024,
-            what(format!("image size {}×{}: expected between 1 and 1024 pixels a side", dims[1], dims[2]))
-        );
-    }
-    let expected_len: usize = dims.iter().product();
-    let found = bytes.len() - header;
-    ensure!(
-        found == expected_len,
-        what(format!(
-            "header announces {} ({expected_len} bytes) but the file holds {found} bytes{}",
-            dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×"),
-            if found < expected_len { " (truncated?)" } else { "" }
-        ))
-    );
-    ensure!(dims[0] > 0, what("holds no items".into()));
-    Ok(Idx { dims, data: bytes[header..].to_vec() })
-}
-
-/// One file of the official MNIST distribution and its SHA-256.
-pub struct RemoteFile {
-    pub name: &'static str,
-    pub sha256: &'static str,
-}
-
-/// The official MNIST files and their checksums.
-pub const MNIST_FILES: [RemoteFile; 4] = [
-    RemoteFile {
-        name: "train-images-idx3-ubyte.gz",
-        sha256: "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-    },
-    RemoteFile {
-        name: "train-labels-idx1-ubyte.gz",
-        sha256: "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-    },
-    RemoteFile {
-        name: "t10k-images-idx3-ubyte.gz",
-        sha256: "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-    },
-    RemoteFile {
-        name: "t10k-labels-idx1-ubyte.gz",
-        sha256: "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-    },
-];
-
-/// A mirror of the official MNIST files.
-pub const MNIST_MIRROR: &str = "https://ossci-datasets.s3.amazonaws.com/mnist/";
-
-/// Downloads `files` from `base_url` into `dir`, checking each SHA-256; files already present
-/// with the right checksum are kept. Each file is written atomically: a download that fails,
-/// is cut short or has the wrong checksum leaves nothing behind.
-pub fn fetch(base_url: &str, files: &[RemoteFile], dir: &Path, show_progress: bool) -> Result<()> {
-    use sha2::{Digest, Sha256};
-    files::ensure_writable_dir(dir)?;
-    for file in files {
-        let dest = dir.join(file.name);
-        if dest.is_file() && sha256_file(&dest)? == file.sha256 {
-            eprintln!("{}: present, checksum verified", dest.display());
-            continue;
-        }
-        let url = format!("{}/{}", base_url.trim_end_matches('/'), file.name);
-        let response = ureq::get(&url).call().with_context(|| format!("download {url} failed"))?;
-        let total: Option<u64> = response.header("Content-Length").and_then(|v| v.parse().ok());
-        let bar = if show_progress {
-            indicatif::ProgressBar::new(total.unwrap_or(0))
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        bar.set_message(file.name);
-        let mut reader = response.into_reader();
-        let mut hasher = Sha256::new();
-        let mut received = 0u64;
-        files::write_atomic_with(&dest, |tmp| {
-            use std::io::Write;
-            let mut out = std::fs::File::create(tmp)?;
-            let mut buf = vec![0u8; 1 << 16];
-            loop {
-                let n = reader.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-                out.write_all(&buf[..n])?;
-                received += n as u64;
-                bar.set_position(received);
-            }
-            if let Some(total) = total {
-                if received != total {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("download cut short: {received} of {total} bytes"),
-                    ));
-                }
-            }
-            let got = format!("{:x}", hasher.clone().finalize());
-            if got != file.sha256 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("SHA-256 {got} does not match the expected {}", file.sha256),
-                ));
-            }
-            out.sync_all()
-        })
-        .with_context(|| url.clone())?;
-        bar.finish();
-        eprintln!("{}: downloaded, checksum verified", dest.display());
-    }
-    Ok(())
-}
-
-/// Hex SHA-256 of a file.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(format!("{:x}", Sha256::digest(&bytes)))
 }
