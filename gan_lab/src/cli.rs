@@ -28,6 +28,41 @@ enum Command {
     /// The frozen digit classifier that judges generated samples.
     #[command(subcommand)]
     Evaluator(EvaluatorCommand),
+    /// Grade the exercises: each exercise's tests in their own process, with a time limit.
+    Grade {
+        /// Only these lessons (e.g. dcgan); all by default.
+        #[arg(long)]
+        lesson: Vec<String>,
+        /// Seconds each test may take.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        /// Print the results as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the student edition of this repository (the instructors' master) to a new folder.
+    Release {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The lesson notebooks.
+    #[command(subcommand)]
+    Notebooks(NotebooksCommand),
+}
+
+#[derive(Subcommand)]
+enum NotebooksCommand {
+    /// Regenerate notebooks/ (the student edition) from solutions/.
+    Student {
+        /// Change nothing; fail if notebooks/ is out of date.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Re-run solutions/ through the gan-lab kernel to refresh their outputs (quick mode unless --full).
+    Execute {
+        #[arg(long)]
+        full: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -150,12 +185,47 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Grade { lesson, timeout, json } => {
+            let results = crate::course::grade::grade(&repo_root(), &lesson, std::time::Duration::from_secs(timeout))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&results)?);
+            } else {
+                print!("{}", crate::course::grade::table(&results));
+            }
+            Ok(())
+        }
+        Command::Release { out } => {
+            let s = crate::course::release::release(&repo_root(), &out)?;
+            println!(
+                "student edition in {}: {} files, {} notebooks, {} solution regions replaced by stubs",
+                out.display(),
+                s.files,
+                s.notebooks,
+                s.stubs
+            );
+            Ok(())
+        }
+        Command::Notebooks(NotebooksCommand::Student { check }) => {
+            let stale = crate::course::notebooks::write_student_notebooks(&repo_root(), check)?;
+            for path in &stale {
+                println!("{} {}", if check { "out of date:" } else { "wrote" }, path.display());
+            }
+            anyhow::ensure!(!check || stale.is_empty(), "notebooks/ is out of date: run `gan-lab notebooks student`");
+            Ok(())
+        }
+        Command::Notebooks(NotebooksCommand::Execute { full }) => crate::course::notebooks::execute(&repo_root(), full),
         Command::Evaluator(EvaluatorCommand::Accuracy) => {
             let accuracy = Evaluator::shipped()?.accuracy(&Dataset::mnist(Split::Test)?)?;
             println!("evaluator accuracy on the 999 held-out digits: {:.2}%", 100.0 * accuracy);
             Ok(())
         }
     }
+}
+
+/// The repository this build of gan-lab belongs to.
+fn repo_root() -> PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize().unwrap_or(root)
 }
 
 fn train_dcgan(a: DcganArgs) -> Result<()> {

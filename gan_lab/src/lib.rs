@@ -3,6 +3,7 @@
 pub mod builders;
 pub mod checkpoint;
 pub mod cli;
+pub mod course;
 pub mod data;
 pub mod files;
 pub mod losses;

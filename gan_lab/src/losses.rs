@@ -4,27 +4,34 @@
 use serde::{Deserialize, Serialize};
 use tch::{Reduction, Tensor};
 
-/// Binary cross-entropy of logits against a constant target (1 = real, 0 = fake), averaged.
-fn bce_with_logits(logits: &Tensor, target: f64) -> Tensor {
+/// Binary cross-entropy of logits against a constant target (1 = real, 0 = fake), averaged:
+/// −mean(t·log σ(l) + (1 − t)·log(1 − σ(l))), computed stably.
+pub fn bce_with_logits(logits: &Tensor, target: f64) -> Tensor {
     logits.binary_cross_entropy_with_logits::<Tensor>(&logits.full_like(target), None, None, Reduction::Mean)
 }
 
-/// Discriminator loss, lesson eq. (7) negated to a minimisation (Goodfellow et al., 2014):
+/// Exercise `dcgan.discriminator_loss`: lesson eq. (7) negated to a minimisation (Goodfellow et al., 2014):
 /// −E[log D(x*)] − E[log(1 − D(G(z)))], the BCE of real against 1 plus fake against 0.
 pub fn discriminator_loss(real_logits: &Tensor, fake_logits: &Tensor) -> Tensor {
+    // BEGIN SOLUTION dcgan.discriminator_loss
     bce_with_logits(real_logits, 1.0) + bce_with_logits(fake_logits, 0.0)
+    // END SOLUTION
 }
 
-/// Non-saturating generator loss, lesson eq. (6): maximise E[log D(G(z))], i.e. minimise
+/// Exercise `dcgan.generator_loss_non_saturating`: lesson eq. (6): maximise E[log D(G(z))], i.e. minimise
 /// −E[log D(G(z))], the BCE of the fakes against the "real" label.
 pub fn generator_loss_non_saturating(fake_logits: &Tensor) -> Tensor {
+    // BEGIN SOLUTION dcgan.generator_loss_non_saturating
     bce_with_logits(fake_logits, 1.0)
+    // END SOLUTION
 }
 
-/// Saturating ("true" minimax) generator loss, lesson question 3: minimise E[log(1 − D(G(z)))]
+/// Exercise `dcgan.generator_loss_saturating`: the "true" minimax loss of lesson question 3: minimise E[log(1 − D(G(z)))]
 /// as in eq. (5). Its gradient vanishes when D confidently rejects the fakes.
 pub fn generator_loss_saturating(fake_logits: &Tensor) -> Tensor {
+    // BEGIN SOLUTION dcgan.generator_loss_saturating
     -bce_with_logits(fake_logits, 0.0)
+    // END SOLUTION
 }
 
 /// What the two players optimise. The training loop reads it; it never copies itself per family.

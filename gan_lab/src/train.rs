@@ -246,9 +246,12 @@ impl Gan {
     }
 }
 
-/// `n` draws from the prior N(0, I) in `latent_dim` dimensions.
+/// Exercise `dcgan.sample_prior`: `n` draws from the prior N(0, I) in `latent_dim` dimensions,
+/// `[n, latent_dim]`, from libtorch's random generator.
 pub fn sample_prior(n: i64, latent_dim: i64) -> Tensor {
+    // BEGIN SOLUTION dcgan.sample_prior
     Tensor::randn([n, latent_dim], (Kind::Float, Device::Cpu))
+    // END SOLUTION
 }
 
 static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -71,13 +71,16 @@ pub fn save_grid(images: &Tensor, ncols: i64, path: &Path) -> Result<()> {
     save_png(&grid(images, ncols), path)
 }
 
-/// Linear interpolation between latent vectors `z1` and `z2` (each `[latent_dim]`):
-/// `steps` rows α·z2 + (1 − α)·z1 for α from 0 to 1 → `[steps, latent_dim]`.
+/// Exercise `dcgan.interpolate`: linear interpolation between latent vectors `z1` and `z2`
+/// (each `[latent_dim]`): `steps` rows (1 − α)·z1 + α·z2 for α evenly from 0 to 1 →
+/// `[steps, latent_dim]`, starting at z1 and ending at z2.
 pub fn interpolate(z1: &Tensor, z2: &Tensor, steps: i64) -> Tensor {
     assert_eq!(z1.size(), z2.size(), "interpolate: z1 and z2 must have the same shape");
     assert!(steps >= 2, "interpolate: expected at least 2 steps, got {steps}");
+    // BEGIN SOLUTION dcgan.interpolate
     let alpha = Tensor::linspace(0.0, 1.0, steps, (Kind::Float, z1.device())).unsqueeze(1);
     z1.unsqueeze(0) * (1.0 - &alpha) + z2.unsqueeze(0) * alpha
+    // END SOLUTION
 }
 
 static FONT: Once = Once::new();

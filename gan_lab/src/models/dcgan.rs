@@ -18,8 +18,8 @@ use tch::Tensor;
 pub enum Init {
     /// The DCGAN paper's: conv weights N(0, 0.02), BatchNorm weight N(1, 0.02), bias 0.
     Dcgan,
-    /// PyTorch's defaults (Kaiming-uniform convolutions, BatchNorm weight 1 and bias 0): the
-    /// lesson's "replace the custom initialisation with pytorch's default" experiment.
+    /// PyTorch's defaults (Kaiming-uniform convolutions with a = √5, BatchNorm weight 1 and
+    /// bias 0): the lesson's "replace the custom initialisation with pytorch's default" experiment.
     Default,
 }
 
@@ -53,34 +53,63 @@ impl DcganConfig {
     }
 
     /// Channel widths from the 4×4 end to the image end: [4, 2, 1] at 32×32, [8, 4, 2, 1] at 64×64.
-    fn widths(&self, base: i64) -> Vec<i64> {
+    pub fn widths(&self, base: i64) -> Vec<i64> {
         let blocks = if self.image_size == 64 { 4 } else { 3 };
         (0..blocks).rev().map(|i| base << i).collect()
     }
 
-    fn conv_config(&self, stride: i64, padding: i64) -> nn::ConvConfig {
+    /// A convolution without bias (BatchNorm follows), initialised by [`weight_init`].
+    pub fn conv_config(&self, stride: i64, padding: i64) -> nn::ConvConfig {
         let mut c = nn::ConvConfig { stride, padding, bias: false, ..Default::default() };
-        if self.init == Init::Dcgan {
-            c.ws_init = nn::Init::Randn { mean: 0.0, stdev: 0.02 };
-        }
+        c.ws_init = weight_init(self.init).conv_weight;
         c
     }
 
-    fn convt_config(&self, stride: i64, padding: i64) -> nn::ConvTransposeConfig {
+    /// A transposed convolution without bias, initialised by [`weight_init`].
+    pub fn convt_config(&self, stride: i64, padding: i64) -> nn::ConvTransposeConfig {
         let mut c = nn::ConvTransposeConfig { stride, padding, bias: false, ..Default::default() };
-        if self.init == Init::Dcgan {
-            c.ws_init = nn::Init::Randn { mean: 0.0, stdev: 0.02 };
-        }
+        c.ws_init = weight_init(self.init).conv_weight;
         c
     }
 
-    fn bn_config(&self) -> nn::BatchNormConfig {
-        let ws_init = match self.init {
-            Init::Dcgan => nn::Init::Randn { mean: 1.0, stdev: 0.02 },
-            Init::Default => nn::Init::Const(1.0),
-        };
-        nn::BatchNormConfig { ws_init, bs_init: nn::Init::Const(0.0), ..Default::default() }
+    /// BatchNorm initialised by [`weight_init`].
+    pub fn bn_config(&self) -> nn::BatchNormConfig {
+        let w = weight_init(self.init);
+        nn::BatchNormConfig { ws_init: w.bn_weight, bs_init: w.bn_bias, ..Default::default() }
     }
+}
+
+/// How each kind of parameter starts.
+pub struct WeightInit {
+    /// Convolution weights.
+    pub conv_weight: nn::Init,
+    pub bn_weight: nn::Init,
+    pub bn_bias: nn::Init,
+}
+
+/// Exercise `dcgan.init`: the DCGAN paper's initialisation (section 4: "all weights were
+/// initialized from a zero-centered Normal distribution with standard deviation 0.02"; BatchNorm
+/// weights from N(1, 0.02), biases 0), or PyTorch's defaults: convolutions Kaiming-uniform with
+/// a = √5, i.e. U(−1/√fan_in, 1/√fan_in), BatchNorm weight 1 and bias 0.
+pub fn weight_init(init: Init) -> WeightInit {
+    // BEGIN SOLUTION dcgan.init
+    match init {
+        Init::Dcgan => WeightInit {
+            conv_weight: nn::Init::Randn { mean: 0.0, stdev: 0.02 },
+            bn_weight: nn::Init::Randn { mean: 1.0, stdev: 0.02 },
+            bn_bias: nn::Init::Const(0.0),
+        },
+        Init::Default => WeightInit {
+            conv_weight: nn::Init::Kaiming {
+                dist: nn::init::NormalOrUniform::Uniform,
+                fan: nn::init::FanInOut::FanIn,
+                non_linearity: nn::init::NonLinearity::ExplicitGain(1.0 / 3f64.sqrt()),
+            },
+            bn_weight: nn::Init::Const(1.0),
+            bn_bias: nn::Init::Const(0.0),
+        },
+    }
+    // END SOLUTION
 }
 
 /// LeakyReLU with slope 0.2 as one fused op with autograd (`prelu` with a fixed weight).
@@ -97,7 +126,11 @@ pub struct Generator {
 }
 
 impl Generator {
+    /// Exercise `dcgan.generator`: the lesson's layer list. Name the layers `convt1`, `bn1`,
+    /// `convt2`, ... through `p`; use `c.widths(c.ngf)`, `c.convt_config(stride, padding)` and
+    /// `c.bn_config()`.
     pub fn new(p: &nn::Path, c: &DcganConfig) -> Generator {
+        // BEGIN SOLUTION dcgan.generator
         let widths = c.widths(c.ngf);
         let mut blocks = Vec::new();
         let mut in_ch = c.latent_dim;
@@ -112,18 +145,21 @@ impl Generator {
         let n = widths.len() + 1;
         let to_image = nn::conv_transpose2d(p / format!("convt{n}"), in_ch, c.channels, 4, c.convt_config(2, 1));
         Generator { latent_dim: c.latent_dim, blocks, to_image }
+        // END SOLUTION
     }
 
     /// z `[B, n_z]` → images `[B, C, S, S]` in [-1, 1].
     pub fn forward_t(&self, z: &Tensor, train: bool) -> Tensor {
         let b = z.size()[0];
         assert_eq!(z.size(), [b, self.latent_dim], "generator input: expected [batch, {}]", self.latent_dim);
+        // BEGIN SOLUTION dcgan.generator
         let mut x = z.view([b, self.latent_dim, 1, 1]); // [B, n_z, 1, 1]
         for (conv, bn) in &self.blocks {
             // [B, 4ngf, 4, 4] → [B, 2ngf, 8, 8] → [B, ngf, 16, 16]
             x = bn.forward_t(&conv.forward(&x), train).relu();
         }
         self.to_image.forward(&x).tanh() // [B, C, 32, 32]
+                                         // END SOLUTION
     }
 }
 
@@ -141,7 +177,11 @@ pub struct Discriminator {
 }
 
 impl Discriminator {
+    /// Exercise `dcgan.discriminator`: the lesson's layer list, returning logits (no sigmoid:
+    /// the loss applies it). Name the layers `conv1`, `bn1`, `conv2`, ... through `p`; use
+    /// `c.widths(c.ndf)` (reversed), `c.conv_config(stride, padding)` and `c.bn_config()`.
     pub fn new(p: &nn::Path, c: &DcganConfig) -> Discriminator {
+        // BEGIN SOLUTION dcgan.discriminator
         let mut widths = c.widths(c.ndf);
         widths.reverse();
         let mut blocks = Vec::new();
@@ -155,10 +195,12 @@ impl Discriminator {
         let n = widths.len() + 1;
         let to_score = nn::conv2d(p / format!("conv{n}"), in_ch, 1, 4, c.conv_config(1, 0));
         Discriminator { blocks, to_score }
+        // END SOLUTION
     }
 
     /// Images `[B, C, S, S]` → logits `[B]`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        // BEGIN SOLUTION dcgan.discriminator
         let b = x.size()[0];
         let mut h = x.shallow_clone();
         for (conv, bn) in &self.blocks {
@@ -166,6 +208,7 @@ impl Discriminator {
             h = leaky_relu_02(&bn.forward_t(&conv.forward(&h), train));
         }
         self.to_score.forward(&h).view([b]) // [B, 1, 1, 1] → [B]
+                                            // END SOLUTION
     }
 
     /// D(x) ∈ [0, 1] as the lesson defines it: the sigmoid of the logit.

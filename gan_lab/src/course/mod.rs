@@ -1,0 +1,77 @@
+//! Course tooling: the exercises and their points, the solution and hidden-test markers, the
+//! student edition, and grading.
+//!
+//! The repository is the instructors' master. A solution region in a source file or notebook
+//! code cell sits between `// BEGIN SOLUTION <exercise id>` and `// END SOLUTION` (nbgrader's
+//! markers); hidden tests between `// BEGIN HIDDEN TESTS` and `// END HIDDEN TESTS`. The student
+//! edition replaces each solution region by `todo!("exercise <id>: <summary>")` and drops hidden
+//! tests. Each exercise's tests are named `<function>__<check>` in `tests/exercises_<lesson>.rs`.
+
+pub mod grade;
+pub mod markers;
+pub mod notebooks;
+pub mod release;
+
+/// One exercise: a function (or a few) whose body the student writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exercise {
+    /// `<lesson>.<name>`; tests for it are `tests/exercises_<lesson>.rs::<name>__*`.
+    pub id: &'static str,
+    pub points: u32,
+    /// One line for the stub's `todo!` message.
+    pub summary: &'static str,
+}
+
+impl Exercise {
+    pub fn lesson(&self) -> &'static str {
+        self.id.split_once('.').map_or(self.id, |(lesson, _)| lesson)
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.id.split_once('.').map_or(self.id, |(_, name)| name)
+    }
+}
+
+/// Every exercise of the course.
+pub const EXERCISES: &[Exercise] = &[
+    Exercise { id: "dcgan.sample_prior", points: 1, summary: "draw n vectors from N(0, I) in latent_dim dimensions" },
+    Exercise {
+        id: "dcgan.init",
+        points: 1,
+        summary: "DCGAN init: conv N(0, 0.02), BatchNorm weight N(1, 0.02), bias 0",
+    },
+    Exercise {
+        id: "dcgan.generator",
+        points: 3,
+        summary: "the lesson's generator: convT blocks with BatchNorm and ReLU, tanh",
+    },
+    Exercise {
+        id: "dcgan.discriminator",
+        points: 3,
+        summary: "the lesson's discriminator: conv blocks with BatchNorm and LeakyReLU(0.2), logits",
+    },
+    Exercise {
+        id: "dcgan.discriminator_loss",
+        points: 2,
+        summary: "BCE of real logits against 1 plus fake logits against 0",
+    },
+    Exercise { id: "dcgan.generator_loss_non_saturating", points: 2, summary: "-E[log D(G(z))] on logits" },
+    Exercise { id: "dcgan.generator_loss_saturating", points: 2, summary: "E[log(1 - D(G(z)))] on logits" },
+    Exercise { id: "dcgan.interpolate", points: 1, summary: "steps rows (1 - a) z1 + a z2 for a evenly from 0 to 1" },
+];
+
+/// The exercise with this id.
+pub fn exercise(id: &str) -> Option<&'static Exercise> {
+    EXERCISES.iter().find(|e| e.id == id)
+}
+
+/// The lessons that have exercises, in course order.
+pub fn lessons() -> Vec<&'static str> {
+    let mut out: Vec<&str> = Vec::new();
+    for e in EXERCISES {
+        if !out.contains(&e.lesson()) {
+            out.push(e.lesson());
+        }
+    }
+    out
+}
