@@ -46,7 +46,11 @@ pub fn student_file(path: &str, bytes: &[u8], what: &str) -> Result<Option<Vec<u
     }
     let Ok(text) = std::str::from_utf8(bytes) else { return Ok(Some(bytes.to_vec())) };
     if path.ends_with(".rs") {
-        return Ok(Some(markers::strip(text, what, |r| stub(r, what))?.into_bytes()));
+        let mut stripped = markers::strip(text, what, |r| stub(r, what))?;
+        if path == LIBRARY_ROOT {
+            stripped = allow_unused_while_stubbed(&stripped);
+        }
+        return Ok(Some(stripped.into_bytes()));
     }
     if let Some(line) = text.lines().position(markers::looks_like_marker) {
         bail!(
@@ -58,6 +62,18 @@ pub fn student_file(path: &str, bytes: &[u8], what: &str) -> Result<Option<Vec<u
         return Ok(Some(drop_unshipped_tests(text).into_bytes()));
     }
     Ok(Some(bytes.to_vec()))
+}
+
+/// The library's root module.
+const LIBRARY_ROOT: &str = "gan_lab/src/lib.rs";
+
+/// Stubs leave parameters and imports unused until the student writes the exercise: the
+/// edition's library allows that, so it builds without warnings from the start.
+fn allow_unused_while_stubbed(lib: &str) -> String {
+    let docs: usize = lib.lines().take_while(|l| l.starts_with("//!")).map(|l| l.len() + 1).sum();
+    let attr = "\n// Student edition: exercise stubs leave parameters and imports unused until they are written.\n\
+                #![allow(unused_variables, unused_imports, dead_code, unreachable_code)]\n";
+    format!("{}{attr}{}", &lib[..docs], &lib[docs..])
 }
 
 /// Removes `[[test]]` sections whose `path` is not shipped.
