@@ -85,6 +85,15 @@ impl Evaluator {
         })
     }
 
+    /// Penultimate features `[N, 128]` of images `[N, 1, 32, 32]`, in batches: what the Fréchet
+    /// distance compares.
+    pub fn features(&self, images: &Tensor) -> Tensor {
+        tch::no_grad(|| {
+            let chunks: Vec<Tensor> = images.split(500, 0).iter().map(|x| self.net.features(x, false)).collect();
+            Tensor::cat(&chunks, 0)
+        })
+    }
+
     /// Share of `data` classified correctly.
     pub fn accuracy(&self, data: &Dataset) -> Result<f64> {
         let labels = data.labels.as_ref().with_context(|| format!("dataset {}: no labels", data.name))?;

@@ -1,0 +1,169 @@
+//! Judging generators by numbers, on the course's frozen MNIST evaluator
+//! ([`crate::models::classifier`]): Inception score, Mode score (`000_5a0c4d330e7ba721.txt`
+//! section 4.2) and the Fréchet distance on the evaluator's penultimate features (FID's formula).
+//!
+//! ImageNet's Inception network is not reachable offline, so these are the MNIST versions of the
+//! scores: comparable between models trained here, not with published ImageNet-based numbers. The
+//! scores take class probabilities and features, so any extractor (an Inception network for users
+//! who have its weights) can feed them.
+
+mod evaluator;
+
+pub use evaluator::{evaluator_path, ConfidenceReport, Evaluator};
+
+use tch::{Kind, Tensor};
+
+/// Mean and standard deviation over splits.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Score {
+    pub mean: f64,
+    pub std: f64,
+}
+
+/// E_x KL(p(y|x) ‖ p(y)) for class probabilities `[N, K]`, p(y) their mean.
+fn mean_kl_to_marginal(probs: &Tensor) -> (f64, Tensor) {
+    let p = probs.to_kind(Kind::Double).clamp_min(1e-12);
+    let marginal = p.mean_dim(0, true, Kind::Double);
+    let kl = (&p * (p.log() - marginal.log())).sum_dim_intlist(1, false, Kind::Double);
+    (kl.mean(Kind::Double).double_value(&[]), marginal.squeeze_dim(0))
+}
+
+/// KL(p ‖ q) of two distributions `[K]`.
+fn kl(p: &Tensor, q: &Tensor) -> f64 {
+    let (p, q) = (p.to_kind(Kind::Double).clamp_min(1e-12), q.to_kind(Kind::Double).clamp_min(1e-12));
+    (&p * (p.log() - q.log())).sum(Kind::Double).double_value(&[])
+}
+
+fn over_splits(probs: &Tensor, splits: i64, score: impl Fn(&Tensor) -> f64) -> Score {
+    let n = probs.size()[0];
+    assert!(splits >= 1 && splits <= n, "splits = {splits}: expected between 1 and the {n} samples");
+    let values: Vec<f64> = (0..splits)
+        .map(|i| {
+            let (start, end) = (i * n / splits, (i + 1) * n / splits);
+            score(&probs.narrow(0, start, end - start))
+        })
+        .collect();
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64;
+    Score { mean, std: var.sqrt() }
+}
+
+/// Inception score exp(E_x KL(p(y|x) ‖ p(y))) (Salimans et al., 2016) of class probabilities
+/// `[N, K]`, computed on `splits` consecutive parts: mean and (population) standard deviation.
+pub fn inception_score(probs: &Tensor, splits: i64) -> Score {
+    over_splits(probs, splits, |p| mean_kl_to_marginal(p).0.exp())
+}
+
+/// Mode score exp(E_x KL(p(y|x) ‖ p(y)) − KL(p(y) ‖ p(y*))) (Che et al., 2017, as in
+/// `000_5a0c4d330e7ba721.txt` 4.2), with `real_marginal` p(y*) the class marginal of real data.
+pub fn mode_score(probs: &Tensor, real_marginal: &Tensor, splits: i64) -> Score {
+    over_splits(probs, splits, |p| {
+        let (mean_kl, marginal) = mean_kl_to_marginal(p);
+        (mean_kl - kl(&marginal, real_marginal)).exp()
+    })
+}
+
+/// Mean `[D]` and covariance `[D, D]` (unbiased, as numpy's `cov`) of features `[N, D]`, in f64.
+pub fn feature_statistics(features: &Tensor) -> (Tensor, Tensor) {
+    let f = features.to_kind(Kind::Double);
+    let n = f.size()[0];
+    assert!(n >= 2, "feature statistics need at least 2 samples, got {n}");
+    let mu = f.mean_dim(0, false, Kind::Double);
+    let centred = &f - &mu;
+    let cov = centred.tr().matmul(&centred) / (n - 1) as f64;
+    (mu, cov)
+}
+
+/// Square root of a symmetric positive semi-definite matrix through its eigendecomposition;
+/// eigenvalues that rounding made slightly negative are taken as 0.
+fn sqrt_psd(m: &Tensor) -> Tensor {
+    let sym = (m + m.tr()) / 2.0;
+    let (values, vectors) = sym.linalg_eigh("L");
+    let roots = values.clamp_min(0.0).sqrt();
+    (&vectors * roots.unsqueeze(0)).matmul(&vectors.tr())
+}
+
+/// Fréchet distance between Gaussians N(μ1, Σ1) and N(μ2, Σ2):
+/// ‖μ1 − μ2‖² + Tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^½). The trace of (Σ1 Σ2)^½ is computed as that of
+/// (Σ1^½ Σ2 Σ1^½)^½, which has the same eigenvalues and is symmetric, so it stays real and stable.
+pub fn frechet_distance(mu1: &Tensor, cov1: &Tensor, mu2: &Tensor, cov2: &Tensor) -> f64 {
+    let diff = (mu1 - mu2).square().sum(Kind::Double).double_value(&[]);
+    let s1 = sqrt_psd(cov1);
+    let middle = s1.matmul(cov2).matmul(&s1);
+    let trace_sqrt = sqrt_psd(&middle).trace().double_value(&[]);
+    let traces = cov1.trace().double_value(&[]) + cov2.trace().double_value(&[]);
+    (diff + traces - 2.0 * trace_sqrt).max(0.0)
+}
+
+/// The Fréchet distance between two sets of features `[N, D]`.
+pub fn frechet_distance_of(features1: &Tensor, features2: &Tensor) -> f64 {
+    let (mu1, cov1) = feature_statistics(features1);
+    let (mu2, cov2) = feature_statistics(features2);
+    frechet_distance(&mu1, &cov1, &mu2, &cov2)
+}
+
+/// Inception score, Mode score and Fréchet distance of one set of images.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Scores {
+    pub inception: Score,
+    pub mode: Score,
+    pub fid: f64,
+    /// Images scored.
+    pub n: i64,
+}
+
+/// The reference the scores need from real data: the class marginal p(y*) and the feature
+/// statistics of one half of the real training digits; the other half gives the ceilings.
+pub struct RealReference {
+    pub marginal: Tensor,
+    pub mu: Tensor,
+    pub cov: Tensor,
+    /// The scores of real digits: the best a generator can expect with this evaluator.
+    pub ceiling: Scores,
+}
+
+/// Splits for the Inception and Mode scores.
+pub const SPLITS: i64 = 10;
+
+impl RealReference {
+    /// From real images `[N, 1, 32, 32]` (the shipped training digits): FID statistics on the first
+    /// half, ceilings from the second half scored against them.
+    pub fn new(ev: &Evaluator, real: &Tensor) -> RealReference {
+        let n = real.size()[0];
+        let (a, b) = (real.narrow(0, 0, n / 2), real.narrow(0, n / 2, n - n / 2));
+        let (mu, cov) = feature_statistics(&ev.features(&a));
+        let marginal = ev.probabilities(real).to_kind(Kind::Double).mean_dim(0, false, Kind::Double);
+        let mut reference = RealReference { marginal, mu, cov, ceiling: Scores::default() };
+        reference.ceiling = reference.score(ev, &b);
+        reference
+    }
+
+    /// Scores of images `[N, 1, 32, 32]` against this reference.
+    pub fn score(&self, ev: &Evaluator, images: &Tensor) -> Scores {
+        let probs = ev.probabilities(images);
+        let (mu, cov) = feature_statistics(&ev.features(images));
+        Scores {
+            inception: inception_score(&probs, SPLITS),
+            mode: mode_score(&probs, &self.marginal, SPLITS),
+            fid: frechet_distance(&mu, &cov, &self.mu, &self.cov),
+            n: images.size()[0],
+        }
+    }
+}
+
+impl Default for Scores {
+    fn default() -> Self {
+        let zero = Score { mean: 0.0, std: 0.0 };
+        Scores { inception: zero, mode: zero, fid: 0.0, n: 0 }
+    }
+}
+
+impl std::fmt::Display for Scores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "IS {:.3} ± {:.3}   Mode score {:.3} ± {:.3}   FID {:.3}   ({} images)",
+            self.inception.mean, self.inception.std, self.mode.mean, self.mode.std, self.fid, self.n
+        )
+    }
+}

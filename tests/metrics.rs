@@ -1,0 +1,100 @@
+//! The metrics against independent references: closed forms, and numpy/scipy
+//! (tests/reference/metrics_reference.py) on the same probabilities and features.
+
+use gan_lab::data::{Dataset, Split};
+use gan_lab::metrics::{self, Evaluator, RealReference};
+use gan_lab::Dcgan;
+use std::process::Command;
+use tch::{Kind, Tensor};
+
+fn f64s(t: &Tensor) -> Tensor {
+    t.to_kind(Kind::Double)
+}
+
+#[test]
+fn fid_of_a_set_against_itself_is_zero() {
+    let ev = Evaluator::shipped().unwrap();
+    let features = ev.features(&Dataset::mnist(Split::Test).unwrap().images);
+    let fid = metrics::frechet_distance_of(&features, &features);
+    let scale = metrics::feature_statistics(&features).1.trace().double_value(&[]);
+    assert!(fid.abs() < 1e-6 * scale, "FID(x, x) = {fid}, trace of the covariance {scale}");
+}
+
+#[test]
+fn frechet_distance_matches_the_closed_form_for_gaussians() {
+    // Diagonal covariances commute: FD = |Δμ|² + Σ (√a − √b)².
+    let a = [1.0f64, 4.0, 0.25, 9.0];
+    let b = [2.0f64, 1.0, 1.0, 4.0];
+    let mu1 = Tensor::from_slice(&[0.0f64, 1.0, -1.0, 2.0]);
+    let mu2 = Tensor::from_slice(&[1.0f64, 1.0, 0.5, 0.0]);
+    let expected = 1.0 + 0.0 + 2.25 + 4.0 + a.iter().zip(b).map(|(x, y)| (x.sqrt() - y.sqrt()).powi(2)).sum::<f64>();
+    let (c1, c2) = (Tensor::from_slice(&a).diag(0), Tensor::from_slice(&b).diag(0));
+    let fd = metrics::frechet_distance(&mu1, &c1, &mu2, &c2);
+    assert!((fd - expected).abs() < 1e-9, "{fd} vs {expected}");
+    // The same Gaussians in a rotated basis: the distance does not change.
+    let (q, _) = Tensor::linalg_qr(&Tensor::randn([4, 4], (Kind::Double, tch::Device::Cpu)), "reduced");
+    let rot = |c: &Tensor| q.matmul(c).matmul(&q.tr());
+    let fd_rot = metrics::frechet_distance(&q.matmul(&mu1), &rot(&c1), &q.matmul(&mu2), &rot(&c2));
+    assert!((fd_rot - expected).abs() < 1e-8, "rotated: {fd_rot} vs {expected}");
+}
+
+#[test]
+fn inception_score_bounds() {
+    // One-hot, evenly spread over 10 classes: IS = 10. Identical predictions: IS = 1.
+    let eye = Tensor::eye(10, (Kind::Float, tch::Device::Cpu)).repeat([10, 1]);
+    let is = metrics::inception_score(&eye, 1).mean;
+    assert!((is - 10.0).abs() < 1e-4, "{is}");
+    let same = Tensor::full([50, 10], 0.1, (Kind::Float, tch::Device::Cpu));
+    assert!((metrics::inception_score(&same, 5).mean - 1.0).abs() < 1e-9);
+    // Mode score punishes a marginal far from the real one: all samples of class 0.
+    let one_class = Tensor::eye(10, (Kind::Float, tch::Device::Cpu)).get(0).unsqueeze(0).repeat([20, 1]);
+    let uniform = Tensor::full([10], 0.1, (Kind::Double, tch::Device::Cpu));
+    let ms = metrics::mode_score(&one_class, &uniform, 1).mean;
+    assert!((ms - 0.1).abs() < 1e-6, "exp(0 - ln 10) = 0.1, got {ms}");
+}
+
+#[test]
+fn scores_agree_with_numpy_and_scipy() {
+    let ev = Evaluator::shipped().unwrap();
+    let real = Dataset::mnist(Split::Test).unwrap().images;
+    // Half real digits, half from a briefly trained DCGAN: spread over classes, but not real.
+    let gan = Dcgan::mnist32().steps(30).batch_size(32).seed(1).train(&Dataset::mnist(Split::Test).unwrap()).unwrap();
+    let fake = Tensor::cat(&[real.narrow(0, 0, 500), gan.sample(500, 2)], 0);
+    let probs = ev.probabilities(&fake);
+    let real_marginal = f64s(&ev.probabilities(&real).mean_dim(0, false, Kind::Float));
+    let (f1, f2) = (ev.features(&fake), ev.features(&real));
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = [("probs", &probs), ("real_marginal", &real_marginal), ("features1", &f1), ("features2", &f2)];
+    Tensor::write_safetensors(&inputs, dir.path().join("inputs.safetensors")).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/reference/metrics_reference.py");
+    let out = Command::new(std::env::var("GAN_LAB_PYTHON").unwrap()).arg(script).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("reference.json")).unwrap()).unwrap();
+    let rel = |ours: f64, theirs: &serde_json::Value, what: &str| {
+        let theirs = theirs.as_f64().unwrap();
+        assert!((ours - theirs).abs() <= 1e-3 * theirs.abs().max(1e-9), "{what}: gan_lab {ours}, numpy/scipy {theirs}");
+    };
+    let is = metrics::inception_score(&probs, 10);
+    rel(is.mean, &reference["inception"][0], "IS mean");
+    rel(is.std, &reference["inception"][1], "IS std");
+    let ms = metrics::mode_score(&probs, &real_marginal, 10);
+    rel(ms.mean, &reference["mode"][0], "Mode score mean");
+    rel(ms.std, &reference["mode"][1], "Mode score std");
+    let fid = metrics::frechet_distance_of(&f1, &f2);
+    rel(fid, &reference["fid"], "FID");
+    eprintln!("IS {is:?}, Mode score {ms:?}, FID {fid:.4} (numpy/scipy: {reference})");
+}
+
+#[test]
+fn real_digits_set_the_ceilings() {
+    let ev = Evaluator::shipped().unwrap();
+    let train = Dataset::mnist(Split::Train).unwrap();
+    let reference = RealReference::new(&ev, &train.images);
+    let noise = Tensor::rand([2000, 1, 32, 32], (Kind::Float, tch::Device::Cpu)) * 2.0 - 1.0;
+    let scores = reference.score(&ev, &noise);
+    eprintln!("real ceiling: {}\nnoise:        {scores}", reference.ceiling);
+    assert!(reference.ceiling.inception.mean > 8.0, "{}", reference.ceiling);
+    assert!(reference.ceiling.fid < scores.fid / 10.0, "real halves {} vs noise {}", reference.ceiling.fid, scores.fid);
+    assert!(scores.inception.mean < reference.ceiling.inception.mean);
+}
