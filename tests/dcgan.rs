@@ -222,3 +222,26 @@ fn checkpoint_from_another_architecture_is_refused() {
     let msg = err_of(Dcgan::mnist32().latent_dim(10).resume(dir.path().join("checkpoint")).build());
     assert!(msg.contains("not a gan_lab checkpoint"), "{msg}");
 }
+
+#[test]
+fn scores_are_tracked_during_training_when_asked() {
+    let data = Dataset::mnist(Split::Test).unwrap();
+    let mut builder = Dcgan::mnist32().steps(4).batch_size(16).seed(2);
+    builder.train.metrics_every = 2;
+    builder.train.metrics_samples = 100;
+    let gan = builder.train(&data).unwrap();
+    let steps: Vec<i64> = gan.history.metrics.iter().map(|m| m.step).collect();
+    assert_eq!(steps, vec![2, 4]);
+    assert!(gan.history.metrics.iter().all(|m| m.scores.fid > 0.0 && m.scores.n == 100 && m.seconds > 0.0));
+    let svg = gan_lab::viz::loss_curves_svg(&gan.history).unwrap();
+    assert!(svg.contains("FID") && svg.contains("Scores on the MNIST evaluator"));
+    let msg = err_of(
+        Dcgan::mnist32()
+            .image_size(64)
+            .metrics_every(2)
+            .steps(2)
+            .batch_size(8)
+            .train(&Dataset::load(&gan_lab::Source::Mnist, Split::Test, 64, 1).unwrap()),
+    );
+    assert!(msg.contains("metrics_every") && msg.contains("1-channel 32×32"), "{msg}");
+}

@@ -59,6 +59,7 @@ fn loss_curves_render_as_svg_and_png() {
         steps: (0..50)
             .map(|i| StepRecord { step: i, d_loss: 1.0 / (1.0 + i as f64), g_loss: 2.0, d_real: 0.5, d_fake: 0.5 })
             .collect(),
+        ..Default::default()
     };
     let svg = viz::loss_curves_svg(&history).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("D loss") && svg.contains("G loss"));

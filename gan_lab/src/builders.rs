@@ -96,6 +96,11 @@ impl Dcgan {
         self.train.snapshot_every = n;
         self
     }
+    /// Scores the generator (IS, Mode score, FID) every `n` steps into `History::metrics`.
+    pub fn metrics_every(mut self, n: i64) -> Self {
+        self.train.metrics_every = n;
+        self
+    }
     pub fn checkpoint_every(mut self, n: i64) -> Self {
         self.train.checkpoint_every = n;
         self
@@ -121,6 +126,8 @@ impl Dcgan {
         ensure!(m.channels == 1 || m.channels == 3, "channels = {}: expected 1 or 3", m.channels);
         ensure!(t.batch_size >= 1, "batch_size = {}: expected 1 or more", t.batch_size);
         ensure!(t.steps >= 0, "steps = {}: expected 0 or more", t.steps);
+        ensure!(t.metrics_every >= 0, "metrics_every = {}: expected 0 (off) or more", t.metrics_every);
+        ensure!(t.metrics_samples >= 20, "metrics_samples = {}: expected 20 or more", t.metrics_samples);
         for (name, lr) in [("lr_g", t.adam_g.lr), ("lr_d", t.adam_d.lr)] {
             ensure!(lr.is_finite() && lr > 0.0, "{name} = {lr}: expected a positive learning rate");
         }
@@ -189,6 +196,10 @@ impl Dcgan {
         if train::quick_mode() {
             gan.config.steps = gan.config.steps.min(gan.step + train::QUICK_STEPS);
             gan.config.snapshot_every = gan.config.snapshot_every.min(10);
+            if gan.config.metrics_every > 0 {
+                gan.config.metrics_every = 10;
+                gan.config.metrics_samples = gan.config.metrics_samples.min(500);
+            }
         }
         let out = self.out_dir.clone();
         let every = gan.config.checkpoint_every;

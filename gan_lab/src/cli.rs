@@ -105,6 +105,9 @@ struct DcganArgs {
     /// Use the library's default weight initialisation instead of DCGAN's N(0, 0.02).
     #[arg(long)]
     default_init: bool,
+    /// Score the generator (IS, Mode score, FID on the frozen evaluator) every this many steps; 0: off.
+    #[arg(long, default_value_t = 0)]
+    metrics_every: i64,
     /// Output folder.
     #[arg(long, default_value = "runs/dcgan")]
     out: PathBuf,
@@ -241,6 +244,7 @@ fn train_dcgan(a: DcganArgs) -> Result<()> {
         .channels(a.channels)
         .seed(a.seed)
         .lr(a.lr)
+        .metrics_every(a.metrics_every)
         .out_dir(&a.out);
     if a.saturating {
         builder = builder.objective(Objective::Saturating);

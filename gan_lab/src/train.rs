@@ -28,6 +28,13 @@ pub struct TrainConfig {
     pub adam_d: AdamConfig,
     /// Keep a grid of the fixed noise's images every this many steps (0: never).
     pub snapshot_every: i64,
+    /// Score the generator (IS, Mode score, FID on the frozen evaluator) every this many steps
+    /// (0: never). Needs 1-channel 32×32 images.
+    #[serde(default)]
+    pub metrics_every: i64,
+    /// Images generated for each scoring.
+    #[serde(default = "default_metrics_samples")]
+    pub metrics_samples: i64,
     /// Write a checkpoint every this many steps when the run has an output folder (0: at the end only).
     pub checkpoint_every: i64,
 }
@@ -43,9 +50,15 @@ impl Default for TrainConfig {
             adam_g: AdamConfig::dcgan(),
             adam_d: AdamConfig::dcgan(),
             snapshot_every: 250,
+            metrics_every: 0,
+            metrics_samples: default_metrics_samples(),
             checkpoint_every: 500,
         }
     }
+}
+
+fn default_metrics_samples() -> i64 {
+    4500
 }
 
 /// What one training step measured.
@@ -64,6 +77,17 @@ pub struct StepRecord {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
     pub steps: Vec<StepRecord>,
+    /// Scores taken every `metrics_every` steps.
+    #[serde(default)]
+    pub metrics: Vec<MetricRecord>,
+}
+
+/// The generator's scores after a step, and what computing them cost.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MetricRecord {
+    pub step: i64,
+    pub scores: crate::metrics::Scores,
+    pub seconds: f64,
 }
 
 impl History {
@@ -176,6 +200,10 @@ impl Gan {
             self.image_shape()
         );
         let mut batcher = Batcher::new(data, c.batch_size, c.seed)?;
+        let scorer = match c.metrics_every > 0 {
+            true => Some(Scorer::new(data)?),
+            false => None,
+        };
         let mut progress = Progress::new(c.steps, self.step);
         while self.step < c.steps {
             if STOP_REQUESTED.swap(false, Ordering::SeqCst) {
@@ -198,6 +226,13 @@ impl Gan {
             if c.snapshot_every > 0 && self.step % c.snapshot_every == 0 {
                 let images = self.generate(&self.fixed_noise);
                 self.snapshots.push((self.step, images));
+            }
+            if let Some(scorer) = &scorer {
+                if self.step % c.metrics_every == 0 {
+                    let record = scorer.score(self, c.metrics_samples);
+                    progress.note(&format!("step {}: {}  ({:.1} s)", self.step, record.scores, record.seconds));
+                    self.history.metrics.push(record);
+                }
             }
             progress.update(self);
             after_step(self)?;
@@ -243,6 +278,35 @@ impl Gan {
 
     fn image_numel(&self) -> i64 {
         self.image_shape().iter().product()
+    }
+}
+
+/// The frozen evaluator and the real reference, for scoring during training.
+struct Scorer {
+    evaluator: crate::metrics::Evaluator,
+    reference: crate::metrics::RealReference,
+}
+
+impl Scorer {
+    fn new(data: &Dataset) -> Result<Scorer> {
+        ensure!(
+            data.channels() == 1 && data.image_size() == 32,
+            "metrics_every: the evaluator scores 1-channel 32×32 digits, but {} has {}-channel {}×{} images",
+            data.name,
+            data.channels(),
+            data.image_size(),
+            data.image_size()
+        );
+        let evaluator = crate::metrics::Evaluator::shipped()?;
+        let reference = crate::metrics::RealReference::new(&evaluator, &data.images);
+        Ok(Scorer { evaluator, reference })
+    }
+
+    fn score(&self, gan: &Gan, n: i64) -> MetricRecord {
+        let started = std::time::Instant::now();
+        let images = gan.sample(n, mix(gan.config.seed, gan.step as u64));
+        let scores = self.reference.score(&self.evaluator, &images);
+        MetricRecord { step: gan.step, scores, seconds: started.elapsed().as_secs_f64() }
     }
 }
 
@@ -316,6 +380,15 @@ impl Progress {
                 eprintln!("step {:>6}/{}  {msg}", gan.step, gan.config.steps);
             }
             _ => {}
+        }
+    }
+
+    /// A line that stays: above the bar in a terminal, as is elsewhere.
+    fn note(&self, line: &str) {
+        match self {
+            Progress::Bar(bar) => bar.println(line),
+            Progress::Lines { .. } => eprintln!("{line}"),
+            Progress::Off => {}
         }
     }
 

@@ -93,16 +93,38 @@ fn register_font() {
     });
 }
 
-/// Size of loss plots in pixels.
-pub const PLOT_SIZE: (u32, u32) = (720, 400);
+/// Size of loss plots in pixels; runs with scores get a second panel below.
+pub fn plot_size(history: &History) -> (u32, u32) {
+    if history.metrics.is_empty() {
+        (720, 400)
+    } else {
+        (720, 640)
+    }
+}
 
-/// Draws the D and G losses of `history` per step on any plotters backend.
+/// Draws the D and G losses of `history` per step, and its scores (FID, IS) when it has them,
+/// on any plotters backend.
 pub fn draw_losses<DB: DrawingBackend>(history: &History, root: DrawingArea<DB, plotters::coord::Shift>) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     register_font();
     root.fill(&WHITE).map_err(plot_err)?;
+    if history.metrics.is_empty() {
+        draw_loss_chart(history, &root)?;
+    } else {
+        let (top, bottom) = root.split_vertically(400);
+        draw_loss_chart(history, &top)?;
+        draw_score_chart(history, &bottom)?;
+    }
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+fn draw_loss_chart<DB: DrawingBackend>(history: &History, root: &DrawingArea<DB, plotters::coord::Shift>) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     let steps = history.len().max(1) as f64;
     let (lo, hi) = history
         .steps
@@ -110,7 +132,7 @@ where
         .flat_map(|r| [r.d_loss, r.g_loss])
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo, hi) = if lo.is_finite() { (lo.min(0.0), hi.max(lo + 1e-3)) } else { (0.0, 1.0) };
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(root)
         .caption("Losses per training step", ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(36)
@@ -138,7 +160,63 @@ where
         .label_font(("sans-serif", 13))
         .draw()
         .map_err(plot_err)?;
-    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+/// FID (left axis) and Inception score (right axis) against the step.
+fn draw_score_chart<DB: DrawingBackend>(history: &History, root: &DrawingArea<DB, plotters::coord::Shift>) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let steps = history.len().max(1) as f64;
+    let fid_max = history.metrics.iter().map(|m| m.scores.fid).fold(1.0, f64::max) * 1.05;
+    let is_max = history.metrics.iter().map(|m| m.scores.inception.mean).fold(1.0, f64::max) * 1.05;
+    let mut chart = ChartBuilder::on(root)
+        .caption("Scores on the MNIST evaluator", ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(48)
+        .right_y_label_area_size(48)
+        .build_cartesian_2d(0f64..steps, 0f64..fid_max)
+        .map_err(plot_err)?
+        .set_secondary_coord(0f64..steps, 0f64..is_max);
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc("FID (lower is better)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(plot_err)?;
+    chart
+        .configure_secondary_axes()
+        .y_desc("IS (higher is better)")
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(plot_err)?;
+    let (fid_color, is_color) = (RGBColor(44, 160, 44), RGBColor(148, 103, 189));
+    let points = |f: fn(&crate::train::MetricRecord) -> f64| -> Vec<(f64, f64)> {
+        history.metrics.iter().map(|m| (m.step as f64, f(m))).collect()
+    };
+    chart
+        .draw_series(LineSeries::new(points(|m| m.scores.fid), fid_color.stroke_width(2)).point_size(3))
+        .map_err(plot_err)?
+        .label("FID")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], fid_color.stroke_width(2)));
+    chart
+        .draw_secondary_series(
+            LineSeries::new(points(|m| m.scores.inception.mean), is_color.stroke_width(2)).point_size(3),
+        )
+        .map_err(plot_err)?
+        .label("IS")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], is_color.stroke_width(2)));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(plot_err)?;
     Ok(())
 }
 
@@ -149,15 +227,15 @@ fn plot_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error
 /// The loss curves as an SVG document.
 pub fn loss_curves_svg(history: &History) -> Result<String> {
     let mut svg = String::new();
-    draw_losses(history, SVGBackend::with_string(&mut svg, PLOT_SIZE).into_drawing_area())?;
+    draw_losses(history, SVGBackend::with_string(&mut svg, plot_size(history)).into_drawing_area())?;
     Ok(svg)
 }
 
 /// The loss curves as an RGB image.
 pub fn loss_curves_image(history: &History) -> Result<RgbImage> {
-    let (w, h) = PLOT_SIZE;
+    let (w, h) = plot_size(history);
     let mut buf = vec![0u8; (w * h * 3) as usize];
-    draw_losses(history, BitMapBackend::with_buffer(&mut buf, PLOT_SIZE).into_drawing_area())?;
+    draw_losses(history, BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area())?;
     RgbImage::from_raw(w, h, buf).context("plot buffer size")
 }
 
