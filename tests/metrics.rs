@@ -98,3 +98,17 @@ fn real_digits_set_the_ceilings() {
     assert!(reference.ceiling.fid < scores.fid / 10.0, "real halves {} vs noise {}", reference.ceiling.fid, scores.fid);
     assert!(scores.inception.mean < reference.ceiling.inception.mean);
 }
+
+#[test]
+fn collapse_signals_tell_a_collapsed_set_from_real_digits() {
+    let ev = Evaluator::shipped().unwrap();
+    let real = Dataset::mnist(Split::Test).unwrap().images.narrow(0, 0, 500);
+    let healthy = metrics::collapse_signals(&ev, &real);
+    assert!(healthy.entropy > 2.2 && healthy.near_duplicate_rate < 0.02, "{healthy}");
+    // A collapsed generator: one digit, repeated with a little noise.
+    let one = real.get(0).unsqueeze(0).repeat([200, 1, 1, 1]);
+    let collapsed = (&one + Tensor::randn_like(&one) * 0.02).clamp(-1.0, 1.0);
+    let signals = metrics::collapse_signals(&ev, &collapsed);
+    assert!(signals.entropy < 0.1 && signals.top_over_representation > 9.9, "{signals}");
+    assert!(signals.near_duplicate_rate > 0.99, "{signals}");
+}

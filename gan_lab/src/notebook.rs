@@ -64,6 +64,18 @@ pub fn samples(gan: &Gan, n: i64, seed: u64) -> Picture {
     grid(&gan.sample(n, seed), viz::default_columns(n))
 }
 
+/// `n` samples beside the mode-collapse signals the frozen evaluator reads from them (class
+/// histogram, its entropy, the most over-represented class, near-duplicates). Needs 1-channel
+/// 32×32 images.
+pub fn samples_with_diagnostics(gan: &Gan, n: i64, seed: u64) -> anyhow::Result<Panel> {
+    let images = gan.sample(n, seed);
+    let ev = crate::metrics::Evaluator::shipped()?;
+    let signals = crate::metrics::collapse_signals(&ev, &images);
+    Ok(Panel::new()
+        .picture(&format!("{n} samples"), &grid(&images, viz::default_columns(n)))
+        .text("classes read by the evaluator", &signals.to_string()))
+}
+
 /// The loss curves of a run.
 pub fn losses(history: &History) -> Svg {
     Svg(viz::loss_curves_svg(history).unwrap_or_else(|e| format!("<svg><text y=\"20\">{e:#}</text></svg>")))

@@ -167,3 +167,56 @@ impl std::fmt::Display for Scores {
         )
     }
 }
+
+/// Root-mean-square pixel difference below which two images count as near-duplicates (5% of the
+/// [-1, 1] range).
+pub const NEAR_DUPLICATE_RMS: f64 = 0.1;
+
+/// Signs of mode collapse in a set of samples: how the evaluator spreads them over classes, and
+/// how many are near-copies of another sample.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CollapseSignals {
+    /// Share of samples per predicted class.
+    pub class_shares: Vec<f64>,
+    /// Entropy of `class_shares` in nats (ln 10 ≈ 2.303 when all ten digits are equally frequent).
+    pub entropy: f64,
+    /// The most frequent class and how many times its fair share (0.1) it takes.
+    pub top_class: usize,
+    pub top_over_representation: f64,
+    /// Share of samples with another sample closer than [`NEAR_DUPLICATE_RMS`].
+    pub near_duplicate_rate: f64,
+}
+
+/// Collapse signals of images `[N, 1, 32, 32]`.
+pub fn collapse_signals(ev: &Evaluator, images: &Tensor) -> CollapseSignals {
+    let n = images.size()[0];
+    let predicted = ev.probabilities(images).argmax(-1, false);
+    let counts: Vec<i64> = Vec::try_from(predicted.bincount::<Tensor>(None, 10)).expect("counts");
+    let class_shares: Vec<f64> = counts.iter().map(|&c| c as f64 / n as f64).collect();
+    let entropy = -class_shares.iter().filter(|&&p| p > 0.0).map(|p| p * p.ln()).sum::<f64>();
+    let (top_class, top_share) =
+        class_shares.iter().cloned().enumerate().fold((0, 0.0), |a, (i, p)| if p > a.1 { (i, p) } else { a });
+    let flat = images.to_kind(Kind::Float).view([n, -1]);
+    let pixels = flat.size()[1] as f64;
+    let distances = tch::no_grad(|| Tensor::cdist(&flat, &flat, 2.0, None::<i64>)) / pixels.sqrt();
+    let distances = distances + Tensor::eye(n, (Kind::Float, tch::Device::Cpu)) * 1e9; // not itself
+    let (nearest, _) = distances.min_dim(1, false);
+    let near_duplicate_rate = nearest.lt(NEAR_DUPLICATE_RMS).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+    CollapseSignals { class_shares, entropy, top_class, top_over_representation: top_share / 0.1, near_duplicate_rate }
+}
+
+impl std::fmt::Display for CollapseSignals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (class, share) in self.class_shares.iter().enumerate() {
+            writeln!(f, "{class} {:<30} {:5.1}%", "█".repeat((share * 100.0).round() as usize), 100.0 * share)?;
+        }
+        writeln!(
+            f,
+            "class entropy {:.3} nats (ln 10 = {:.3} when all digits are equally frequent)",
+            self.entropy,
+            10f64.ln()
+        )?;
+        writeln!(f, "most frequent: {} at {:.1}× its fair share", self.top_class, self.top_over_representation)?;
+        write!(f, "near-duplicates: {:.1}% of samples", 100.0 * self.near_duplicate_rate)
+    }
+}
