@@ -93,3 +93,51 @@ fn ctrl_c_saves_a_checkpoint_that_resumes() {
     assert!(String::from_utf8_lossy(&resumed.stdout).contains("trained 2 steps"));
     assert_eq!(gan_lab::checkpoint::step_of(&checkpoint).unwrap(), step + 2);
 }
+
+#[test]
+fn sample_and_explore_read_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let train = gan_lab()
+        .args(["train", "dcgan", "--steps", "12", "--batch-size", "16", "--snapshot-every", "4", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(train.status.success(), "{}", String::from_utf8_lossy(&train.stderr));
+    let checkpoint = run.join("checkpoint");
+    let out = dir.path().join("explore");
+    let explore = gan_lab()
+        .args(["explore", "--dim", "5", "--checkpoint"])
+        .arg(&checkpoint)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(explore.status.success(), "{}", String::from_utf8_lossy(&explore.stderr));
+    let frames = |name: &str| {
+        use image::AnimationDecoder;
+        let file = std::io::BufReader::new(std::fs::File::open(out.join(name)).unwrap());
+        image::codecs::gif::GifDecoder::new(file).unwrap().into_frames().count()
+    };
+    assert_eq!(frames("interpolation.gif"), 24);
+    assert_eq!(frames("progress.gif"), 3, "snapshots at steps 4, 8 and 12");
+    let sweep = image::open(out.join("sweep.png")).unwrap();
+    assert_eq!((sweep.width(), sweep.height()), (11 * 34 + 2, 8 * 34 + 2), "8 rows of z, 11 values");
+    let pair = image::open(out.join("latent-vs-screen.png")).unwrap();
+    assert_eq!((pair.width(), pair.height()), (10 * 34 + 2, 8 * 34 + 2));
+    fails_with(
+        &["explore", "--dim", "100", "--checkpoint", checkpoint.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        "--dim 100: expected a latent dimension between 0 and 99",
+    );
+    let png = dir.path().join("s.png");
+    let sample = gan_lab()
+        .args(["sample", "--n", "10", "--checkpoint"])
+        .arg(&checkpoint)
+        .arg("--out")
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(sample.status.success(), "{}", String::from_utf8_lossy(&sample.stderr));
+    assert_eq!(image::open(&png).unwrap().width(), 4 * 34 + 2);
+    fails_with(&["sample", "--checkpoint", "/nonexistent", "--out", png.to_str().unwrap()], "/nonexistent");
+}

@@ -71,3 +71,13 @@ fn loss_curves_render_as_svg_and_png() {
     let msg = format!("{:#}", viz::save_loss_curves(&history, &dir.path().join("x.gif")).unwrap_err());
     assert!(msg.contains("x.gif") && msg.contains(".svg or .png"), "{msg}");
 }
+
+#[test]
+fn screen_space_blend_mixes_pixels() {
+    let a = Tensor::full([1, 2, 2], -1.0, (Kind::Float, tch::Device::Cpu));
+    let b = Tensor::full([1, 2, 2], 1.0, (Kind::Float, tch::Device::Cpu));
+    let frames = viz::blend(&a, &b, 3);
+    assert_eq!(frames.size(), [3, 1, 2, 2]);
+    let means: Vec<f64> = (0..3).map(|i| frames.get(i).mean(Kind::Float).double_value(&[])).collect();
+    assert_eq!(means, vec![-1.0, 0.0, 1.0]);
+}

@@ -117,6 +117,17 @@ impl Dcgan {
         self
     }
 
+    /// The run saved in the checkpoint folder `dir`, to continue or to sample from: its
+    /// architecture and settings, resuming from it.
+    pub fn from_checkpoint(dir: impl Into<PathBuf>) -> Result<Dcgan> {
+        let dir = dir.into();
+        let (family, architecture, train) = checkpoint::setup_of(&dir)?;
+        ensure!(family == "dcgan", "checkpoint {} holds a {family}, not a dcgan", dir.display());
+        let model = serde_json::from_value(architecture)
+            .map_err(|e| anyhow::anyhow!("checkpoint {}: architecture not readable: {e}", dir.display()))?;
+        Ok(Dcgan { model, train, out_dir: None, resume: Some(dir) })
+    }
+
     fn validate(&self) -> Result<()> {
         let (m, t) = (&self.model, &self.train);
         ensure!(m.latent_dim >= 1, "latent_dim = {}: expected 1 or more", m.latent_dim);

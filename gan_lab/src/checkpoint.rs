@@ -69,6 +69,12 @@ pub fn step_of(dir: &Path) -> Result<i64> {
     Ok(read_state(dir)?.step)
 }
 
+/// The family, architecture and training settings recorded in the checkpoint at `dir`.
+pub fn setup_of(dir: &Path) -> Result<(String, serde_json::Value, TrainConfig)> {
+    let state = read_state(dir)?;
+    Ok((state.family, state.architecture, state.config))
+}
+
 fn read_state(dir: &Path) -> Result<State> {
     let path = dir.join("state.json");
     let bytes = std::fs::read(&path)

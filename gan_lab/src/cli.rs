@@ -28,6 +28,31 @@ enum Command {
     /// The frozen digit classifier that judges generated samples.
     #[command(subcommand)]
     Evaluator(EvaluatorCommand),
+    /// Sample a grid of images from a trained model's checkpoint.
+    Sample {
+        /// A checkpoint folder (e.g. runs/dcgan/checkpoint).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long, default_value_t = 64)]
+        n: i64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "samples.png")]
+        out: PathBuf,
+    },
+    /// Explore a trained model's latent space: a sweep of one dimension, latent vs screen-space
+    /// interpolation, and looping GIFs of an interpolation and of the training progress.
+    Explore {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The latent dimension to sweep.
+        #[arg(long, default_value_t = 0)]
+        dim: i64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "runs/explore")]
+        out: PathBuf,
+    },
     /// Grade the exercises: each exercise's tests in their own process, with a time limit.
     Grade {
         /// Only these lessons (e.g. dcgan); all by default.
@@ -105,6 +130,9 @@ struct DcganArgs {
     /// Use the library's default weight initialisation instead of DCGAN's N(0, 0.02).
     #[arg(long)]
     default_init: bool,
+    /// Keep a grid of the fixed noise's images every this many steps (snapshots/); 0: never.
+    #[arg(long, default_value_t = 250)]
+    snapshot_every: i64,
     /// Score the generator (IS, Mode score, FID on the frozen evaluator) every this many steps; 0: off.
     #[arg(long, default_value_t = 0)]
     metrics_every: i64,
@@ -188,6 +216,14 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Sample { checkpoint, n, seed, out } => {
+            anyhow::ensure!(n >= 1, "--n {n}: expected 1 or more");
+            let gan = Dcgan::from_checkpoint(&checkpoint)?.build()?;
+            crate::viz::save_grid(&gan.sample(n, seed), crate::viz::default_columns(n), &out)?;
+            println!("{n} samples of {} (step {}) in {}", checkpoint.display(), gan.step, out.display());
+            Ok(())
+        }
+        Command::Explore { checkpoint, dim, seed, out } => explore(&checkpoint, dim, seed, &out),
         Command::Grade { lesson, timeout, json } => {
             let results = crate::course::grade::grade(&repo_root(), &lesson, std::time::Duration::from_secs(timeout))?;
             if json {
@@ -225,6 +261,62 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+fn explore(checkpoint: &std::path::Path, dim: i64, seed: u64, out: &std::path::Path) -> Result<()> {
+    use crate::viz;
+    let gan = Dcgan::from_checkpoint(checkpoint)?.build()?;
+    anyhow::ensure!(
+        (0..gan.latent_dim).contains(&dim),
+        "--dim {dim}: expected a latent dimension between 0 and {}",
+        gan.latent_dim - 1
+    );
+    crate::files::ensure_writable_dir(out)?;
+    let z = crate::train::with_seed(seed, || crate::train::sample_prior(16, gan.latent_dim));
+    // One dimension from -3 to 3, the others fixed: 8 rows of z, 11 columns.
+    viz::save_grid(&gan.sweep(&z.narrow(0, 0, 8), dim, -3.0, 3.0, 11), 11, &out.join("sweep.png"))?;
+    // Latent interpolation above the pixel blend of its two ends, for 4 pairs.
+    let mut rows = Vec::new();
+    for i in 0..4 {
+        let (z1, z2) = (z.get(2 * i), z.get(2 * i + 1));
+        let latent = gan.interpolate(&z1, &z2, 10);
+        let screen = viz::blend(&latent.get(0), &latent.get(9), 10);
+        rows.extend([latent, screen]);
+    }
+    viz::save_grid(&tch::Tensor::cat(&rows, 0), 10, &out.join("latent-vs-screen.png"))?;
+    // A looping GIF: 16 images walking from z to a second z and back.
+    let z2 = z.roll([1], [0]);
+    let frames: Vec<_> = (0..24)
+        .map(|t| {
+            let a = 0.5 - 0.5 * (std::f64::consts::PI * t as f64 / 12.0).cos();
+            viz::grid(&gan.generate(&(&z * (1.0 - a) + &z2 * a)), 4)
+        })
+        .collect();
+    viz::save_gif(&frames, 80, &out.join("interpolation.gif"))?;
+    // The training progress, from the run's fixed-noise snapshots.
+    let snaps = checkpoint.parent().map(|p| p.join("snapshots"));
+    let mut pngs: Vec<PathBuf> = snaps
+        .and_then(|d| std::fs::read_dir(d).ok())
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "png")).collect()
+        })
+        .unwrap_or_default();
+    pngs.sort();
+    if pngs.is_empty() {
+        println!("no snapshots beside {}: progress.gif skipped", checkpoint.display());
+    } else {
+        let frames = pngs
+            .iter()
+            .map(|p| Ok(image::open(p).with_context(|| format!("snapshot {}", p.display()))?.to_rgb8()))
+            .collect::<Result<Vec<_>>>()?;
+        viz::save_gif(&frames, 400, &out.join("progress.gif"))?;
+    }
+    println!(
+        "sweep.png, latent-vs-screen.png, interpolation.gif{} in {}",
+        if pngs.is_empty() { "" } else { ", progress.gif" },
+        out.display()
+    );
+    Ok(())
+}
+
 /// The repository this build of gan-lab belongs to.
 fn repo_root() -> PathBuf {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -245,6 +337,7 @@ fn train_dcgan(a: DcganArgs) -> Result<()> {
         .seed(a.seed)
         .lr(a.lr)
         .metrics_every(a.metrics_every)
+        .snapshot_every(a.snapshot_every)
         .out_dir(&a.out);
     if a.saturating {
         builder = builder.objective(Objective::Saturating);

@@ -267,6 +267,17 @@ impl Gan {
         out
     }
 
+    /// Sweeps latent dimension `dim` of each row of `z` `[k, latent_dim]` over `steps` values from
+    /// `from` to `to` (the others fixed) → images `[k · steps, C, S, S]`, one row per z.
+    pub fn sweep(&self, z: &Tensor, dim: i64, from: f64, to: f64, steps: i64) -> Tensor {
+        assert!((0..self.latent_dim).contains(&dim), "sweep: dimension {dim} is outside 0..{}", self.latent_dim);
+        let k = z.size()[0];
+        let values = Tensor::linspace(from, to, steps, (Kind::Float, Device::Cpu));
+        let zs = z.unsqueeze(1).repeat([1, steps, 1]); // [k, steps, latent_dim]
+        zs.select(2, dim).copy_(&values.unsqueeze(0).expand([k, steps], false));
+        self.generate(&zs.view([k * steps, self.latent_dim]))
+    }
+
     /// Images along the line from `z1` to `z2` (each `[latent_dim]`), `steps` of them.
     pub fn interpolate(&self, z1: &Tensor, z2: &Tensor, steps: i64) -> Tensor {
         self.generate(&crate::viz::interpolate(z1, z2, steps))

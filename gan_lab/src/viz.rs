@@ -83,6 +83,31 @@ pub fn interpolate(z1: &Tensor, z2: &Tensor, steps: i64) -> Tensor {
     // END SOLUTION
 }
 
+/// Screen-space interpolation: pixel blends (1 − α)·x1 + α·x2 of two images `[C, H, W]`,
+/// `steps` of them → `[steps, C, H, W]`; to compare with interpolating the latent vectors.
+pub fn blend(x1: &Tensor, x2: &Tensor, steps: i64) -> Tensor {
+    let shape = x1.size();
+    let flat = interpolate(&x1.reshape([-1]), &x2.reshape([-1]), steps);
+    flat.view([&[steps], shape.as_slice()].concat().as_slice())
+}
+
+/// Saves `frames` as a looping animated GIF, `delay_ms` per frame, atomically.
+pub fn save_gif(frames: &[RgbImage], delay_ms: u32, path: &Path) -> Result<()> {
+    use image::codecs::gif::{GifEncoder, Repeat};
+    files::write_atomic_with(path, |tmp| {
+        let file = std::fs::File::create(tmp)?;
+        let mut encoder = GifEncoder::new_with_speed(file, 10);
+        let to_io = |e: image::ImageError| std::io::Error::other(e.to_string());
+        encoder.set_repeat(Repeat::Infinite).map_err(to_io)?;
+        let delay = image::Delay::from_numer_denom_ms(delay_ms, 1);
+        for frame in frames {
+            let rgba = image::DynamicImage::ImageRgb8(frame.clone()).to_rgba8();
+            encoder.encode_frame(image::Frame::from_parts(rgba, 0, 0, delay)).map_err(to_io)?;
+        }
+        Ok(())
+    })
+}
+
 static FONT: Once = Once::new();
 
 /// Plot text uses the bundled DejaVu Sans Mono, so plots look the same on every machine.
