@@ -136,6 +136,12 @@ BUGS = {
                           "z1.unsqueeze(0) * &alpha + z2.unsqueeze(0) * (1.0 - alpha)"),
     "dcgan.init": ("gan_lab/src/models/dcgan.rs", "bn_weight: nn::Init::Randn { mean: 1.0, stdev: 0.02 }",
                    "bn_weight: nn::Init::Randn { mean: 0.0, stdev: 0.02 }"),
+    "metrics.inception_score": ("gan_lab/src/metrics/mod.rs", "    kl.mean(Kind::Double).double_value(&[]).exp()\n",
+                                "    kl.sum(Kind::Double).double_value(&[]).exp()\n"),
+    "metrics.mode_score": ("gan_lab/src/metrics/mod.rs", "(kl.mean(Kind::Double) - kl_marginal)",
+                           "(kl.mean(Kind::Double) + kl_marginal)"),
+    "metrics.frechet_distance": ("gan_lab/src/metrics/mod.rs", "(diff + traces - 2.0 * trace_sqrt)",
+                                 "(diff.sqrt() + traces - 2.0 * trace_sqrt)"),
 }
 
 

@@ -58,6 +58,17 @@ pub const EXERCISES: &[Exercise] = &[
     Exercise { id: "dcgan.generator_loss_non_saturating", points: 2, summary: "-E[log D(G(z))] on logits" },
     Exercise { id: "dcgan.generator_loss_saturating", points: 2, summary: "E[log(1 - D(G(z)))] on logits" },
     Exercise { id: "dcgan.interpolate", points: 1, summary: "steps rows (1 - a) z1 + a z2 for a evenly from 0 to 1" },
+    Exercise {
+        id: "metrics.inception_score",
+        points: 2,
+        summary: "exp of the mean KL(p(y|x) || p(y)), p(y) the mean of the rows",
+    },
+    Exercise { id: "metrics.mode_score", points: 2, summary: "exp(mean KL(p(y|x) || p(y)) - KL(p(y) || p(y*)))" },
+    Exercise {
+        id: "metrics.frechet_distance",
+        points: 3,
+        summary: "|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), via sqrt_psd",
+    },
 ];
 
 /// The exercise with this id.

@@ -20,20 +20,6 @@ pub struct Score {
     pub std: f64,
 }
 
-/// E_x KL(p(y|x) ‖ p(y)) for class probabilities `[N, K]`, p(y) their mean.
-fn mean_kl_to_marginal(probs: &Tensor) -> (f64, Tensor) {
-    let p = probs.to_kind(Kind::Double).clamp_min(1e-12);
-    let marginal = p.mean_dim(0, true, Kind::Double);
-    let kl = (&p * (p.log() - marginal.log())).sum_dim_intlist(1, false, Kind::Double);
-    (kl.mean(Kind::Double).double_value(&[]), marginal.squeeze_dim(0))
-}
-
-/// KL(p ‖ q) of two distributions `[K]`.
-fn kl(p: &Tensor, q: &Tensor) -> f64 {
-    let (p, q) = (p.to_kind(Kind::Double).clamp_min(1e-12), q.to_kind(Kind::Double).clamp_min(1e-12));
-    (&p * (p.log() - q.log())).sum(Kind::Double).double_value(&[])
-}
-
 fn over_splits(probs: &Tensor, splits: i64, score: impl Fn(&Tensor) -> f64) -> Score {
     let n = probs.size()[0];
     assert!(splits >= 1 && splits <= n, "splits = {splits}: expected between 1 and the {n} samples");
@@ -51,16 +37,36 @@ fn over_splits(probs: &Tensor, splits: i64, score: impl Fn(&Tensor) -> f64) -> S
 /// Inception score exp(E_x KL(p(y|x) ‖ p(y))) (Salimans et al., 2016) of class probabilities
 /// `[N, K]`, computed on `splits` consecutive parts: mean and (population) standard deviation.
 pub fn inception_score(probs: &Tensor, splits: i64) -> Score {
-    over_splits(probs, splits, |p| mean_kl_to_marginal(p).0.exp())
+    over_splits(probs, splits, |p| inception_score_of(&p.to_kind(Kind::Double).clamp_min(1e-12)))
+}
+
+/// Exercise `metrics.inception_score`: exp(E_x KL(p(y|x) ‖ p(y))) of one set of class
+/// probabilities `p` `[N, K]` (f64, no zeros), with p(y) the mean of the rows.
+pub fn inception_score_of(p: &Tensor) -> f64 {
+    // BEGIN SOLUTION metrics.inception_score
+    let marginal = p.mean_dim(0, true, Kind::Double);
+    let kl = (p * (p.log() - marginal.log())).sum_dim_intlist(1, false, Kind::Double);
+    kl.mean(Kind::Double).double_value(&[]).exp()
+    // END SOLUTION
 }
 
 /// Mode score exp(E_x KL(p(y|x) ‖ p(y)) − KL(p(y) ‖ p(y*))) (Che et al., 2017, as in
 /// `000_5a0c4d330e7ba721.txt` 4.2), with `real_marginal` p(y*) the class marginal of real data.
 pub fn mode_score(probs: &Tensor, real_marginal: &Tensor, splits: i64) -> Score {
-    over_splits(probs, splits, |p| {
-        let (mean_kl, marginal) = mean_kl_to_marginal(p);
-        (mean_kl - kl(&marginal, real_marginal)).exp()
-    })
+    let real = real_marginal.to_kind(Kind::Double).clamp_min(1e-12);
+    over_splits(probs, splits, |p| mode_score_of(&p.to_kind(Kind::Double).clamp_min(1e-12), &real))
+}
+
+/// Exercise `metrics.mode_score`: exp(E_x KL(p(y|x) ‖ p(y)) − KL(p(y) ‖ p(y*))) of one set of class
+/// probabilities `p` `[N, K]` (f64, no zeros), p(y) the mean of its rows, `real` = p(y*) `[K]`.
+pub fn mode_score_of(p: &Tensor, real: &Tensor) -> f64 {
+    // BEGIN SOLUTION metrics.mode_score
+    let marginal = p.mean_dim(0, true, Kind::Double);
+    let kl = (p * (p.log() - marginal.log())).sum_dim_intlist(1, false, Kind::Double);
+    let marginal = marginal.squeeze_dim(0);
+    let kl_marginal = (&marginal * (marginal.log() - real.log())).sum(Kind::Double);
+    (kl.mean(Kind::Double) - kl_marginal).double_value(&[]).exp()
+    // END SOLUTION
 }
 
 /// Mean `[D]` and covariance `[D, D]` (unbiased, as numpy's `cov`) of features `[N, D]`, in f64.
@@ -76,7 +82,7 @@ pub fn feature_statistics(features: &Tensor) -> (Tensor, Tensor) {
 
 /// Square root of a symmetric positive semi-definite matrix through its eigendecomposition;
 /// eigenvalues that rounding made slightly negative are taken as 0.
-fn sqrt_psd(m: &Tensor) -> Tensor {
+pub fn sqrt_psd(m: &Tensor) -> Tensor {
     let sym = (m + m.tr()) / 2.0;
     let (values, vectors) = sym.linalg_eigh("L");
     let roots = values.clamp_min(0.0).sqrt();
@@ -86,13 +92,17 @@ fn sqrt_psd(m: &Tensor) -> Tensor {
 /// Fréchet distance between Gaussians N(μ1, Σ1) and N(μ2, Σ2):
 /// ‖μ1 − μ2‖² + Tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^½). The trace of (Σ1 Σ2)^½ is computed as that of
 /// (Σ1^½ Σ2 Σ1^½)^½, which has the same eigenvalues and is symmetric, so it stays real and stable.
+///
+/// Exercise `metrics.frechet_distance` (with [`sqrt_psd`] given).
 pub fn frechet_distance(mu1: &Tensor, cov1: &Tensor, mu2: &Tensor, cov2: &Tensor) -> f64 {
+    // BEGIN SOLUTION metrics.frechet_distance
     let diff = (mu1 - mu2).square().sum(Kind::Double).double_value(&[]);
     let s1 = sqrt_psd(cov1);
     let middle = s1.matmul(cov2).matmul(&s1);
     let trace_sqrt = sqrt_psd(&middle).trace().double_value(&[]);
     let traces = cov1.trace().double_value(&[]) + cov2.trace().double_value(&[]);
     (diff + traces - 2.0 * trace_sqrt).max(0.0)
+    // END SOLUTION
 }
 
 /// The Fréchet distance between two sets of features `[N, D]`.
