@@ -283,14 +283,7 @@ fn explore(checkpoint: &std::path::Path, dim: i64, seed: u64, out: &std::path::P
     }
     viz::save_grid(&tch::Tensor::cat(&rows, 0), 10, &out.join("latent-vs-screen.png"))?;
     // A looping GIF: 16 images walking from z to a second z and back.
-    let z2 = z.roll([1], [0]);
-    let frames: Vec<_> = (0..24)
-        .map(|t| {
-            let a = 0.5 - 0.5 * (std::f64::consts::PI * t as f64 / 12.0).cos();
-            viz::grid(&gan.generate(&(&z * (1.0 - a) + &z2 * a)), 4)
-        })
-        .collect();
-    viz::save_gif(&frames, 80, &out.join("interpolation.gif"))?;
+    viz::save_gif(&viz::interpolation_frames(&gan, &z, 24, 4), 80, &out.join("interpolation.gif"))?;
     // The training progress, from the run's fixed-noise snapshots.
     let snaps = checkpoint.parent().map(|p| p.join("snapshots"));
     let mut pngs: Vec<PathBuf> = snaps

@@ -45,6 +45,34 @@ impl Picture {
     }
 }
 
+/// An animation (a looping GIF), shown inline.
+pub struct Animation(pub Vec<u8>);
+
+impl Animation {
+    pub fn evcxr_display(&self) {
+        emit("image/gif", &base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
+}
+
+/// A looping walk through the latent space: 16 samples, each moving to the next one's z and back.
+pub fn interpolation_animation(gan: &Gan, seed: u64) -> anyhow::Result<Animation> {
+    let z = crate::train::with_seed(seed, || crate::train::sample_prior(16, gan.latent_dim));
+    Ok(Animation(viz::gif_bytes(&viz::interpolation_frames(gan, &z, 24, 4), 80)?))
+}
+
+/// The fixed noise's images through training (the snapshots), as a looping GIF.
+pub fn progress_animation(gan: &Gan) -> anyhow::Result<Animation> {
+    let frames: Vec<RgbImage> = gan.snapshots.iter().map(|(_, images)| viz::grid(images, 8)).collect();
+    anyhow::ensure!(!frames.is_empty(), "no snapshots: train with .snapshot_every(n)");
+    Ok(Animation(viz::gif_bytes(&frames, 400)?))
+}
+
+/// Sweeps of latent dimension `dim` from -3 to 3 (11 columns) for 8 draws of z (rows).
+pub fn sweep(gan: &Gan, dim: i64, seed: u64) -> Picture {
+    let z = crate::train::with_seed(seed, || crate::train::sample_prior(8, gan.latent_dim));
+    grid(&gan.sweep(&z, dim, -3.0, 3.0, 11), 11)
+}
+
 /// A vector picture (loss curves), shown as SVG.
 pub struct Svg(pub String);
 

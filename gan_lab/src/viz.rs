@@ -91,21 +91,37 @@ pub fn blend(x1: &Tensor, x2: &Tensor, steps: i64) -> Tensor {
     flat.view([&[steps], shape.as_slice()].concat().as_slice())
 }
 
-/// Saves `frames` as a looping animated GIF, `delay_ms` per frame, atomically.
-pub fn save_gif(frames: &[RgbImage], delay_ms: u32, path: &Path) -> Result<()> {
+/// A looping animated GIF of `frames`, `delay_ms` per frame.
+pub fn gif_bytes(frames: &[RgbImage], delay_ms: u32) -> Result<Vec<u8>> {
     use image::codecs::gif::{GifEncoder, Repeat};
-    files::write_atomic_with(path, |tmp| {
-        let file = std::fs::File::create(tmp)?;
-        let mut encoder = GifEncoder::new_with_speed(file, 10);
-        let to_io = |e: image::ImageError| std::io::Error::other(e.to_string());
-        encoder.set_repeat(Repeat::Infinite).map_err(to_io)?;
+    let mut buf = Vec::new();
+    {
+        let mut encoder = GifEncoder::new_with_speed(&mut buf, 10);
+        encoder.set_repeat(Repeat::Infinite)?;
         let delay = image::Delay::from_numer_denom_ms(delay_ms, 1);
         for frame in frames {
             let rgba = image::DynamicImage::ImageRgb8(frame.clone()).to_rgba8();
-            encoder.encode_frame(image::Frame::from_parts(rgba, 0, 0, delay)).map_err(to_io)?;
+            encoder.encode_frame(image::Frame::from_parts(rgba, 0, 0, delay))?;
         }
-        Ok(())
-    })
+    }
+    Ok(buf)
+}
+
+/// Saves `frames` as a looping animated GIF, `delay_ms` per frame, atomically.
+pub fn save_gif(frames: &[RgbImage], delay_ms: u32, path: &Path) -> Result<()> {
+    files::write_atomic(path, &gif_bytes(frames, delay_ms)?)
+}
+
+/// Frames of a walk from each row of `z` to the next row (the last to the first) and back,
+/// `frames` of them, as grids `ncols` wide: a looping latent interpolation.
+pub fn interpolation_frames(gan: &crate::train::Gan, z: &Tensor, frames: i64, ncols: i64) -> Vec<RgbImage> {
+    let z2 = z.roll([1], [0]);
+    (0..frames)
+        .map(|t| {
+            let a = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * t as f64 / frames as f64).cos();
+            grid(&gan.generate(&(z * (1.0 - a) + &z2 * a)), ncols)
+        })
+        .collect()
 }
 
 static FONT: Once = Once::new();
