@@ -15,8 +15,10 @@ fn root() -> &'static Path {
 
 #[test]
 fn markers_find_regions_and_strip_them() {
-    let text = "fn f() -> i32 {\n    // BEGIN SOLUTION dcgan.interpolate\n    41 + 1\n    // END SOLUTION\n}\n\
-                // BEGIN HIDDEN TESTS\n#[test]\nfn hidden() {}\n// END HIDDEN TESTS\nfn g() {}\n";
+    let text = concat!(
+        "fn f() -> i32 {\n    // BEGIN SOLUTION dcgan.interpolate\n    41 + 1\n    // END SOLUTION\n}\n",
+        "// BEGIN HIDDEN TESTS\n#[test]\nfn hidden() {}\n// END HIDDEN TESTS\nfn g() {}\n"
+    );
     let regions = markers::regions(text, "x.rs").unwrap();
     assert_eq!(regions.len(), 2);
     assert_eq!((regions[0].kind, regions[0].begin, regions[0].end), (Kind::Solution, 1, 3));

@@ -13,6 +13,23 @@ pub use evaluator::{evaluator_path, ConfidenceReport, Evaluator};
 
 use tch::{Kind, Tensor};
 
+/// What the scores need from a classifier: class probabilities `[N, K]` and features `[N, D]`
+/// of images. The frozen MNIST [`Evaluator`] is one; an Inception network loaded by a user who has
+/// its weights can be another.
+pub trait Extractor {
+    fn probabilities(&self, images: &Tensor) -> Tensor;
+    fn features(&self, images: &Tensor) -> Tensor;
+}
+
+impl Extractor for Evaluator {
+    fn probabilities(&self, images: &Tensor) -> Tensor {
+        Evaluator::probabilities(self, images)
+    }
+    fn features(&self, images: &Tensor) -> Tensor {
+        Evaluator::features(self, images)
+    }
+}
+
 /// Mean and standard deviation over splits.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Score {
@@ -138,7 +155,7 @@ pub const SPLITS: i64 = 10;
 impl RealReference {
     /// From real images `[N, 1, 32, 32]` (the shipped training digits): FID statistics on the first
     /// half, ceilings from the second half scored against them.
-    pub fn new(ev: &Evaluator, real: &Tensor) -> RealReference {
+    pub fn new(ev: &dyn Extractor, real: &Tensor) -> RealReference {
         let n = real.size()[0];
         let (a, b) = (real.narrow(0, 0, n / 2), real.narrow(0, n / 2, n - n / 2));
         let (mu, cov) = feature_statistics(&ev.features(&a));
@@ -149,7 +166,7 @@ impl RealReference {
     }
 
     /// Scores of images `[N, 1, 32, 32]` against this reference.
-    pub fn score(&self, ev: &Evaluator, images: &Tensor) -> Scores {
+    pub fn score(&self, ev: &dyn Extractor, images: &Tensor) -> Scores {
         let probs = ev.probabilities(images);
         let (mu, cov) = feature_statistics(&ev.features(images));
         Scores {
@@ -198,7 +215,7 @@ pub struct CollapseSignals {
 }
 
 /// Collapse signals of images `[N, 1, 32, 32]`.
-pub fn collapse_signals(ev: &Evaluator, images: &Tensor) -> CollapseSignals {
+pub fn collapse_signals(ev: &dyn Extractor, images: &Tensor) -> CollapseSignals {
     let n = images.size()[0];
     let predicted = ev.probabilities(images).argmax(-1, false);
     let counts: Vec<i64> = Vec::try_from(predicted.bincount::<Tensor>(None, 10)).expect("counts");
