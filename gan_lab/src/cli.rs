@@ -83,7 +83,8 @@ enum NotebooksCommand {
         #[arg(long)]
         check: bool,
     },
-    /// Re-run solutions/ through the gan-lab kernel to refresh their outputs (quick mode unless --full).
+    /// Re-run solutions/ through the gan-lab kernel to refresh their outputs (quick mode unless
+    /// --full), then regenerate notebooks/.
     Execute {
         #[arg(long)]
         full: bool,
@@ -252,7 +253,14 @@ fn run(cli: Cli) -> Result<()> {
             anyhow::ensure!(!check || stale.is_empty(), "notebooks/ is out of date: run `gan-lab notebooks student`");
             Ok(())
         }
-        Command::Notebooks(NotebooksCommand::Execute { full }) => crate::course::notebooks::execute(&repo_root(), full),
+        Command::Notebooks(NotebooksCommand::Execute { full }) => {
+            // Executing records the kernel's metadata in solutions/: the student edition follows.
+            crate::course::notebooks::execute(&repo_root(), full)?;
+            for path in crate::course::notebooks::write_student_notebooks(&repo_root(), false)? {
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
         Command::Evaluator(EvaluatorCommand::Accuracy) => {
             let accuracy = Evaluator::shipped()?.accuracy(&Dataset::mnist(Split::Test)?)?;
             println!("evaluator accuracy on the 999 held-out digits: {:.2}%", 100.0 * accuracy);
