@@ -9,6 +9,9 @@
 // `<exercise>__<check>` names map tests to exercises for `gan-lab grade`.
 #![allow(non_snake_case)]
 
+mod common;
+
+use common::{close, fake, fill_like_reference, logits, real, shapes, values};
 use gan_lab::data::{Dataset, Split};
 use gan_lab::losses;
 use gan_lab::models::dcgan::{DcganConfig, Discriminator, Generator, Init};
@@ -16,47 +19,6 @@ use gan_lab::train::{sample_prior, with_seed};
 use gan_lab::viz::interpolate;
 use std::collections::BTreeMap;
 use tch::{nn, Kind, Tensor};
-
-fn close(what: &str, got: f64, expected: f64, tol: f64) {
-    assert!((got - expected).abs() <= tol * (1.0 + expected.abs()), "{what}: expected {expected:.6}, got {got:.6}");
-}
-
-fn values(t: &Tensor) -> Vec<f64> {
-    Vec::<f64>::try_from(t.to_kind(Kind::Double).view([-1])).expect("a float tensor")
-}
-
-fn logits(v: &[f32]) -> Tensor {
-    Tensor::from_slice(v).set_requires_grad(true)
-}
-
-fn real() -> Tensor {
-    logits(&[2.0, -1.0, 0.5, 3.0])
-}
-
-fn fake() -> Tensor {
-    logits(&[-3.0, 0.0, 1.5, -0.5])
-}
-
-fn shapes(vs: &nn::VarStore) -> BTreeMap<String, Vec<i64>> {
-    vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(k, v)| (k, v.size())).collect()
-}
-
-/// Sets every parameter (sorted by name, k-th) to 0.05·sin(0.37·i + 1.3·k), BatchNorm weights
-/// plus 1: the same values the PyTorch reference loads.
-fn fill_like_reference(vs: &nn::VarStore) {
-    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    tch::no_grad(|| {
-        for (k, (name, mut t)) in vars.into_iter().enumerate() {
-            let i = Tensor::arange(t.numel() as i64, (Kind::Double, tch::Device::Cpu));
-            let mut v = (i * 0.37 + k as f64 * 1.3).sin() * 0.05;
-            if name.starts_with("bn") && name.ends_with("weight") {
-                v += 1.0;
-            }
-            t.copy_(&v.to_kind(Kind::Float).view(t.size().as_slice()));
-        }
-    });
-}
 
 fn reference_z() -> Tensor {
     (Tensor::arange(400, (Kind::Float, tch::Device::Cpu)) * 0.11).cos().view([4, 100])

@@ -128,8 +128,8 @@ def test_writing_one_exercise_turns_only_it_green(edition, tmp_path):
 BUGS = {
     "dcgan.sample_prior": ("gan_lab/src/train.rs", "Tensor::randn([n, latent_dim], (Kind::Float, Device::Cpu))",
                            "Tensor::rand([n, latent_dim], (Kind::Float, Device::Cpu)) * 2.0 - 1.0"),
-    "dcgan.discriminator": ("gan_lab/src/models/dcgan.rs", "self.to_score.forward(&h).view([b])",
-                            "self.to_score.forward(&h).view([b]).sigmoid()"),
+    "dcgan.discriminator": ("gan_lab/src/models/dcgan.rs", "self.to_score.forward(h).view([b])",
+                            "self.to_score.forward(h).view([b]).sigmoid()"),
     "dcgan.discriminator_loss": ("gan_lab/src/losses.rs", "bce_with_logits(real_logits, 1.0) + bce_with_logits(fake_logits, 0.0)",
                                  "bce_with_logits(&real_logits.sigmoid(), 1.0) + bce_with_logits(&fake_logits.sigmoid(), 0.0)"),
     "dcgan.generator_loss_non_saturating": ("gan_lab/src/losses.rs", "    bce_with_logits(fake_logits, 1.0)\n",
@@ -144,6 +144,12 @@ BUGS = {
                                 "    kl.sum(Kind::Double).double_value(&[]).exp()\n"),
     "metrics.mode_score": ("gan_lab/src/metrics/mod.rs", "(kl.mean(Kind::Double) - kl_marginal)",
                            "(kl.mean(Kind::Double) + kl_marginal)"),
+    "conditional.label_map": ("gan_lab/src/models/cdcgan.rs",
+                              "one_hot(labels, classes).view([b, classes, 1, 1]).expand([b, classes, size, size], false)",
+                              "labels.to_kind(tch::Kind::Float).view([b, 1, 1, 1]).expand([b, classes, size, size], false)"),
+    "conditional.fusion": ("gan_lab/src/models/cdcgan.rs", "Tensor::cat(&[hx, hy], 1)", "Tensor::cat(&[hy, hx], 1)"),
+    "conditional.class_loss": ("gan_lab/src/losses.rs", "class_logits.cross_entropy_loss::<Tensor>(",
+                               "class_logits.softmax(-1, tch::Kind::Float).cross_entropy_loss::<Tensor>("),
     "metrics.frechet_distance": ("gan_lab/src/metrics/mod.rs", "(diff + traces - 2.0 * trace_sqrt)",
                                  "(diff.sqrt() + traces - 2.0 * trace_sqrt)"),
 }

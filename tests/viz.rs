@@ -57,7 +57,14 @@ fn interpolation_runs_from_z1_to_z2() {
 fn loss_curves_render_as_svg_and_png() {
     let history = History {
         steps: (0..50)
-            .map(|i| StepRecord { step: i, d_loss: 1.0 / (1.0 + i as f64), g_loss: 2.0, d_real: 0.5, d_fake: 0.5 })
+            .map(|i| StepRecord {
+                step: i,
+                d_loss: 1.0 / (1.0 + i as f64),
+                g_loss: 2.0,
+                d_real: 0.5,
+                d_fake: 0.5,
+                class_loss: None,
+            })
             .collect(),
         ..Default::default()
     };

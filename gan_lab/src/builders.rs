@@ -1,68 +1,170 @@
 //! High-level builders, one per lesson: the constructor takes the lesson's defaults, setters
-//! change one experiment's knob, and `train` does the work.
+//! change one experiment's knob, and `train` does the work. Every family shares one
+//! [`Builder`] (the settings, checks, training and outputs) and says what differs through
+//! [`Family`]: its networks and its architecture settings.
 //!
 //! ```no_run
-//! # use gan_lab::{builders::Dcgan, data::{Dataset, Split}};
+//! # use gan_lab::{builders::{Cdcgan, Dcgan}, data::{Dataset, Split}};
 //! let data = Dataset::mnist(Split::Train)?;
 //! let gan = Dcgan::mnist32().latent_dim(100).steps(1500).seed(0).train(&data)?;
+//! let conditional = Cdcgan::mnist32().steps(1000).train(&data)?;
 //! # anyhow::Ok(())
 //! ```
 
 use crate::checkpoint;
 use crate::data::Dataset;
-use crate::losses::Objective;
+use crate::losses::{Auxiliary, Objective};
+use crate::models::acgan::{self, AcganConfig};
+use crate::models::cdcgan::{self, CdcganConfig};
 use crate::models::dcgan::{DcganConfig, Discriminator, Generator, Init};
+use crate::models::{DiscriminatorNet, GeneratorNet};
 use crate::optim::Adam;
 use crate::train::{self, Gan, History, Outcome, TrainConfig};
 use crate::viz;
 use anyhow::{bail, ensure, Result};
+use serde::{de::DeserializeOwned, Serialize};
 use std::path::{Path, PathBuf};
-use tch::{nn::VarStore, Device};
+use tch::{nn, nn::VarStore, Device};
 
-/// The DCGAN lesson (`001_40a2548f544e6e70.txt`, section 1): every experiment it lists is one
-/// setter away (ngf/ndf, default init, the "true" loss, learning rates, longer training,
-/// n_z, 64×64 images, another dataset).
+/// What a model family tells the shared [`Builder`].
+pub trait Family: Clone + std::fmt::Debug + Serialize + DeserializeOwned {
+    /// The family's name, stored in checkpoints (`"dcgan"`).
+    const NAME: &'static str;
+    fn latent_dim(&self) -> i64;
+    fn set_latent_dim(&mut self, n: i64);
+    /// Classes a conditional generator takes; 0 for unconditional families.
+    fn classes(&self) -> i64 {
+        0
+    }
+    /// (channels, side) of the images.
+    fn image(&self) -> (i64, i64);
+    /// Checks the architecture settings.
+    fn validate(&self) -> Result<()>;
+    /// The untrained networks, their variables under `g` and `d`.
+    fn networks(&self, g: &nn::Path, d: &nn::Path) -> (Box<dyn GeneratorNet>, Box<dyn DiscriminatorNet>);
+    /// The family's training defaults.
+    fn training() -> TrainConfig {
+        TrainConfig::default()
+    }
+}
+
+fn check_dcgan(m: &DcganConfig) -> Result<()> {
+    ensure!(m.latent_dim >= 1, "latent_dim = {}: expected 1 or more", m.latent_dim);
+    ensure!(m.ngf >= 1, "ngf = {}: expected 1 or more", m.ngf);
+    ensure!(m.ndf >= 1, "ndf = {}: expected 1 or more", m.ndf);
+    ensure!(crate::data::IMAGE_SIZES.contains(&m.image_size), "image_size = {}: expected 32 or 64", m.image_size);
+    ensure!(m.channels == 1 || m.channels == 3, "channels = {}: expected 1 or 3", m.channels);
+    Ok(())
+}
+
+fn check_classes(classes: i64) -> Result<()> {
+    ensure!(classes >= 2, "classes = {classes}: expected 2 or more");
+    Ok(())
+}
+
+impl Family for DcganConfig {
+    const NAME: &'static str = "dcgan";
+    fn latent_dim(&self) -> i64 {
+        self.latent_dim
+    }
+    fn set_latent_dim(&mut self, n: i64) {
+        self.latent_dim = n;
+    }
+    fn image(&self) -> (i64, i64) {
+        (self.channels, self.image_size)
+    }
+    fn validate(&self) -> Result<()> {
+        check_dcgan(self)
+    }
+    fn networks(&self, g: &nn::Path, d: &nn::Path) -> (Box<dyn GeneratorNet>, Box<dyn DiscriminatorNet>) {
+        (Box::new(Generator::new(g, self)), Box::new(Discriminator::new(d, self)))
+    }
+}
+
+impl Family for CdcganConfig {
+    const NAME: &'static str = "cdcgan";
+    fn latent_dim(&self) -> i64 {
+        self.latent_dim
+    }
+    fn set_latent_dim(&mut self, n: i64) {
+        self.latent_dim = n;
+    }
+    fn classes(&self) -> i64 {
+        self.classes
+    }
+    fn image(&self) -> (i64, i64) {
+        (self.channels, 32)
+    }
+    fn validate(&self) -> Result<()> {
+        ensure!(self.latent_dim >= 1, "latent_dim = {}: expected 1 or more", self.latent_dim);
+        ensure!(self.ngf >= 1 && self.ndf >= 1, "ngf = {}, ndf = {}: expected 1 or more", self.ngf, self.ndf);
+        ensure!(self.channels == 1 || self.channels == 3, "channels = {}: expected 1 or 3", self.channels);
+        check_classes(self.classes)
+    }
+    fn networks(&self, g: &nn::Path, d: &nn::Path) -> (Box<dyn GeneratorNet>, Box<dyn DiscriminatorNet>) {
+        (Box::new(cdcgan::Generator::new(g, self)), Box::new(cdcgan::Discriminator::new(d, self)))
+    }
+}
+
+impl Family for AcganConfig {
+    const NAME: &'static str = "acgan";
+    fn latent_dim(&self) -> i64 {
+        self.dcgan.latent_dim
+    }
+    fn set_latent_dim(&mut self, n: i64) {
+        self.dcgan.latent_dim = n;
+    }
+    fn classes(&self) -> i64 {
+        self.classes
+    }
+    fn image(&self) -> (i64, i64) {
+        (self.dcgan.channels, self.dcgan.image_size)
+    }
+    fn validate(&self) -> Result<()> {
+        check_dcgan(&self.dcgan)?;
+        check_classes(self.classes)
+    }
+    fn networks(&self, g: &nn::Path, d: &nn::Path) -> (Box<dyn GeneratorNet>, Box<dyn DiscriminatorNet>) {
+        (Box::new(acgan::Generator::new(g, self)), Box::new(acgan::Discriminator::new(d, self)))
+    }
+    /// Problem 3's: the DCGAN's, plus the class loss with weight 1 for both players.
+    fn training() -> TrainConfig {
+        TrainConfig { auxiliary: Auxiliary::Class { weight: 1.0 }, ..TrainConfig::default() }
+    }
+}
+
+/// A lesson's model and training settings, ready to train.
 #[derive(Debug, Clone)]
-pub struct Dcgan {
-    pub model: DcganConfig,
+pub struct Builder<F: Family> {
+    pub model: F,
     pub train: TrainConfig,
     out_dir: Option<PathBuf>,
     resume: Option<PathBuf>,
 }
 
-impl Dcgan {
-    /// The lesson's defaults: 32×32 MNIST, n_z = 100, ngf = ndf = 32, Adam(2e-4, β1 0.5),
-    /// batch 64, 1500 steps, non-saturating G loss.
-    pub fn mnist32() -> Dcgan {
-        Dcgan { model: DcganConfig::mnist32(), train: TrainConfig::default(), out_dir: None, resume: None }
+/// The DCGAN lesson (`001_40a2548f544e6e70.txt`, section 1): every experiment it lists is one
+/// setter away (ngf/ndf, default init, the "true" loss, learning rates, longer training,
+/// n_z, 64×64 images, another dataset).
+pub type Dcgan = Builder<DcganConfig>;
+
+/// The conditional DCGAN of the DCGAN lesson's bonus section (`001`, section 2.2).
+pub type Cdcgan = Builder<CdcganConfig>;
+
+/// ACGAN (`003_3d452f94987d22c3.txt`, problem 3): the DCGAN with the class appended to z and a
+/// class head on D, both players adding the class loss.
+pub type Acgan = Builder<AcganConfig>;
+
+impl<F: Family> Builder<F> {
+    /// A builder for `model` with the family's training defaults.
+    pub fn with_model(model: F) -> Self {
+        Builder { model, train: F::training(), out_dir: None, resume: None }
     }
 
     pub fn latent_dim(mut self, n: i64) -> Self {
-        self.model.latent_dim = n;
+        self.model.set_latent_dim(n);
         self
     }
-    pub fn ngf(mut self, n: i64) -> Self {
-        self.model.ngf = n;
-        self
-    }
-    pub fn ndf(mut self, n: i64) -> Self {
-        self.model.ndf = n;
-        self
-    }
-    /// 32 or 64 (64 adds a block to both networks).
-    pub fn image_size(mut self, n: i64) -> Self {
-        self.model.image_size = n;
-        self
-    }
-    /// 1 (grey) or 3 (RGB).
-    pub fn channels(mut self, n: i64) -> Self {
-        self.model.channels = n;
-        self
-    }
-    pub fn init(mut self, init: Init) -> Self {
-        self.model.init = init;
-        self
-    }
+
     pub fn objective(mut self, objective: Objective) -> Self {
         self.train.objective = objective;
         self
@@ -119,22 +221,18 @@ impl Dcgan {
 
     /// The run saved in the checkpoint folder `dir`, to continue or to sample from: its
     /// architecture and settings, resuming from it.
-    pub fn from_checkpoint(dir: impl Into<PathBuf>) -> Result<Dcgan> {
+    pub fn from_checkpoint(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
         let (family, architecture, train) = checkpoint::setup_of(&dir)?;
-        ensure!(family == "dcgan", "checkpoint {} holds a {family}, not a dcgan", dir.display());
+        ensure!(family == F::NAME, "checkpoint {} holds a {family}, not a {}", dir.display(), F::NAME);
         let model = serde_json::from_value(architecture)
             .map_err(|e| anyhow::anyhow!("checkpoint {}: architecture not readable: {e}", dir.display()))?;
-        Ok(Dcgan { model, train, out_dir: None, resume: Some(dir) })
+        Ok(Builder { model, train, out_dir: None, resume: Some(dir) })
     }
 
     fn validate(&self) -> Result<()> {
-        let (m, t) = (&self.model, &self.train);
-        ensure!(m.latent_dim >= 1, "latent_dim = {}: expected 1 or more", m.latent_dim);
-        ensure!(m.ngf >= 1, "ngf = {}: expected 1 or more", m.ngf);
-        ensure!(m.ndf >= 1, "ndf = {}: expected 1 or more", m.ndf);
-        ensure!(crate::data::IMAGE_SIZES.contains(&m.image_size), "image_size = {}: expected 32 or 64", m.image_size);
-        ensure!(m.channels == 1 || m.channels == 3, "channels = {}: expected 1 or 3", m.channels);
+        self.model.validate()?;
+        let t = &self.train;
         ensure!(t.batch_size >= 1, "batch_size = {}: expected 1 or more", t.batch_size);
         ensure!(t.steps >= 0, "steps = {}: expected 0 or more", t.steps);
         ensure!(t.metrics_every >= 0, "metrics_every = {}: expected 0 (off) or more", t.metrics_every);
@@ -150,19 +248,19 @@ impl Dcgan {
         self.validate()?;
         let c = &self.model;
         let (vs_g, vs_d) = (VarStore::new(Device::Cpu), VarStore::new(Device::Cpu));
-        let (generator, discriminator) = train::with_seed(train::mix(self.train.seed, 1), || {
-            (Generator::new(&vs_g.root(), c), Discriminator::new(&vs_d.root(), c))
-        });
+        let (generator, discriminator) =
+            train::with_seed(train::mix(self.train.seed, 1), || c.networks(&vs_g.root(), &vs_d.root()));
         let mut gan = Gan {
-            family: "dcgan".into(),
+            family: F::NAME.into(),
             architecture: serde_json::to_value(c)?,
-            latent_dim: c.latent_dim,
+            latent_dim: c.latent_dim(),
+            classes: c.classes(),
             opt_g: Adam::new(&vs_g, self.train.adam_g),
             opt_d: Adam::new(&vs_d, self.train.adam_d),
             vs_g,
             vs_d,
-            generator: Box::new(generator),
-            discriminator: Box::new(discriminator),
+            generator,
+            discriminator,
             config: self.train.clone(),
             step: 0,
             history: History::default(),
@@ -172,25 +270,40 @@ impl Dcgan {
         if let Some(dir) = &self.resume {
             checkpoint::load(&mut gan, dir)?;
         }
-        gan.fixed_noise = train::with_seed(train::mix(gan.config.seed, 2), || train::sample_prior(64, c.latent_dim));
+        gan.fixed_noise = train::with_seed(train::mix(gan.config.seed, 2), || train::sample_prior(64, c.latent_dim()));
         Ok(gan)
     }
 
     /// Checks the settings against `data` and the output folder, without training.
     pub fn check(&self, data: &Dataset) -> Result<()> {
         self.validate()?;
+        let (channels, size) = self.model.image();
         ensure!(
-            data.channels() == self.model.channels && data.image_size() == self.model.image_size,
-            "dataset {} has {}-channel {}×{} images, but the model is set for {}-channel {}×{}: \
+            data.channels() == channels && data.image_size() == size,
+            "dataset {} has {}-channel {}×{} images, but the model is set for {channels}-channel {size}×{size}: \
              use .channels() / .image_size() or load the dataset at that size",
             data.name,
             data.channels(),
             data.image_size(),
             data.image_size(),
-            self.model.channels,
-            self.model.image_size,
-            self.model.image_size
         );
+        let classes = self.model.classes();
+        if classes > 0 {
+            let Some(labels) = &data.labels else {
+                bail!(
+                    "dataset {} has no labels, but {} generates by class: use a labelled dataset such as mnist",
+                    data.name,
+                    F::NAME
+                )
+            };
+            let top = labels.max().int64_value(&[]);
+            ensure!(
+                top < classes && labels.min().int64_value(&[]) >= 0,
+                "dataset {} has labels up to {top}, but the model is set for classes 0..={}",
+                data.name,
+                classes - 1
+            );
+        }
         data.check_batch_size(self.train.batch_size)?;
         if let Some(out) = &self.out_dir {
             crate::files::ensure_writable_dir(out)?;
@@ -232,12 +345,83 @@ impl Dcgan {
     }
 }
 
+impl Dcgan {
+    /// The lesson's defaults: 32×32 MNIST, n_z = 100, ngf = ndf = 32, Adam(2e-4, β1 0.5),
+    /// batch 64, 1500 steps, non-saturating G loss.
+    pub fn mnist32() -> Dcgan {
+        Builder::with_model(DcganConfig::mnist32())
+    }
+
+    pub fn ngf(mut self, n: i64) -> Self {
+        self.model.ngf = n;
+        self
+    }
+    pub fn ndf(mut self, n: i64) -> Self {
+        self.model.ndf = n;
+        self
+    }
+    /// 32 or 64 (64 adds a block to both networks).
+    pub fn image_size(mut self, n: i64) -> Self {
+        self.model.image_size = n;
+        self
+    }
+    /// 1 (grey) or 3 (RGB).
+    pub fn channels(mut self, n: i64) -> Self {
+        self.model.channels = n;
+        self
+    }
+    pub fn init(mut self, init: Init) -> Self {
+        self.model.init = init;
+        self
+    }
+}
+
+impl Cdcgan {
+    /// The lesson's: its layer widths on 32×32 MNIST, n_z = 100, 10 classes, Adam(2e-4, β1 0.5),
+    /// batch 64, 1000 steps ("realistic-looking conditioned digits by 1000 batches").
+    pub fn mnist32() -> Cdcgan {
+        let mut b = Builder::with_model(CdcganConfig::mnist32());
+        b.train.steps = 1000;
+        b
+    }
+    /// G's width: branches 4·ngf, then 4·ngf, 2·ngf (the lesson's 64).
+    pub fn ngf(mut self, n: i64) -> Self {
+        self.model.ngf = n;
+        self
+    }
+    /// D's width: branches ndf, then 4·ndf, 8·ndf (the lesson's 64).
+    pub fn ndf(mut self, n: i64) -> Self {
+        self.model.ndf = n;
+        self
+    }
+}
+
+impl Acgan {
+    /// The DCGAN lesson's networks and settings (1500 steps) with 10 classes and the class loss
+    /// at weight 1.
+    pub fn mnist32() -> Acgan {
+        Builder::with_model(AcganConfig::mnist32())
+    }
+    /// Weight of the class loss in both players' objectives.
+    pub fn class_weight(mut self, w: f64) -> Self {
+        self.train.auxiliary = Auxiliary::Class { weight: w };
+        self
+    }
+}
+
 /// Writes a run's checkpoint, `samples.png` (the fixed noise), `losses.svg` and `losses.png`,
 /// `history.json`, `interpolation.png` and the snapshots into `dir`.
 pub fn save_run(gan: &Gan, dir: &Path) -> Result<()> {
     crate::files::ensure_writable_dir(dir)?;
     checkpoint::save(gan, &dir.join("checkpoint"))?;
-    viz::save_grid(&gan.generate(&gan.fixed_noise), 8, &dir.join("samples.png"))?;
+    let columns = gan.grid_columns();
+    viz::save_grid(&gan.generate(&gan.fixed_noise), columns, &dir.join("samples.png"))?;
+    if gan.classes > 0 {
+        let z = gan.fixed_noise.narrow(0, 0, 8);
+        viz::save_grid(&gan.class_grid(&z)?, 8, &dir.join("class_grid.png"))?;
+        let line = gan.class_interpolation(&gan.fixed_noise.get(0), &gan.fixed_noise.get(1), 10)?;
+        viz::save_grid(&line, 10, &dir.join("class_interpolation.png"))?;
+    }
     viz::save_loss_curves(&gan.history, &dir.join("losses.svg"))?;
     viz::save_loss_curves(&gan.history, &dir.join("losses.png"))?;
     crate::files::write_atomic(&dir.join("history.json"), &serde_json::to_vec_pretty(&gan.history)?)?;
@@ -248,7 +432,7 @@ pub fn save_run(gan: &Gan, dir: &Path) -> Result<()> {
         let snaps = dir.join("snapshots");
         crate::files::ensure_writable_dir(&snaps)?;
         for (step, images) in &gan.snapshots {
-            viz::save_grid(images, 8, &snaps.join(format!("step_{step:06}.png")))?;
+            viz::save_grid(images, columns, &snaps.join(format!("step_{step:06}.png")))?;
         }
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! The `gan-lab` command line: train the lessons, fetch data, manage the evaluator.
 
-use crate::builders::Dcgan;
+use crate::builders::{Acgan, Builder, Cdcgan, Dcgan, Family};
 use crate::data::{self, Dataset, Source, Split};
 use crate::losses::Objective;
 use crate::metrics::{ConfidenceReport, Evaluator};
@@ -95,18 +95,50 @@ enum NotebooksCommand {
 enum TrainCommand {
     /// The DCGAN 32×32 lesson: writes samples.png, losses.svg, history.json and a checkpoint.
     Dcgan(DcganArgs),
+    /// The DCGAN lesson's conditional DCGAN (section 2.2): also class_grid.png (a row per digit,
+    /// a column per noise vector) and the class accuracy of 10,000 samples.
+    Cdcgan(RunArgs),
+    /// ACGAN (auxiliary classifier): the DCGAN with a class input and a class head on D.
+    Acgan(RunArgs),
 }
 
+/// Settings every model's training takes.
 #[derive(Args)]
-struct DcganArgs {
-    /// Total training steps (on --resume: the step count to reach).
-    #[arg(long, default_value_t = 1500)]
-    steps: i64,
+struct RunArgs {
+    /// Total training steps (default: the lesson's; on --resume: the step count to reach).
+    #[arg(long)]
+    steps: Option<i64>,
     #[arg(long, default_value_t = 64)]
     batch_size: i64,
     /// n_z, the dimension of the prior N(0, I).
     #[arg(long, default_value_t = 100)]
     latent_dim: i64,
+    /// mnist, mnist-full, fashion-mnist or a folder of PNG/JPEG images.
+    #[arg(long, default_value = "mnist")]
+    dataset: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Learning rate of both players.
+    #[arg(long, default_value_t = 2e-4)]
+    lr: f64,
+    /// Keep a grid of the fixed noise's images every this many steps (snapshots/); 0: never.
+    #[arg(long, default_value_t = 250)]
+    snapshot_every: i64,
+    /// Score the generator (IS, Mode score, FID on the frozen evaluator) every this many steps; 0: off.
+    #[arg(long, default_value_t = 0)]
+    metrics_every: i64,
+    /// Output folder (default: runs/<model>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue from a checkpoint folder (e.g. runs/dcgan/checkpoint).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct DcganArgs {
+    #[command(flatten)]
+    run: RunArgs,
     #[arg(long, default_value_t = 32)]
     ngf: i64,
     #[arg(long, default_value_t = 32)]
@@ -117,32 +149,12 @@ struct DcganArgs {
     /// 1 (grey) or 3 (RGB); folders of colour images need 3.
     #[arg(long, default_value_t = 1)]
     channels: i64,
-    /// mnist, mnist-full, fashion-mnist or a folder of PNG/JPEG images.
-    #[arg(long, default_value = "mnist")]
-    dataset: String,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Learning rate of both players.
-    #[arg(long, default_value_t = 2e-4)]
-    lr: f64,
     /// Use the saturating ("true" minimax) generator loss.
     #[arg(long)]
     saturating: bool,
     /// Use the library's default weight initialisation instead of DCGAN's N(0, 0.02).
     #[arg(long)]
     default_init: bool,
-    /// Keep a grid of the fixed noise's images every this many steps (snapshots/); 0: never.
-    #[arg(long, default_value_t = 250)]
-    snapshot_every: i64,
-    /// Score the generator (IS, Mode score, FID on the frozen evaluator) every this many steps; 0: off.
-    #[arg(long, default_value_t = 0)]
-    metrics_every: i64,
-    /// Output folder.
-    #[arg(long, default_value = "runs/dcgan")]
-    out: PathBuf,
-    /// Continue from a checkpoint folder (e.g. runs/dcgan/checkpoint).
-    #[arg(long)]
-    resume: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -194,7 +206,18 @@ pub fn main() -> i32 {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train(TrainCommand::Dcgan(args)) => train_dcgan(args),
+        Command::Train(TrainCommand::Dcgan(a)) => {
+            let mut builder = Dcgan::mnist32().ngf(a.ngf).ndf(a.ndf).image_size(a.image_size).channels(a.channels);
+            if a.saturating {
+                builder = builder.objective(Objective::Saturating);
+            }
+            if a.default_init {
+                builder = builder.init(Init::Default);
+            }
+            train(builder, &a.run, a.image_size, a.channels)
+        }
+        Command::Train(TrainCommand::Cdcgan(a)) => train(Cdcgan::mnist32(), &a, 32, 1),
+        Command::Train(TrainCommand::Acgan(a)) => train(Acgan::mnist32(), &a, 32, 1),
         Command::Data(DataCommand::Fetch { name, dir, mirror }) => {
             anyhow::ensure!(name == "mnist", "dataset `{name}`: only `mnist` can be fetched");
             let dir = dir.unwrap_or_else(|| data::datasets_dir().join("mnist-full"));
@@ -324,28 +347,21 @@ fn repo_root() -> PathBuf {
     root.canonicalize().unwrap_or(root)
 }
 
-fn train_dcgan(a: DcganArgs) -> Result<()> {
+/// Trains `builder` with the command line's settings, then reports what the evaluator sees.
+fn train<F: Family>(builder: Builder<F>, a: &RunArgs, image_size: i64, channels: i64) -> Result<()> {
     let source: Source = a.dataset.parse().context("--dataset")?;
-    let data = Dataset::load(&source, Split::Train, a.image_size, a.channels)?;
-    let mut builder = Dcgan::mnist32()
-        .steps(a.steps)
+    let data = Dataset::load(&source, Split::Train, image_size, channels)?;
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(F::NAME));
+    let steps = a.steps.unwrap_or(builder.train.steps);
+    let mut builder = builder
+        .steps(steps)
         .batch_size(a.batch_size)
         .latent_dim(a.latent_dim)
-        .ngf(a.ngf)
-        .ndf(a.ndf)
-        .image_size(a.image_size)
-        .channels(a.channels)
         .seed(a.seed)
         .lr(a.lr)
         .metrics_every(a.metrics_every)
         .snapshot_every(a.snapshot_every)
-        .out_dir(&a.out);
-    if a.saturating {
-        builder = builder.objective(Objective::Saturating);
-    }
-    if a.default_init {
-        builder = builder.init(Init::Default);
-    }
+        .out_dir(&out);
     let untrained = builder.build()?;
     let mut first_step = 0;
     if let Some(dir) = &a.resume {
@@ -363,27 +379,30 @@ fn train_dcgan(a: DcganArgs) -> Result<()> {
     });
     builder.check(&data)?;
     eprintln!(
-        "training a DCGAN on {} ({} images) for {} steps; Ctrl-C stops and saves a checkpoint",
+        "training a {} on {} ({} images) for {steps} steps; Ctrl-C stops and saves a checkpoint",
+        F::NAME,
         data.name,
         data.len(),
-        a.steps
     );
     let started = Instant::now();
     let gan = builder.train(&data)?;
     let seconds = started.elapsed().as_secs_f64();
-    let steps = (gan.step - first_step).max(1);
+    let done = (gan.step - first_step).max(1);
     println!(
         "trained {} steps in {:.1} s ({:.1} ms per step, {} threads); outputs in {}",
         gan.step - first_step,
         seconds,
-        1000.0 * seconds / steps as f64,
+        1000.0 * seconds / done as f64,
         tch::get_num_threads(),
-        a.out.display()
+        out.display()
     );
-    if source == Source::Mnist && a.image_size == 32 && a.channels == 1 {
+    if source == Source::Mnist && image_size == 32 && channels == 1 {
         let ev = Evaluator::shipped()?;
         let report = ConfidenceReport::measure(&ev, &gan.sample(1000, 1), &untrained.sample(1000, 1))?;
         println!("{report}");
+        if gan.classes > 0 {
+            println!("{}", gan.class_accuracy(&ev, 10_000, 1)?);
+        }
         let reference = crate::metrics::RealReference::new(&ev, &data.images);
         let started = Instant::now();
         let scores = reference.score(&ev, &gan.sample(reference.ceiling.n, 2));

@@ -34,6 +34,36 @@ pub fn generator_loss_saturating(fake_logits: &Tensor) -> Tensor {
     // END SOLUTION
 }
 
+/// Exercise `conditional.class_loss`: the auxiliary classifier's loss (ACGAN, `003` problem 3): the
+/// cross-entropy of class logits `[B, classes]` against labels `[B]`, averaged,
+/// −mean(log softmax(l)[y]). On logits: a softmax before it would be applied twice.
+pub fn class_loss(class_logits: &Tensor, labels: &Tensor) -> Tensor {
+    // BEGIN SOLUTION conditional.class_loss
+    class_logits.cross_entropy_loss::<Tensor>(labels, None, Reduction::Mean, -100, 0.0)
+    // END SOLUTION
+}
+
+/// A term both players add to their adversarial loss, read by the training loop.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub enum Auxiliary {
+    /// None: the plain GAN.
+    #[default]
+    None,
+    /// ACGAN: `weight` × [`class_loss`] of D's class head, on the real batch and the fakes for D
+    /// (L_C of Odena et al.), on the fakes for G: both players minimise it.
+    Class { weight: f64 },
+}
+
+impl Auxiliary {
+    /// The weighted class loss of a judgement's class logits, if this objective has one.
+    pub fn class_term(&self, classes: Option<&Tensor>, labels: Option<&Tensor>) -> Option<Tensor> {
+        match (self, classes, labels) {
+            (Auxiliary::Class { weight }, Some(logits), Some(labels)) => Some(class_loss(logits, labels) * *weight),
+            _ => None,
+        }
+    }
+}
+
 /// What the two players optimise. The training loop reads it; it never copies itself per family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Objective {

@@ -62,7 +62,7 @@ pub fn interpolation_animation(gan: &Gan, seed: u64) -> anyhow::Result<Animation
 
 /// The fixed noise's images through training (the snapshots), as a looping GIF.
 pub fn progress_animation(gan: &Gan) -> anyhow::Result<Animation> {
-    let frames: Vec<RgbImage> = gan.snapshots.iter().map(|(_, images)| viz::grid(images, 8)).collect();
+    let frames: Vec<RgbImage> = gan.snapshots.iter().map(|(_, images)| viz::grid(images, gan.grid_columns())).collect();
     anyhow::ensure!(!frames.is_empty(), "no snapshots: train with .snapshot_every(n)");
     Ok(Animation(viz::gif_bytes(&frames, 400)?))
 }
@@ -107,6 +107,23 @@ pub fn samples_with_diagnostics(gan: &Gan, n: i64, seed: u64) -> anyhow::Result<
 /// The loss curves of a run.
 pub fn losses(history: &History) -> Svg {
     Svg(viz::loss_curves_svg(history).unwrap_or_else(|e| format!("<svg><text y=\"20\">{e:#}</text></svg>")))
+}
+
+/// The conditional lesson's final test: a row per class, a column per noise vector (`k` drawn with `seed`).
+pub fn class_grid(gan: &Gan, k: i64, seed: u64) -> anyhow::Result<Picture> {
+    let z = crate::train::with_seed(seed, || crate::train::sample_prior(k, gan.latent_dim));
+    Ok(grid(&gan.class_grid(&z)?, k))
+}
+
+/// For each class (rows), 10 images along the line between two noise vectors drawn with `seed`.
+pub fn class_interpolation(gan: &Gan, seed: u64) -> anyhow::Result<Picture> {
+    let z = crate::train::with_seed(seed, || crate::train::sample_prior(2, gan.latent_dim));
+    Ok(grid(&gan.class_interpolation(&z.get(0), &z.get(1), 10)?, 10))
+}
+
+/// Per-class accuracy of conditional generators, as grouped bars.
+pub fn class_accuracy(models: &[(&str, &crate::metrics::ClassAccuracy)]) -> Svg {
+    Svg(viz::class_accuracy_svg(models).unwrap_or_else(|e| format!("<svg><text y=\"20\">{e:#}</text></svg>")))
 }
 
 /// Images of the linear interpolation from `z1` to `z2` in `steps` steps, in one row.
@@ -183,9 +200,19 @@ impl Gan {
             )
         });
         Panel::new()
-            .picture("samples from the fixed noise", &grid(&self.generate(&self.fixed_noise), 8))
+            .picture("samples from the fixed noise", &grid(&self.generate(&self.fixed_noise), self.grid_columns()))
             .svg("losses", &losses(&self.history))
             .text("last step", &last.unwrap_or_else(|| "not trained yet".into()))
+            .evcxr_display()
+    }
+}
+
+impl crate::metrics::ClassAccuracy {
+    /// Per-class bars beside the overall figure.
+    pub fn evcxr_display(&self) {
+        Panel::new()
+            .svg("per class", &class_accuracy(&[("generator", self)]))
+            .text("overall", &self.to_string())
             .evcxr_display()
     }
 }

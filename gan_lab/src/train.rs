@@ -2,7 +2,7 @@
 //! families (the networks, the objective, the optimizers) is data the loop reads.
 
 use crate::data::{Batcher, Dataset};
-use crate::losses::Objective;
+use crate::losses::{Auxiliary, Objective};
 use crate::models::{DiscriminatorNet, GeneratorNet};
 use crate::optim::{Adam, AdamConfig};
 use anyhow::{bail, ensure, Result};
@@ -22,6 +22,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// The players' objective.
     pub objective: Objective,
+    /// A term both players add (ACGAN's class loss), if any.
+    #[serde(default)]
+    pub auxiliary: Auxiliary,
     /// Generator optimizer.
     pub adam_g: AdamConfig,
     /// Discriminator optimizer.
@@ -47,6 +50,7 @@ impl Default for TrainConfig {
             batch_size: 64,
             seed: 0,
             objective: Objective::NonSaturating,
+            auxiliary: Auxiliary::None,
             adam_g: AdamConfig::dcgan(),
             adam_d: AdamConfig::dcgan(),
             snapshot_every: 250,
@@ -71,6 +75,9 @@ pub struct StepRecord {
     pub d_real: f64,
     /// Mean D(G(z)) on the fake batch, before D's update.
     pub d_fake: f64,
+    /// D's auxiliary class loss on the real batch (ACGAN, weighted), before its update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_loss: Option<f64>,
 }
 
 /// Per-step records of a run; what training returns for notebooks and the CLI to show.
@@ -127,6 +134,8 @@ pub struct Gan {
     pub architecture: serde_json::Value,
     pub config: TrainConfig,
     pub latent_dim: i64,
+    /// Classes a conditional generator takes (0: unconditional).
+    pub classes: i64,
     pub vs_g: VarStore,
     pub vs_d: VarStore,
     pub generator: Box<dyn GeneratorNet>,
@@ -157,22 +166,33 @@ impl Gan {
         with_seed(mix(seed, step as u64 + 1), || sample_prior(batch, latent_dim))
     }
 
-    /// One D update then one G update on a real batch, with noise `z`.
+    /// One D update then one G update on a real batch (with its labels, which conditional
+    /// families also give the fakes: y = attribute(x*)), with noise `z`.
     pub fn train_step(&mut self, real: &Tensor, labels: Option<&Tensor>, z: &Tensor) -> StepRecord {
-        let objective = self.config.objective;
+        let (objective, auxiliary) = (self.config.objective, self.config.auxiliary);
         let fake = self.generator.generate(z, labels, true);
 
-        // (1) Update D: maximise log D(x) + log(1 − D(G(z))).
+        // (1) Update D: maximise log D(x) + log(1 − D(G(z))) (plus the class log-likelihood in ACGAN).
         self.opt_d.zero_grad();
-        let real_logits = self.discriminator.score(real, labels, true);
-        let fake_logits = self.discriminator.score(&fake.detach(), labels, true);
-        let d_loss = objective.discriminator_loss(&real_logits, &fake_logits);
+        let on_real = self.discriminator.judge(real, labels, true);
+        let on_fake = self.discriminator.judge(&fake.detach(), labels, true);
+        let mut d_loss = objective.discriminator_loss(&on_real.score, &on_fake.score);
+        let class_loss = auxiliary.class_term(on_real.classes.as_ref(), labels);
+        if let (Some(real_term), Some(fake_term)) =
+            (&class_loss, auxiliary.class_term(on_fake.classes.as_ref(), labels))
+        {
+            d_loss += real_term + fake_term;
+        }
         d_loss.backward();
         self.opt_d.step();
 
         // (2) Update G: maximise log D(G(z)) (or minimise log(1 − D(G(z))), the saturating form).
         self.opt_g.zero_grad();
-        let g_loss = objective.generator_loss(&self.discriminator.score(&fake, labels, true));
+        let judged = self.discriminator.judge(&fake, labels, true);
+        let mut g_loss = objective.generator_loss(&judged.score);
+        if let Some(term) = auxiliary.class_term(judged.classes.as_ref(), labels) {
+            g_loss += term;
+        }
         g_loss.backward();
         self.opt_g.step();
 
@@ -180,8 +200,9 @@ impl Gan {
             step: self.step,
             d_loss: d_loss.double_value(&[]),
             g_loss: g_loss.double_value(&[]),
-            d_real: real_logits.sigmoid().mean(Kind::Float).double_value(&[]),
-            d_fake: fake_logits.sigmoid().mean(Kind::Float).double_value(&[]),
+            d_real: on_real.score.sigmoid().mean(Kind::Float).double_value(&[]),
+            d_fake: on_fake.score.sigmoid().mean(Kind::Float).double_value(&[]),
+            class_loss: class_loss.map(|t| t.double_value(&[])),
         }
     }
 
@@ -198,6 +219,12 @@ impl Gan {
             data.image_size(),
             data.image_size(),
             self.image_shape()
+        );
+        ensure!(
+            self.classes == 0 || data.labels.is_some(),
+            "dataset {} has no labels, but this {} generates by class: use a labelled dataset such as mnist",
+            data.name,
+            self.family
         );
         let mut batcher = Batcher::new(data, c.batch_size, c.seed)?;
         let scorer = match c.metrics_every > 0 {
@@ -241,14 +268,71 @@ impl Gan {
         Ok(Outcome::Finished)
     }
 
-    /// Images for latent vectors `z` `[B, latent_dim]`, with BatchNorm in inference mode.
+    /// Images for latent vectors `z` `[B, latent_dim]`, with BatchNorm in inference mode. A
+    /// conditional generator draws the classes in turn: row i gets class i mod `classes`.
     pub fn generate(&self, z: &Tensor) -> Tensor {
-        tch::no_grad(|| self.generator.generate(z, None, false))
+        let labels = (self.classes > 0).then(|| self.cycled_labels(z.size()[0]));
+        tch::no_grad(|| self.generator.generate(z, labels.as_ref(), false))
     }
 
-    /// `n` images from the prior, drawn with `seed`.
+    /// Images for latent vectors `z` `[B, latent_dim]` of the classes `labels` `[B]`.
+    pub fn generate_labeled(&self, z: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        ensure!(self.classes > 0, "this {} is not conditional: use generate(z) without labels", self.family);
+        let b = z.size().first().copied().unwrap_or(0);
+        ensure!(z.size() == [b, self.latent_dim], "z: expected shape [batch, {}], got {:?}", self.latent_dim, z.size());
+        crate::models::check_labels(labels, b, self.classes)?;
+        Ok(tch::no_grad(|| self.generator.generate(z, Some(labels), false)))
+    }
+
+    /// `n` images from the prior, drawn with `seed` (a conditional generator's cycle through the classes).
     pub fn sample(&self, n: i64, seed: u64) -> Tensor {
         self.generate(&with_seed(mix(seed, 0xA11CE), || sample_prior(n, self.latent_dim)))
+    }
+
+    /// The frozen evaluator's accuracy on `n` conditional samples (classes in turn, noise drawn
+    /// with `seed`): how often it reads the class that was asked for.
+    pub fn class_accuracy(
+        &self,
+        ev: &crate::metrics::Evaluator,
+        n: i64,
+        seed: u64,
+    ) -> Result<crate::metrics::ClassAccuracy> {
+        ensure!(self.classes > 0, "class accuracy: this {} is not conditional", self.family);
+        let labels = self.cycled_labels(n);
+        let z = with_seed(mix(seed, 0xC1A55), || sample_prior(n, self.latent_dim));
+        let images = self.generate_labeled(&z, &labels)?;
+        Ok(crate::metrics::ClassAccuracy::measure(ev, &images, &labels, self.classes))
+    }
+
+    /// Columns for grids of [`Gan::generate`]'s images: one per class for a conditional generator
+    /// (each column one class), else 8.
+    pub fn grid_columns(&self) -> i64 {
+        if self.classes > 0 {
+            self.classes
+        } else {
+            8
+        }
+    }
+
+    /// Labels 0, 1, …, classes − 1, 0, 1, … for `n` images.
+    pub fn cycled_labels(&self, n: i64) -> Tensor {
+        Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(self.classes.max(1))
+    }
+
+    /// The lesson's final test: one row per class, one column per noise vector of `z` `[k, latent_dim]`,
+    /// → images `[classes · k, C, S, S]` (show with `k` columns).
+    pub fn class_grid(&self, z: &Tensor) -> Result<Tensor> {
+        let k = z.size()[0];
+        let labels = Tensor::arange(self.classes, (Kind::Int64, Device::Cpu)).repeat_interleave_self_int(k, 0, None);
+        self.generate_labeled(&z.repeat([self.classes, 1]), &labels)
+    }
+
+    /// For each class, `steps` images along the line from `z1` to `z2` → `[classes · steps, C, S, S]`.
+    pub fn class_interpolation(&self, z1: &Tensor, z2: &Tensor, steps: i64) -> Result<Tensor> {
+        let line = crate::viz::interpolate(z1, z2, steps);
+        let labels =
+            Tensor::arange(self.classes, (Kind::Int64, Device::Cpu)).repeat_interleave_self_int(steps, 0, None);
+        self.generate_labeled(&line.repeat([self.classes, 1]), &labels)
     }
 
     /// The networks' parameters, one line each: name, shape, count.

@@ -183,11 +183,15 @@ where
     chart.configure_mesh().x_desc("step").y_desc("loss").label_style(("sans-serif", 13)).draw().map_err(plot_err)?;
     let d_loss: fn(&StepRecord) -> f64 = |r| r.d_loss;
     let g_loss: fn(&StepRecord) -> f64 = |r| r.g_loss;
-    let series = [("D loss", RGBColor(31, 119, 180), d_loss), ("G loss", RGBColor(255, 127, 14), g_loss)];
+    let class_loss: fn(&StepRecord) -> f64 = |r| r.class_loss.unwrap_or(f64::NAN);
+    let mut series = vec![("D loss", RGBColor(31, 119, 180), d_loss), ("G loss", RGBColor(255, 127, 14), g_loss)];
+    if history.steps.iter().any(|r| r.class_loss.is_some()) {
+        series.push(("D class loss (real)", RGBColor(44, 160, 44), class_loss));
+    }
     for (name, color, value) in series {
         chart
             .draw_series(LineSeries::new(
-                history.steps.iter().map(|r| (r.step as f64, value(r))),
+                history.steps.iter().map(|r| (r.step as f64, value(r))).filter(|p| p.1.is_finite()),
                 color.stroke_width(1),
             ))
             .map_err(plot_err)?
@@ -287,4 +291,55 @@ pub fn save_loss_curves(history: &History, path: &Path) -> Result<()> {
         Some("png") => save_png(&loss_curves_image(history)?, path),
         _ => bail!("loss plot {}: expected a .svg or .png file name", path.display()),
     }
+}
+
+/// Per-class accuracy of conditional generators as grouped bars (one colour per model), as SVG.
+pub fn class_accuracy_svg(models: &[(&str, &crate::metrics::ClassAccuracy)]) -> Result<String> {
+    register_font();
+    let classes = models.iter().map(|(_, a)| a.per_class.len()).max().unwrap_or(0);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 320)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Evaluator's class = requested class, per class", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(48)
+            .build_cartesian_2d(-0.5f64..classes as f64 - 0.5, 0f64..100.0)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("requested class")
+            .y_desc("accuracy (%)")
+            .x_labels(classes)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .label_style(("sans-serif", 13))
+            .draw()
+            .map_err(plot_err)?;
+        let palette = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
+        let width = 0.8 / models.len().max(1) as f64;
+        for (m, (name, acc)) in models.iter().enumerate() {
+            let color = palette[m % palette.len()];
+            let left = -0.4 + m as f64 * width;
+            chart
+                .draw_series(acc.per_class.iter().enumerate().filter(|(_, a)| a.is_finite()).map(|(c, a)| {
+                    let x = c as f64 + left;
+                    Rectangle::new([(x, 0.0), (x + width * 0.9, 100.0 * a)], color.filled())
+                }))
+                .map_err(plot_err)?
+                .label(format!("{name} ({:.1}% overall)", 100.0 * acc.overall))
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 13))
+            .draw()
+            .map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
+    }
+    Ok(svg)
 }

@@ -69,6 +69,21 @@ pub const EXERCISES: &[Exercise] = &[
         points: 3,
         summary: "|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), via sqrt_psd",
     },
+    Exercise {
+        id: "conditional.label_map",
+        points: 1,
+        summary: "one-hot labels expanded to [B, classes, size, size] planes",
+    },
+    Exercise {
+        id: "conditional.fusion",
+        points: 3,
+        summary: "the two branches of cG and cD, concatenated along the channels",
+    },
+    Exercise {
+        id: "conditional.class_loss",
+        points: 2,
+        summary: "cross-entropy of class logits against labels (no softmax first)",
+    },
 ];
 
 /// The exercise with this id.

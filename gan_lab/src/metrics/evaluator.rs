@@ -8,6 +8,7 @@ use crate::models::classifier::Classifier;
 use crate::optim::{Adam, AdamConfig};
 use crate::train::{mix, with_seed};
 use anyhow::{ensure, Context, Result};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
@@ -162,5 +163,50 @@ impl std::fmt::Display for ConfidenceReport {
         writeln!(f, "  trained generator   {:5.1}%", 100.0 * self.trained)?;
         writeln!(f, "  untrained generator {:5.1}%", 100.0 * self.untrained)?;
         write!(f, "  real held-out digits{:5.1}%  (999 available)", 100.0 * self.real)
+    }
+}
+
+/// How often the evaluator reads the class a conditional generator was asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassAccuracy {
+    /// Images judged.
+    pub n: i64,
+    /// Share whose predicted class is the requested one.
+    pub overall: f64,
+    /// The same share per requested class.
+    pub per_class: Vec<f64>,
+}
+
+impl ClassAccuracy {
+    /// Compares the evaluator's predictions on `images` `[N, 1, 32, 32]` with `requested` `[N]`.
+    pub fn measure(ev: &Evaluator, images: &Tensor, requested: &Tensor, classes: i64) -> ClassAccuracy {
+        let predicted = ev.probabilities(images).argmax(-1, false);
+        let hit = predicted.eq_tensor(requested).to_kind(Kind::Double);
+        let per_class = (0..classes)
+            .map(|c| {
+                let mask = requested.eq(c).to_kind(Kind::Double);
+                let count = mask.sum(Kind::Double).double_value(&[]);
+                if count == 0.0 {
+                    f64::NAN
+                } else {
+                    (&hit * mask).sum(Kind::Double).double_value(&[]) / count
+                }
+            })
+            .collect();
+        ClassAccuracy { n: requested.size()[0], overall: hit.mean(Kind::Double).double_value(&[]), per_class }
+    }
+}
+
+impl std::fmt::Display for ClassAccuracy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "class accuracy on {} samples (evaluator's class = requested class): {:.2}%",
+            self.n,
+            100.0 * self.overall
+        )?;
+        let cells: Vec<String> =
+            self.per_class.iter().enumerate().map(|(c, a)| format!("{c}: {:.1}%", 100.0 * a)).collect();
+        write!(f, "  per class  {}", cells.join("  "))
     }
 }

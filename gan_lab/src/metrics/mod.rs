@@ -9,7 +9,7 @@
 
 mod evaluator;
 
-pub use evaluator::{evaluator_path, ConfidenceReport, Evaluator};
+pub use evaluator::{evaluator_path, ClassAccuracy, ConfidenceReport, Evaluator};
 
 use tch::{Kind, Tensor};
 

@@ -8,7 +8,7 @@
 //! the loss applies the sigmoid (`binary_cross_entropy_with_logits`), which is the same function
 //! computed without overflow. [`Discriminator::probability`] gives D(x) as the lesson defines it.
 
-use super::{DiscriminatorNet, GeneratorNet};
+use super::{DiscriminatorNet, GeneratorNet, Judgement};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
@@ -60,21 +60,39 @@ impl DcganConfig {
 
     /// A convolution without bias (BatchNorm follows), initialised by [`weight_init`].
     pub fn conv_config(&self, stride: i64, padding: i64) -> nn::ConvConfig {
-        let mut c = nn::ConvConfig { stride, padding, bias: false, ..Default::default() };
-        c.ws_init = weight_init(self.init).conv_weight;
-        c
+        self.init.conv_config(stride, padding, false)
     }
 
     /// A transposed convolution without bias, initialised by [`weight_init`].
     pub fn convt_config(&self, stride: i64, padding: i64) -> nn::ConvTransposeConfig {
-        let mut c = nn::ConvTransposeConfig { stride, padding, bias: false, ..Default::default() };
-        c.ws_init = weight_init(self.init).conv_weight;
-        c
+        self.init.convt_config(stride, padding, false)
     }
 
     /// BatchNorm initialised by [`weight_init`].
     pub fn bn_config(&self) -> nn::BatchNormConfig {
-        let w = weight_init(self.init);
+        self.init.bn_config()
+    }
+}
+
+impl Init {
+    /// A convolution initialised by [`weight_init`]; a bias, if any, starts at 0.
+    pub fn conv_config(self, stride: i64, padding: i64, bias: bool) -> nn::ConvConfig {
+        let mut c = nn::ConvConfig { stride, padding, bias, bs_init: nn::Init::Const(0.0), ..Default::default() };
+        c.ws_init = weight_init(self).conv_weight;
+        c
+    }
+
+    /// A transposed convolution initialised by [`weight_init`]; a bias, if any, starts at 0.
+    pub fn convt_config(self, stride: i64, padding: i64, bias: bool) -> nn::ConvTransposeConfig {
+        let mut c =
+            nn::ConvTransposeConfig { stride, padding, bias, bs_init: nn::Init::Const(0.0), ..Default::default() };
+        c.ws_init = weight_init(self).conv_weight;
+        c
+    }
+
+    /// BatchNorm initialised by [`weight_init`].
+    pub fn bn_config(self) -> nn::BatchNormConfig {
+        let w = weight_init(self);
         nn::BatchNormConfig { ws_init: w.bn_weight, bs_init: w.bn_bias, ..Default::default() }
     }
 }
@@ -198,17 +216,29 @@ impl Discriminator {
         // END SOLUTION
     }
 
-    /// Images `[B, C, S, S]` → logits `[B]`.
+    /// Images `[B, C, S, S]` → logits `[B]`: [`Discriminator::features`], then [`Discriminator::head`].
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.head(&self.features(x, train))
+    }
+
+    /// The last conv block's maps `[B, 4ndf, 4, 4]` → one logit per image `[B]`.
+    pub fn head(&self, h: &Tensor) -> Tensor {
         // BEGIN SOLUTION dcgan.discriminator
-        let b = x.size()[0];
+        let b = h.size()[0];
+        self.to_score.forward(h).view([b]) // [B, 1, 1, 1] → [B]
+                                           // END SOLUTION
+    }
+
+    /// Images `[B, C, S, S]` → the last conv block's maps `[B, 4ndf, 4, 4]` (`[B, 8ndf, 4, 4]` at 64×64).
+    pub fn features(&self, x: &Tensor, train: bool) -> Tensor {
+        // BEGIN SOLUTION dcgan.discriminator
         let mut h = x.shallow_clone();
         for (conv, bn) in &self.blocks {
             // [B, ndf, 16, 16] → [B, 2ndf, 8, 8] → [B, 4ndf, 4, 4]
             h = leaky_relu_02(&bn.forward_t(&conv.forward(&h), train));
         }
-        self.to_score.forward(&h).view([b]) // [B, 1, 1, 1] → [B]
-                                            // END SOLUTION
+        h
+        // END SOLUTION
     }
 
     /// D(x) ∈ [0, 1] as the lesson defines it: the sigmoid of the logit.
@@ -218,7 +248,7 @@ impl Discriminator {
 }
 
 impl DiscriminatorNet for Discriminator {
-    fn score(&self, x: &Tensor, _labels: Option<&Tensor>, train: bool) -> Tensor {
-        self.forward_t(x, train)
+    fn judge(&self, x: &Tensor, _labels: Option<&Tensor>, train: bool) -> Judgement {
+        Judgement { score: self.forward_t(x, train), classes: None }
     }
 }

@@ -1,19 +1,61 @@
 //! One file per model family. Each family's `Generator` and `Discriminator` implement the traits
 //! below, so the one training loop in [`crate::train`] drives them all.
 
+pub mod acgan;
+pub mod cdcgan;
 pub mod classifier;
 pub mod dcgan;
 
-use tch::Tensor;
+use anyhow::{ensure, Result};
+use tch::{Kind, Tensor};
 
-/// Maps latent vectors `[B, latent_dim]` (and, for conditional families, labels `[B]`) to
+/// Maps latent vectors `[B, latent_dim]` (and, for conditional families, class labels `[B]`) to
 /// images `[B, C, S, S]` in [-1, 1].
 pub trait GeneratorNet {
     fn generate(&self, z: &Tensor, labels: Option<&Tensor>, train: bool) -> Tensor;
 }
 
-/// Maps images `[B, C, S, S]` (and labels) to one score per image `[B]`: a logit for the
-/// minimax objectives (the sigmoid lives in the loss), a critic value for Wasserstein ones.
+/// What a discriminator says about a batch of images.
+#[derive(Debug)]
+pub struct Judgement {
+    /// One score per image `[B]`: a logit for the minimax objectives (the sigmoid lives in the
+    /// loss), a critic value for Wasserstein ones.
+    pub score: Tensor,
+    /// Class logits `[B, classes]` from an auxiliary classifier head (ACGAN), if the family has one.
+    pub classes: Option<Tensor>,
+}
+
+/// Maps images `[B, C, S, S]` (and, for conditional families, labels `[B]`) to a [`Judgement`].
 pub trait DiscriminatorNet {
-    fn score(&self, x: &Tensor, labels: Option<&Tensor>, train: bool) -> Tensor;
+    fn judge(&self, x: &Tensor, labels: Option<&Tensor>, train: bool) -> Judgement;
+
+    /// The score alone.
+    fn score(&self, x: &Tensor, labels: Option<&Tensor>, train: bool) -> Tensor {
+        self.judge(x, labels, train).score
+    }
+}
+
+/// One-hot rows `[B, classes]` (float) for integer labels `[B]`.
+pub fn one_hot(labels: &Tensor, classes: i64) -> Tensor {
+    labels.to_kind(Kind::Int64).one_hot(classes).to_kind(Kind::Float)
+}
+
+/// Checks user-given labels for a conditional model: a 1-D integer tensor of `batch` entries, each
+/// in `0..classes`.
+pub fn check_labels(labels: &Tensor, batch: i64, classes: i64) -> Result<()> {
+    ensure!(
+        matches!(labels.kind(), Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8),
+        "labels: expected integer class labels, got a {:?} tensor",
+        labels.kind()
+    );
+    ensure!(
+        labels.size() == [batch],
+        "labels: expected {batch} labels (one per noise vector), got a tensor of shape {:?}",
+        labels.size()
+    );
+    if batch > 0 {
+        let (lo, hi) = (labels.min().int64_value(&[]), labels.max().int64_value(&[]));
+        ensure!(lo >= 0 && hi < classes, "labels: expected classes 0..={}, got values from {lo} to {hi}", classes - 1);
+    }
+    Ok(())
 }

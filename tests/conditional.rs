@@ -1,0 +1,188 @@
+//! The conditional-generation lesson: the cDCGAN's layer list (`001`, section 2.2), ACGAN's class
+//! head and class loss, conditional sampling and its errors, class accuracy.
+
+mod common;
+use common::{err_of, shapes};
+use gan_lab::data::{Dataset, Split};
+use gan_lab::metrics::{ClassAccuracy, Evaluator};
+use gan_lab::{checkpoint, Acgan, Cdcgan, Dcgan};
+use std::collections::BTreeMap;
+use tch::{nn, Kind, Tensor};
+
+fn small_data() -> Dataset {
+    Dataset::mnist(Split::Test).unwrap().take(256)
+}
+
+fn all_weights(gan: &gan_lab::Gan) -> BTreeMap<String, Tensor> {
+    let mut out = BTreeMap::new();
+    for (prefix, vs) in [("g.", &gan.vs_g), ("d.", &gan.vs_d)] {
+        for (k, v) in vs.variables() {
+            out.insert(format!("{prefix}{k}"), v.copy());
+        }
+    }
+    out
+}
+
+#[test]
+fn cdcgan_parameters_match_the_lesson_layer_list() {
+    // Per layer, from the lesson's list: e.g. D's label branch conv(10 → 64, k4) with bias
+    // = 10·64·16 + 64 = 10,304; G's concatenated 512 channels into convT(256, k4) = 512·256·16.
+    let gan = Cdcgan::mnist32().build().unwrap();
+    let (vs_g, vs_d) = (&gan.vs_g, &gan.vs_d);
+    let count = |vs: &nn::VarStore| -> BTreeMap<String, i64> {
+        shapes(vs).into_iter().map(|(k, s)| (k, s.iter().product())).collect()
+    };
+    let expected_g: BTreeMap<String, i64> = [
+        ("z_convt.weight", 100 * 256 * 16),
+        ("z_bn.weight", 256),
+        ("z_bn.bias", 256),
+        ("y_convt.weight", 10 * 256 * 16),
+        ("y_bn.weight", 256),
+        ("y_bn.bias", 256),
+        ("convt1.weight", 512 * 256 * 16),
+        ("bn1.weight", 256),
+        ("bn1.bias", 256),
+        ("convt2.weight", 256 * 128 * 16),
+        ("bn2.weight", 128),
+        ("bn2.bias", 128),
+        ("convt3.weight", 128 * 16),
+        ("convt3.bias", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let expected_d: BTreeMap<String, i64> = [
+        ("x_conv.weight", 64 * 16),
+        ("x_conv.bias", 64),
+        ("y_conv.weight", 10 * 64 * 16),
+        ("y_conv.bias", 64),
+        ("conv1.weight", 128 * 256 * 16),
+        ("bn1.weight", 256),
+        ("bn1.bias", 256),
+        ("conv2.weight", 256 * 512 * 16),
+        ("bn2.weight", 512),
+        ("bn2.bias", 512),
+        ("conv3.weight", 512 * 16),
+        ("conv3.bias", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(count(vs_g), expected_g, "generator parameters per layer differ from the lesson's list");
+    assert_eq!(count(vs_d), expected_d, "discriminator parameters per layer differ from the lesson's list");
+    assert_eq!(count(vs_g).values().sum::<i64>(), 3_075_841, "generator total");
+    assert_eq!(count(vs_d).values().sum::<i64>(), 2_642_561, "discriminator total");
+}
+
+#[test]
+fn acgan_appends_the_class_to_z_and_adds_a_dense_class_head() {
+    let gan = Acgan::mnist32().build().unwrap();
+    let g = shapes(&gan.vs_g);
+    assert_eq!(g["convt1.weight"], [110, 128, 4, 4], "G's input is z (100) plus the one-hot class (10)");
+    let d = shapes(&gan.vs_d);
+    assert_eq!(d["conv4.weight"], [1, 128, 4, 4], "the DCGAN's real/fake head stays");
+    assert_eq!(d["classify.weight"], [10, 128 * 4 * 4], "one dense layer from D's last maps to 10 class logits");
+    assert_eq!(d["classify.bias"], [10]);
+    let x = gan.class_grid(&Tensor::randn([3, 100], (Kind::Float, tch::Device::Cpu))).unwrap();
+    let judged = gan.discriminator.judge(&x, None, false);
+    assert_eq!(judged.score.size(), [30]);
+    assert_eq!(judged.classes.expect("class logits").size(), [30, 10]);
+}
+
+#[test]
+fn the_class_loss_reaches_both_players_only_when_weighted() {
+    let data = small_data();
+    let (real, labels) = (data.images.narrow(0, 0, 16), data.labels.as_ref().unwrap().narrow(0, 0, 16));
+    let z = Tensor::randn([16, 100], (Kind::Float, tch::Device::Cpu));
+    let step = |weight: f64| {
+        let mut gan = Acgan::mnist32().class_weight(weight).seed(3).build().unwrap();
+        let before = all_weights(&gan);
+        let record = gan.train_step(&real, Some(&labels), &z);
+        (before, all_weights(&gan), record)
+    };
+    let (before, off, r0) = step(0.0);
+    let (_, on, r1) = step(1.0);
+    let moved = |after: &BTreeMap<String, Tensor>, name: &str| {
+        (&after[name] - &before[name]).abs().max().double_value(&[]) > 0.0
+    };
+    assert!(!moved(&off, "d.classify.weight"), "weight 0: the class head must not learn");
+    assert!(moved(&on, "d.classify.weight"), "weight 1: the class loss must update D's class head");
+    let g_diff = (&on["g.convt1.weight"] - &off["g.convt1.weight"]).abs().max().double_value(&[]);
+    assert!(g_diff > 0.0, "the class loss must reach the generator's update");
+    assert!(r1.class_loss.unwrap() > 1.0, "an untrained head's class loss is about ln 10: {:?}", r1.class_loss);
+    assert!(r1.g_loss > r0.g_loss, "G's loss adds the class term: {} vs {}", r1.g_loss, r0.g_loss);
+}
+
+#[test]
+fn class_grid_puts_a_class_in_each_row_and_a_noise_vector_in_each_column() {
+    let gan = Cdcgan::mnist32().ngf(8).ndf(8).build().unwrap();
+    let z = Tensor::randn([4, 100], (Kind::Float, tch::Device::Cpu));
+    let grid = gan.class_grid(&z).unwrap();
+    assert_eq!(grid.size(), [40, 1, 32, 32]);
+    let one = gan.generate_labeled(&z.get(2).unsqueeze(0), &Tensor::from_slice(&[7i64])).unwrap();
+    let diff = (grid.get(7 * 4 + 2) - one.get(0)).abs().max().double_value(&[]);
+    assert!(diff < 1e-6, "row 7, column 2 is class 7 with z[2]: off by {diff:e}");
+    let line = gan.class_interpolation(&z.get(0), &z.get(1), 5).unwrap();
+    assert_eq!(line.size(), [50, 1, 32, 32]);
+}
+
+#[test]
+fn bad_labels_and_unlabelled_data_are_named_in_the_error() {
+    let gan = Cdcgan::mnist32().ngf(8).ndf(8).build().unwrap();
+    let z = Tensor::randn([3, 100], (Kind::Float, tch::Device::Cpu));
+    let e = err_of(gan.generate_labeled(&z, &Tensor::from_slice(&[1i64, 10, 2])));
+    assert!(e.contains("labels") && e.contains("0..=9") && e.contains("10"), "{e}");
+    let e = err_of(gan.generate_labeled(&z, &Tensor::from_slice(&[-1i64, 0, 2])));
+    assert!(e.contains("-1"), "{e}");
+    let e = err_of(gan.generate_labeled(&z, &Tensor::from_slice(&[1i64, 2])));
+    assert!(e.contains("expected 3 labels"), "{e}");
+    let e = err_of(gan.generate_labeled(&z, &Tensor::from_slice(&[1.0f32, 2.0, 3.0])));
+    assert!(e.contains("integer"), "{e}");
+    let e = err_of(Dcgan::mnist32().build().unwrap().generate_labeled(&z, &Tensor::from_slice(&[1i64, 2, 3])));
+    assert!(e.contains("not conditional"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..4u8 {
+        image::GrayImage::from_pixel(32, 32, image::Luma([i * 60])).save(dir.path().join(format!("{i}.png"))).unwrap();
+    }
+    let unlabelled = Dataset::from_folder(dir.path(), 32, 1).unwrap();
+    let e = err_of(Cdcgan::mnist32().ngf(8).ndf(8).batch_size(2).steps(1).train(&unlabelled));
+    assert!(e.contains("no labels") && e.contains("cdcgan"), "{e}");
+    let mut eleven = small_data();
+    eleven.labels = Some(eleven.labels.unwrap() + 2);
+    let e = err_of(Acgan::mnist32().steps(1).train(&eleven));
+    assert!(e.contains("labels up to 11"), "{e}");
+}
+
+#[test]
+fn conditional_training_is_deterministic_and_checkpoints_keep_the_family() {
+    let data = small_data();
+    let run = || Cdcgan::mnist32().ngf(8).ndf(8).steps(3).batch_size(16).seed(5).train(&data).unwrap();
+    let (a, b) = (run(), run());
+    for (k, v) in all_weights(&a) {
+        assert!(v.equal(&all_weights(&b)[&k]), "{k} differs between two runs with one seed");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    checkpoint::save(&a, &dir.path().join("ck")).unwrap();
+    let e = err_of(Dcgan::from_checkpoint(dir.path().join("ck")));
+    assert!(e.contains("cdcgan") && e.contains("not a dcgan"), "{e}");
+    let back = Cdcgan::from_checkpoint(dir.path().join("ck")).unwrap().build().unwrap();
+    let z = Tensor::randn([2, 100], (Kind::Float, tch::Device::Cpu));
+    assert!(back.class_grid(&z).unwrap().equal(&a.class_grid(&z).unwrap()));
+}
+
+#[test]
+fn class_accuracy_counts_per_requested_class() {
+    let ev = Evaluator::shipped().unwrap();
+    let data = Dataset::mnist(Split::Test).unwrap().take(500);
+    let labels = data.labels.as_ref().unwrap();
+    let right = ClassAccuracy::measure(&ev, &data.images, labels, 10);
+    assert!(right.overall > 0.95, "real digits with their labels: {}", right.overall);
+    let wrong = ClassAccuracy::measure(&ev, &data.images, &((labels + 1).remainder(10)), 10);
+    assert!(wrong.overall < 0.05, "real digits with shifted labels: {}", wrong.overall);
+    assert_eq!(wrong.per_class.len(), 10);
+    let ones = labels.eq(1).to_kind(Kind::Double).sum(Kind::Double).double_value(&[]);
+    let ones_right = ev.probabilities(&data.images).argmax(-1, false).eq_tensor(labels).logical_and(&labels.eq(1));
+    let want = ones_right.to_kind(Kind::Double).sum(Kind::Double).double_value(&[]) / ones;
+    assert!((right.per_class[1] - want).abs() < 1e-12, "class 1: {} vs {want}", right.per_class[1]);
+}
