@@ -13,12 +13,14 @@
 
 use crate::checkpoint;
 use crate::data::Dataset;
-use crate::losses::{Auxiliary, Objective};
+use crate::losses::{Auxiliary, CriticSchedule, Objective};
 use crate::models::acgan::{self, AcganConfig};
 use crate::models::cdcgan::{self, CdcganConfig};
 use crate::models::dcgan::{DcganConfig, Discriminator, Generator, Init};
+use crate::models::layers::{Norm, Upsample};
+use crate::models::sagan::{self, SaganConfig};
 use crate::models::{DiscriminatorNet, GeneratorNet};
-use crate::optim::Adam;
+use crate::optim::{AdamConfig, Optimizer, OptimizerConfig, RmsPropConfig};
 use crate::train::{self, Gan, History, Outcome, TrainConfig};
 use crate::viz;
 use anyhow::{bail, ensure, Result};
@@ -45,6 +47,22 @@ pub trait Family: Clone + std::fmt::Debug + Serialize + DeserializeOwned {
     /// The family's training defaults.
     fn training() -> TrainConfig {
         TrainConfig::default()
+    }
+    /// Adjusts the architecture to a newly chosen objective (a DCGAN critic drops BatchNorm for
+    /// the gradient penalty).
+    fn adapt_to(&mut self, _objective: Objective) {}
+}
+
+/// Each objective's optimizers and critic schedule, from the papers the seeds follow: WGAN
+/// RMSProp(5e-5) with the WGAN schedule; WGAN-GP Adam(1e-4, β 0 and 0.9) with 5 critic updates;
+/// the others (minimax, LSGAN, hinge) the DCGAN's Adam(2e-4, β1 0.5), one D update per step.
+pub fn objective_defaults(objective: Objective) -> (OptimizerConfig, CriticSchedule) {
+    match objective {
+        Objective::Wasserstein { .. } => (RmsPropConfig::wgan().into(), CriticSchedule::Wgan),
+        Objective::WassersteinGp { .. } => {
+            (AdamConfig { lr: 1e-4, beta1: 0.0, beta2: 0.9, eps: 1e-8 }.into(), CriticSchedule::Fixed(5))
+        }
+        _ => (AdamConfig::dcgan().into(), CriticSchedule::One),
     }
 }
 
@@ -78,6 +96,49 @@ impl Family for DcganConfig {
     }
     fn networks(&self, g: &nn::Path, d: &nn::Path) -> (Box<dyn GeneratorNet>, Box<dyn DiscriminatorNet>) {
         (Box::new(Generator::new(g, self)), Box::new(Discriminator::new(d, self)))
+    }
+    fn adapt_to(&mut self, objective: Objective) {
+        if matches!(objective, Objective::WassersteinGp { .. }) && self.norm == Norm::Batch {
+            self.norm = Norm::Layer;
+        }
+    }
+}
+
+impl Family for SaganConfig {
+    const NAME: &'static str = "sagan";
+    fn latent_dim(&self) -> i64 {
+        self.latent_dim
+    }
+    fn set_latent_dim(&mut self, n: i64) {
+        self.latent_dim = n;
+    }
+    fn image(&self) -> (i64, i64) {
+        (self.channels, 32)
+    }
+    fn validate(&self) -> Result<()> {
+        ensure!(self.latent_dim >= 1, "latent_dim = {}: expected 1 or more", self.latent_dim);
+        ensure!(self.ngf >= 8 && self.ndf >= 8, "ngf = {}, ndf = {}: expected 8 or more", self.ngf, self.ndf);
+        ensure!(self.channels == 1 || self.channels == 3, "channels = {}: expected 1 or 3", self.channels);
+        ensure!(
+            [0, 4, 8, 16].contains(&self.attention_at),
+            "attention_at = {}: expected 4, 8 or 16 (the side of the feature maps it follows), or 0 for none",
+            self.attention_at
+        );
+        Ok(())
+    }
+    fn networks(&self, g: &nn::Path, d: &nn::Path) -> (Box<dyn GeneratorNet>, Box<dyn DiscriminatorNet>) {
+        (Box::new(sagan::Generator::new(g, self)), Box::new(sagan::Discriminator::new(d, self)))
+    }
+    /// `004`'s: WGAN-GP (λ 10, 5 critic updates) with TTUR, Adam β 0 and 0.9, G 1e-4, D 4e-4.
+    fn training() -> TrainConfig {
+        let adam = |lr| AdamConfig { lr, beta1: 0.0, beta2: 0.9, eps: 1e-8 }.into();
+        TrainConfig {
+            objective: Objective::wgan_gp(),
+            n_critic: CriticSchedule::Fixed(5),
+            optimizer_g: adam(1e-4),
+            optimizer_d: adam(4e-4),
+            ..TrainConfig::default()
+        }
     }
 }
 
@@ -150,6 +211,9 @@ pub type Dcgan = Builder<DcganConfig>;
 /// The conditional DCGAN of the DCGAN lesson's bonus section (`001`, section 2.2).
 pub type Cdcgan = Builder<CdcganConfig>;
 
+/// SAGAN (`004_6b9d9d49c9e474b6.txt`): spectral normalisation, self-attention, WGAN-GP and TTUR.
+pub type Sagan = Builder<SaganConfig>;
+
 /// ACGAN (`003_3d452f94987d22c3.txt`, problem 3): the DCGAN with the class appended to z and a
 /// class head on D, both players adding the class loss.
 pub type Acgan = Builder<AcganConfig>;
@@ -165,8 +229,26 @@ impl<F: Family> Builder<F> {
         self
     }
 
+    /// The players' objective, with its optimizers and critic schedule (see [`objective_defaults`]);
+    /// setters called after this one override them.
     pub fn objective(mut self, objective: Objective) -> Self {
+        let (optimizer, schedule) = objective_defaults(objective);
         self.train.objective = objective;
+        self.train.optimizer_g = optimizer;
+        self.train.optimizer_d = optimizer;
+        self.train.n_critic = schedule;
+        self.model.adapt_to(objective);
+        self
+    }
+    /// Critic updates per generator update.
+    pub fn n_critic(mut self, schedule: CriticSchedule) -> Self {
+        self.train.n_critic = schedule;
+        self
+    }
+    /// Both players' optimizers.
+    pub fn optimizers(mut self, g: impl Into<OptimizerConfig>, d: impl Into<OptimizerConfig>) -> Self {
+        self.train.optimizer_g = g.into();
+        self.train.optimizer_d = d.into();
         self
     }
     /// Sets both players' learning rates.
@@ -174,11 +256,11 @@ impl<F: Family> Builder<F> {
         self.lr_g(lr).lr_d(lr)
     }
     pub fn lr_g(mut self, lr: f64) -> Self {
-        self.train.adam_g.lr = lr;
+        self.train.optimizer_g.set_lr(lr);
         self
     }
     pub fn lr_d(mut self, lr: f64) -> Self {
-        self.train.adam_d.lr = lr;
+        self.train.optimizer_d.set_lr(lr);
         self
     }
     /// Total training steps; on resume, the step count to reach.
@@ -233,11 +315,23 @@ impl<F: Family> Builder<F> {
     fn validate(&self) -> Result<()> {
         self.model.validate()?;
         let t = &self.train;
+        if let CriticSchedule::Fixed(n) = t.n_critic {
+            ensure!(n >= 1, "n_critic = {n}: expected 1 or more critic updates per generator update");
+        }
+        match t.objective {
+            Objective::Wasserstein { clip } => {
+                ensure!(clip.is_finite() && clip > 0.0, "clip = {clip}: expected a positive weight bound")
+            }
+            Objective::WassersteinGp { lambda } => {
+                ensure!(lambda.is_finite() && lambda >= 0.0, "lambda = {lambda}: expected 0 or more")
+            }
+            _ => {}
+        }
         ensure!(t.batch_size >= 1, "batch_size = {}: expected 1 or more", t.batch_size);
         ensure!(t.steps >= 0, "steps = {}: expected 0 or more", t.steps);
         ensure!(t.metrics_every >= 0, "metrics_every = {}: expected 0 (off) or more", t.metrics_every);
         ensure!(t.metrics_samples >= 20, "metrics_samples = {}: expected 20 or more", t.metrics_samples);
-        for (name, lr) in [("lr_g", t.adam_g.lr), ("lr_d", t.adam_d.lr)] {
+        for (name, lr) in [("lr_g", t.optimizer_g.lr()), ("lr_d", t.optimizer_d.lr())] {
             ensure!(lr.is_finite() && lr > 0.0, "{name} = {lr}: expected a positive learning rate");
         }
         Ok(())
@@ -255,8 +349,8 @@ impl<F: Family> Builder<F> {
             architecture: serde_json::to_value(c)?,
             latent_dim: c.latent_dim(),
             classes: c.classes(),
-            opt_g: Adam::new(&vs_g, self.train.adam_g),
-            opt_d: Adam::new(&vs_d, self.train.adam_d),
+            opt_g: Optimizer::new(&vs_g, self.train.optimizer_g),
+            opt_d: Optimizer::new(&vs_d, self.train.optimizer_d),
             vs_g,
             vs_d,
             generator,
@@ -374,6 +468,16 @@ impl Dcgan {
         self.model.init = init;
         self
     }
+    /// D's normalisation (BatchNorm in the lesson; a WGAN-GP objective switches it to LayerNorm).
+    pub fn norm(mut self, norm: Norm) -> Self {
+        self.model.norm = norm;
+        self
+    }
+    /// How G doubles its feature maps (`000` section 2.2).
+    pub fn upsample(mut self, upsample: Upsample) -> Self {
+        self.model.upsample = upsample;
+        self
+    }
 }
 
 impl Cdcgan {
@@ -392,6 +496,22 @@ impl Cdcgan {
     /// D's width: branches ndf, then 4·ndf, 8·ndf (the lesson's 64).
     pub fn ndf(mut self, n: i64) -> Self {
         self.model.ndf = n;
+        self
+    }
+}
+
+impl Sagan {
+    /// `004`'s SAGAN at 32×32: spectral norm everywhere, attention at 16×16, WGAN-GP, TTUR.
+    pub fn mnist32() -> Sagan {
+        Builder::with_model(SaganConfig::mnist32())
+    }
+    /// Side of the feature maps the attention block follows (4, 8, 16; 0 for none).
+    pub fn attention_at(mut self, side: i64) -> Self {
+        self.model.attention_at = side;
+        self
+    }
+    pub fn spectral_norm(mut self, on: bool) -> Self {
+        self.model.spectral_norm = on;
         self
     }
 }

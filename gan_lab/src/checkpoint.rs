@@ -116,8 +116,8 @@ pub fn load(gan: &mut Gan, dir: &Path) -> Result<()> {
     let steps = gan.config.steps;
     gan.config = state.config;
     gan.config.steps = steps;
-    gan.opt_g.config = gan.config.adam_g;
-    gan.opt_d.config = gan.config.adam_d;
+    gan.opt_g.config = gan.config.optimizer_g;
+    gan.opt_d.config = gan.config.optimizer_d;
     gan.step = state.step;
     gan.history = state.history;
     Ok(())

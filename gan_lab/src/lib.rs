@@ -14,7 +14,7 @@ pub mod optim;
 pub mod train;
 pub mod viz;
 
-pub use builders::{Acgan, Cdcgan, Dcgan};
+pub use builders::{Acgan, Cdcgan, Dcgan, Sagan};
 pub use data::{Dataset, Source, Split};
 /// The tch version gan_lab is built on, for notebooks that work with tensors directly.
 pub use tch;

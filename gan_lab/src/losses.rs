@@ -2,7 +2,7 @@
 //! D(x) = sigmoid(l). The training loop reads which ones to use from an [`Objective`].
 
 use serde::{Deserialize, Serialize};
-use tch::{Reduction, Tensor};
+use tch::{Kind, Reduction, Tensor};
 
 /// Binary cross-entropy of logits against a constant target (1 = real, 0 = fake), averaged:
 /// −mean(t·log σ(l) + (1 − t)·log(1 − σ(l))), computed stably.
@@ -64,26 +64,158 @@ impl Auxiliary {
     }
 }
 
+/// Least squares (LSGAN, Mao et al., 2017, a = 0, b = c = 1) for D: ½E[(D(x) − 1)²] + ½E[D(G(z))²],
+/// on D's raw outputs (no sigmoid).
+pub fn least_squares_discriminator_loss(real: &Tensor, fake: &Tensor) -> Tensor {
+    (real - 1.0).square().mean(Kind::Float) * 0.5 + fake.square().mean(Kind::Float) * 0.5
+}
+
+/// Least squares for G: ½E[(D(G(z)) − 1)²].
+pub fn least_squares_generator_loss(fake: &Tensor) -> Tensor {
+    (fake - 1.0).square().mean(Kind::Float) * 0.5
+}
+
+/// Exercise `losses.wasserstein_critic`: the critic maximises E[f(x)] − E[f(G(z))], the
+/// Kantorovich–Rubinstein estimate of the Wasserstein distance; as a loss to minimise,
+/// E[f(G(z))] − E[f(x)], on the critic's raw values (no sigmoid).
+pub fn wasserstein_critic_loss(real: &Tensor, fake: &Tensor) -> Tensor {
+    // BEGIN SOLUTION losses.wasserstein_critic
+    fake.mean(Kind::Float) - real.mean(Kind::Float)
+    // END SOLUTION
+}
+
+/// Exercise `losses.wasserstein_generator`: G maximises E[f(G(z))]: minimise −E[f(G(z))].
+pub fn wasserstein_generator_loss(fake: &Tensor) -> Tensor {
+    // BEGIN SOLUTION losses.wasserstein_generator
+    -fake.mean(Kind::Float)
+    // END SOLUTION
+}
+
+/// Hinge loss (Lim & Ye, 2017; SAGAN's option) for D: E[max(0, 1 − D(x))] + E[max(0, 1 + D(G(z)))].
+pub fn hinge_discriminator_loss(real: &Tensor, fake: &Tensor) -> Tensor {
+    (-real + 1.0).relu().mean(Kind::Float) + (fake + 1.0).relu().mean(Kind::Float)
+}
+
+/// Exercise `losses.gradient_penalty` (Gulrajani et al., 2017): at x̂ = α·x + (1 − α)·x̃, with one α
+/// per image `[B, 1, 1, 1]`, λ·E[(‖∇ₓ̂ f(x̂)‖₂ − 1)²]. The gradient is taken with `create_graph`
+/// so that the penalty itself can be differentiated with respect to the critic's weights.
+pub fn gradient_penalty(
+    critic: &dyn Fn(&Tensor) -> Tensor,
+    real: &Tensor,
+    fake: &Tensor,
+    alpha: &Tensor,
+    lambda: f64,
+) -> Tensor {
+    // BEGIN SOLUTION losses.gradient_penalty
+    let mixed = (alpha * real + (-alpha + 1.0) * fake).detach().set_requires_grad(true);
+    let score = critic(&mixed).sum(Kind::Float);
+    let grad = Tensor::run_backward(&[score], &[&mixed], true, true).remove(0);
+    let norm = (grad.flatten(1, -1).square().sum_dim_intlist(1, false, Kind::Float) + 1e-12).sqrt();
+    (norm - 1.0).square().mean(Kind::Float) * lambda
+    // END SOLUTION
+}
+
+/// Exercise `losses.clip_weights`: WGAN's Lipschitz constraint, each of the critic's weights
+/// clamped into [−c, c] after each of its updates.
+pub fn clip_weights(vs: &tch::nn::VarStore, c: f64) {
+    // BEGIN SOLUTION losses.clip_weights
+    tch::no_grad(|| {
+        for mut w in vs.trainable_variables() {
+            let _ = w.clamp_(-c, c);
+        }
+    });
+    // END SOLUTION
+}
+
 /// What the two players optimise. The training loop reads it; it never copies itself per family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum Objective {
     /// Minimax D loss with the non-saturating G loss (the lesson's default).
     NonSaturating,
     /// Minimax D loss with the saturating ("true") G loss.
     Saturating,
+    /// LSGAN: least squares on D's raw output.
+    LeastSquares,
+    /// WGAN: the Wasserstein estimate, the critic's weights clipped into [−clip, clip].
+    Wasserstein { clip: f64 },
+    /// WGAN-GP: the Wasserstein estimate plus λ × the gradient penalty.
+    WassersteinGp { lambda: f64 },
+    /// Hinge loss for D, −E[D(G(z))] for G.
+    Hinge,
 }
 
 impl Objective {
-    pub fn discriminator_loss(&self, real_logits: &Tensor, fake_logits: &Tensor) -> Tensor {
+    pub fn discriminator_loss(&self, real: &Tensor, fake: &Tensor) -> Tensor {
         match self {
-            Objective::NonSaturating | Objective::Saturating => discriminator_loss(real_logits, fake_logits),
+            Objective::NonSaturating | Objective::Saturating => discriminator_loss(real, fake),
+            Objective::LeastSquares => least_squares_discriminator_loss(real, fake),
+            Objective::Wasserstein { .. } | Objective::WassersteinGp { .. } => wasserstein_critic_loss(real, fake),
+            Objective::Hinge => hinge_discriminator_loss(real, fake),
         }
     }
 
-    pub fn generator_loss(&self, fake_logits: &Tensor) -> Tensor {
+    pub fn generator_loss(&self, fake: &Tensor) -> Tensor {
         match self {
-            Objective::NonSaturating => generator_loss_non_saturating(fake_logits),
-            Objective::Saturating => generator_loss_saturating(fake_logits),
+            Objective::NonSaturating => generator_loss_non_saturating(fake),
+            Objective::Saturating => generator_loss_saturating(fake),
+            Objective::LeastSquares => least_squares_generator_loss(fake),
+            Objective::Wasserstein { .. } | Objective::WassersteinGp { .. } | Objective::Hinge => {
+                wasserstein_generator_loss(fake)
+            }
+        }
+    }
+
+    /// Whether D's score is a logit (D(x) = sigmoid(score)); otherwise it is used raw.
+    pub fn uses_sigmoid(&self) -> bool {
+        matches!(self, Objective::NonSaturating | Objective::Saturating)
+    }
+
+    /// Whether the critic's mean score gap estimates the Wasserstein distance.
+    pub fn is_wasserstein(&self) -> bool {
+        matches!(self, Objective::Wasserstein { .. } | Objective::WassersteinGp { .. })
+    }
+
+    /// WGAN's defaults: clip 0.01.
+    pub fn wgan() -> Objective {
+        Objective::Wasserstein { clip: 0.01 }
+    }
+
+    /// WGAN-GP's defaults: λ = 10.
+    pub fn wgan_gp() -> Objective {
+        Objective::WassersteinGp { lambda: 10.0 }
+    }
+}
+
+/// How many critic updates precede each generator update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum CriticSchedule {
+    /// One D update per G update (DCGAN, LSGAN).
+    #[default]
+    One,
+    /// A fixed number (WGAN-GP and SAGAN: 5).
+    Fixed(i64),
+    /// The WGAN schedule of `000_5a0c4d330e7ba721.txt`: 20 while G has done fewer than 50
+    /// updates or when G's next update is a multiple of 500, else 5.
+    Wgan,
+}
+
+impl CriticSchedule {
+    /// Critic updates before generator update number `g` (counting from 0).
+    pub fn updates(&self, g: i64) -> i64 {
+        match *self {
+            CriticSchedule::One => 1,
+            CriticSchedule::Fixed(n) => n,
+            CriticSchedule::Wgan if g < 50 || (g + 1) % 500 == 0 => 20,
+            CriticSchedule::Wgan => 5,
+        }
+    }
+
+    /// Critic updates done before generator update `g`: where a resumed run picks up its batches.
+    pub fn updates_before(&self, g: i64) -> i64 {
+        match *self {
+            CriticSchedule::One => g,
+            CriticSchedule::Fixed(n) => n * g,
+            CriticSchedule::Wgan => (0..g).map(|i| self.updates(i)).sum(),
         }
     }
 }

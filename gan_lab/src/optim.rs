@@ -1,6 +1,7 @@
-//! Adam with its state in plain tensors, so that checkpoints hold the optimizer exactly and a
-//! resumed run continues bit for bit. The update is PyTorch's `torch.optim.Adam` (no weight decay,
-//! no amsgrad); the parity test compares one step against it.
+//! Adam and RMSProp with their state in plain tensors, so that checkpoints hold the optimizer
+//! exactly and a resumed run continues bit for bit. The updates are PyTorch's `torch.optim.Adam`
+//! (no weight decay, no amsgrad) and `torch.optim.RMSprop` (no momentum, not centred); the parity
+//! test compares Adam's steps against PyTorch.
 
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,57 @@ impl AdamConfig {
     }
 }
 
+/// RMSProp's hyperparameters (WGAN's optimizer).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RmsPropConfig {
+    pub lr: f64,
+    /// Decay of the squared-gradient average (PyTorch's 0.99).
+    pub alpha: f64,
+    pub eps: f64,
+}
+
+impl RmsPropConfig {
+    /// WGAN's (Arjovsky et al., 2017): lr 5e-5.
+    pub fn wgan() -> Self {
+        RmsPropConfig { lr: 5e-5, alpha: 0.99, eps: 1e-8 }
+    }
+}
+
+/// Which optimizer a player uses, with its hyperparameters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum OptimizerConfig {
+    Adam(AdamConfig),
+    RmsProp(RmsPropConfig),
+}
+
+impl OptimizerConfig {
+    pub fn lr(&self) -> f64 {
+        match self {
+            OptimizerConfig::Adam(c) => c.lr,
+            OptimizerConfig::RmsProp(c) => c.lr,
+        }
+    }
+
+    pub fn set_lr(&mut self, lr: f64) {
+        match self {
+            OptimizerConfig::Adam(c) => c.lr = lr,
+            OptimizerConfig::RmsProp(c) => c.lr = lr,
+        }
+    }
+}
+
+impl From<AdamConfig> for OptimizerConfig {
+    fn from(c: AdamConfig) -> Self {
+        OptimizerConfig::Adam(c)
+    }
+}
+
+impl From<RmsPropConfig> for OptimizerConfig {
+    fn from(c: RmsPropConfig) -> Self {
+        OptimizerConfig::RmsProp(c)
+    }
+}
+
 struct Slot {
     name: String,
     param: Tensor,
@@ -34,22 +86,28 @@ struct Slot {
     exp_avg_sq: Tensor,
 }
 
-/// Adam over the trainable variables of one [`VarStore`].
-pub struct Adam {
-    pub config: AdamConfig,
+/// Adam or RMSProp over the trainable variables of one [`VarStore`].
+pub struct Optimizer {
+    pub config: OptimizerConfig,
     step: i64,
     slots: Vec<Slot>,
 }
 
-impl Adam {
-    pub fn new(vs: &VarStore, config: AdamConfig) -> Adam {
+impl Optimizer {
+    pub fn new(vs: &VarStore, config: impl Into<OptimizerConfig>) -> Optimizer {
+        let config = config.into();
         let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let slots = vars
             .into_iter()
             .map(|(name, param)| Slot { exp_avg: param.zeros_like(), exp_avg_sq: param.zeros_like(), name, param })
             .collect();
-        Adam { config, step: 0, slots }
+        Optimizer { config, step: 0, slots }
+    }
+
+    /// Updates done so far.
+    pub fn steps(&self) -> i64 {
+        self.step
     }
 
     pub fn zero_grad(&mut self) {
@@ -60,8 +118,29 @@ impl Adam {
 
     /// One update from the gradients currently held by the parameters.
     pub fn step(&mut self) {
-        let AdamConfig { lr, beta1, beta2, eps } = self.config;
         self.step += 1;
+        match self.config {
+            OptimizerConfig::Adam(c) => self.adam_step(c),
+            OptimizerConfig::RmsProp(c) => self.rmsprop_step(c),
+        }
+    }
+
+    /// v ← α v + (1 − α) g², θ ← θ − lr · g / (√v + ε). The average lives in `exp_avg_sq`.
+    fn rmsprop_step(&mut self, RmsPropConfig { lr, alpha, eps }: RmsPropConfig) {
+        tch::no_grad(|| {
+            for s in &mut self.slots {
+                let grad = s.param.grad();
+                if !grad.defined() {
+                    continue;
+                }
+                s.exp_avg_sq *= alpha;
+                let _ = s.exp_avg_sq.addcmul_(&grad, &(&grad * (1.0 - alpha)));
+                let _ = s.param.addcdiv_(&(&grad * -lr), &(s.exp_avg_sq.sqrt() + eps));
+            }
+        });
+    }
+
+    fn adam_step(&mut self, AdamConfig { lr, beta1, beta2, eps }: AdamConfig) {
         let bias1 = 1.0 - beta1.powi(self.step as i32);
         let bias2_sqrt = (1.0 - beta2.powi(self.step as i32)).sqrt();
         tch::no_grad(|| {
@@ -89,7 +168,7 @@ impl Adam {
         out
     }
 
-    /// Restores the state written by [`Adam::state`].
+    /// Restores the state written by [`Optimizer::state`].
     pub fn load_state(&mut self, prefix: &str, tensors: &HashMap<String, Tensor>) -> Result<()> {
         let get = |key: String| tensors.get(&key).with_context(|| format!("optimizer state: missing {key}"));
         self.step = get(format!("{prefix}step"))?.int64_value(&[]);

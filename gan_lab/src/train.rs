@@ -2,9 +2,9 @@
 //! families (the networks, the objective, the optimizers) is data the loop reads.
 
 use crate::data::{Batcher, Dataset};
-use crate::losses::{Auxiliary, Objective};
+use crate::losses::{Auxiliary, CriticSchedule, Objective};
 use crate::models::{DiscriminatorNet, GeneratorNet};
-use crate::optim::{Adam, AdamConfig};
+use crate::optim::{AdamConfig, Optimizer, OptimizerConfig};
 use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
 use std::io::IsTerminal;
@@ -14,7 +14,7 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 /// Training settings shared by the GAN families.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
-    /// Total number of training steps (one D update and one G update each).
+    /// Total number of training steps (one G update each, after `n_critic` D updates).
     pub steps: i64,
     /// Images per mini-batch.
     pub batch_size: i64,
@@ -25,10 +25,13 @@ pub struct TrainConfig {
     /// A term both players add (ACGAN's class loss), if any.
     #[serde(default)]
     pub auxiliary: Auxiliary,
+    /// Critic (D) updates per generator update.
+    #[serde(default)]
+    pub n_critic: CriticSchedule,
     /// Generator optimizer.
-    pub adam_g: AdamConfig,
+    pub optimizer_g: OptimizerConfig,
     /// Discriminator optimizer.
-    pub adam_d: AdamConfig,
+    pub optimizer_d: OptimizerConfig,
     /// Keep a grid of the fixed noise's images every this many steps (0: never).
     pub snapshot_every: i64,
     /// Score the generator (IS, Mode score, FID on the frozen evaluator) every this many steps
@@ -51,8 +54,9 @@ impl Default for TrainConfig {
             seed: 0,
             objective: Objective::NonSaturating,
             auxiliary: Auxiliary::None,
-            adam_g: AdamConfig::dcgan(),
-            adam_d: AdamConfig::dcgan(),
+            n_critic: CriticSchedule::One,
+            optimizer_g: AdamConfig::dcgan().into(),
+            optimizer_d: AdamConfig::dcgan().into(),
             snapshot_every: 250,
             metrics_every: 0,
             metrics_samples: default_metrics_samples(),
@@ -78,6 +82,24 @@ pub struct StepRecord {
     /// D's auxiliary class loss on the real batch (ACGAN, weighted), before its update.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_loss: Option<f64>,
+    /// The critic's estimate of the Wasserstein distance, E[f(x)] − E[f(G(z))], at its last
+    /// update (Wasserstein objectives).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasserstein: Option<f64>,
+    /// The gradient penalty (weighted) at the critic's last update (WGAN-GP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub penalty: Option<f64>,
+}
+
+/// What one critic update measured, passed on to the generator step's record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Critique {
+    pub d_loss: f64,
+    pub d_real: f64,
+    pub d_fake: f64,
+    pub class_loss: Option<f64>,
+    pub wasserstein: Option<f64>,
+    pub penalty: Option<f64>,
 }
 
 /// Per-step records of a run; what training returns for notebooks and the CLI to show.
@@ -140,8 +162,8 @@ pub struct Gan {
     pub vs_d: VarStore,
     pub generator: Box<dyn GeneratorNet>,
     pub discriminator: Box<dyn DiscriminatorNet>,
-    pub opt_g: Adam,
-    pub opt_d: Adam,
+    pub opt_g: Optimizer,
+    pub opt_d: Optimizer,
     /// Steps done so far.
     pub step: i64,
     pub history: History,
@@ -169,10 +191,25 @@ impl Gan {
     /// One D update then one G update on a real batch (with its labels, which conditional
     /// families also give the fakes: y = attribute(x*)), with noise `z`.
     pub fn train_step(&mut self, real: &Tensor, labels: Option<&Tensor>, z: &Tensor) -> StepRecord {
+        let (fake, critic) = self.critic_step(real, labels, z, self.step);
+        self.generator_step(&fake, labels, critic)
+    }
+
+    /// One update of D on a real batch and the fakes of `z`; returns the fakes (still attached
+    /// to G's graph, for the generator step) and what D measured. `index` counts D's updates
+    /// and seeds the gradient penalty's mixing weights.
+    pub fn critic_step(
+        &mut self,
+        real: &Tensor,
+        labels: Option<&Tensor>,
+        z: &Tensor,
+        index: i64,
+    ) -> (Tensor, Critique) {
         let (objective, auxiliary) = (self.config.objective, self.config.auxiliary);
         let fake = self.generator.generate(z, labels, true);
 
-        // (1) Update D: maximise log D(x) + log(1 − D(G(z))) (plus the class log-likelihood in ACGAN).
+        // Maximise log D(x) + log(1 − D(G(z))) (or the objective's own D loss; plus the class
+        // log-likelihood in ACGAN; minus the gradient penalty in WGAN-GP).
         self.opt_d.zero_grad();
         let on_real = self.discriminator.judge(real, labels, true);
         let on_fake = self.discriminator.judge(&fake.detach(), labels, true);
@@ -183,26 +220,60 @@ impl Gan {
         {
             d_loss += real_term + fake_term;
         }
+        let mut penalty = None;
+        if let Objective::WassersteinGp { lambda } = objective {
+            let b = real.size()[0];
+            let alpha = with_seed(mix(self.config.seed ^ 0x6A7E, index as u64 + 1), || {
+                Tensor::rand([b, 1, 1, 1], (Kind::Float, Device::Cpu))
+            });
+            let critic = |x: &Tensor| self.discriminator.score(x, labels, true);
+            let gp = crate::losses::gradient_penalty(&critic, real, &fake.detach(), &alpha, lambda);
+            d_loss += &gp;
+            penalty = Some(gp.double_value(&[]));
+        }
         d_loss.backward();
         self.opt_d.step();
+        if let Objective::Wasserstein { clip } = objective {
+            crate::losses::clip_weights(&self.vs_d, clip);
+        }
 
-        // (2) Update G: maximise log D(G(z)) (or minimise log(1 − D(G(z))), the saturating form).
+        let mean = |s: &Tensor| {
+            let s = if objective.uses_sigmoid() { s.sigmoid() } else { s.shallow_clone() };
+            s.mean(Kind::Float).double_value(&[])
+        };
+        let (d_real, d_fake) = (mean(&on_real.score), mean(&on_fake.score));
+        let critique = Critique {
+            d_loss: d_loss.double_value(&[]),
+            d_real,
+            d_fake,
+            class_loss: class_loss.map(|t| t.double_value(&[])),
+            wasserstein: objective.is_wasserstein().then_some(d_real - d_fake),
+            penalty,
+        };
+        (fake, critique)
+    }
+
+    /// One update of G on `fake` (from the last critic step): maximise log D(G(z)) (or the
+    /// objective's own G loss, plus the class term in ACGAN).
+    pub fn generator_step(&mut self, fake: &Tensor, labels: Option<&Tensor>, critic: Critique) -> StepRecord {
+        let (objective, auxiliary) = (self.config.objective, self.config.auxiliary);
         self.opt_g.zero_grad();
-        let judged = self.discriminator.judge(&fake, labels, true);
+        let judged = self.discriminator.judge(fake, labels, true);
         let mut g_loss = objective.generator_loss(&judged.score);
         if let Some(term) = auxiliary.class_term(judged.classes.as_ref(), labels) {
             g_loss += term;
         }
         g_loss.backward();
         self.opt_g.step();
-
         StepRecord {
             step: self.step,
-            d_loss: d_loss.double_value(&[]),
+            d_loss: critic.d_loss,
             g_loss: g_loss.double_value(&[]),
-            d_real: on_real.score.sigmoid().mean(Kind::Float).double_value(&[]),
-            d_fake: on_fake.score.sigmoid().mean(Kind::Float).double_value(&[]),
-            class_loss: class_loss.map(|t| t.double_value(&[])),
+            d_real: critic.d_real,
+            d_fake: critic.d_fake,
+            class_loss: critic.class_loss,
+            wasserstein: critic.wasserstein,
+            penalty: critic.penalty,
         }
     }
 
@@ -237,9 +308,20 @@ impl Gan {
                 progress.finish(self);
                 return Ok(Outcome::Interrupted);
             }
-            let (real, labels) = batcher.batch(data, self.step);
-            let z = Gan::noise_for_step(c.seed, self.step, c.batch_size, self.latent_dim);
-            let record = self.train_step(&real, labels.as_ref(), &z);
+            // n_critic updates of D, each on its own batch and noise, then one update of G on the
+            // last fakes. With one D update per step, D's update i is step i.
+            let first = c.n_critic.updates_before(self.step);
+            let mut last = None;
+            for index in first..first + c.n_critic.updates(self.step) {
+                let (real, labels) = batcher.batch(data, index);
+                let z = Gan::noise_for_step(c.seed, index, c.batch_size, self.latent_dim);
+                let (fake, critique) = self.critic_step(&real, labels.as_ref(), &z, index);
+                last = Some((fake, labels, critique));
+            }
+            let Some((fake, labels, critique)) = last else {
+                bail!("n_critic: expected at least one critic update per step")
+            };
+            let record = self.generator_step(&fake, labels.as_ref(), critique);
             if !record.d_loss.is_finite() || !record.g_loss.is_finite() {
                 bail!(
                     "step {}: the losses became {} (D) and {} (G); try a lower learning rate",

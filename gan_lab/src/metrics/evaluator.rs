@@ -5,7 +5,7 @@
 
 use crate::data::{Batcher, Dataset, Split};
 use crate::models::classifier::Classifier;
-use crate::optim::{Adam, AdamConfig};
+use crate::optim::{AdamConfig, Optimizer};
 use crate::train::{mix, with_seed};
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -60,7 +60,7 @@ impl Evaluator {
     pub fn train(train: &Dataset, epochs: i64, seed: u64) -> Result<Evaluator> {
         ensure!(train.labels.is_some(), "dataset {}: the evaluator needs labels", train.name);
         let ev = with_seed(mix(seed, 3), Evaluator::untrained);
-        let mut opt = Adam::new(&ev.vs, AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
+        let mut opt = Optimizer::new(&ev.vs, AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
         let batch = 128;
         let mut batcher = Batcher::new(train, batch, seed)?;
         let steps = epochs * batcher.batches_per_epoch(train);

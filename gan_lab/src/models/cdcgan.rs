@@ -89,17 +89,25 @@ impl Generator {
         let b = z.size()[0];
         assert_eq!(z.size(), [b, self.latent_dim], "generator input: expected [batch, {}]", self.latent_dim);
         assert_eq!(labels.size(), [b], "generator labels: expected [{b}]");
-        let ((zc, zbn), (yc, ybn)) = (&self.z_branch, &self.y_branch);
-        // BEGIN SOLUTION conditional.fusion
-        let hz = zbn.forward_t(&zc.forward(&z.view([b, self.latent_dim, 1, 1])), train).relu(); // [B, 4ngf, 4, 4]
-        let y = one_hot(labels, self.classes).view([b, self.classes, 1, 1]);
-        let hy = ybn.forward_t(&yc.forward(&y), train).relu(); // [B, 4ngf, 4, 4]
-        let mut h = Tensor::cat(&[hz, hy], 1); // [B, 8ngf, 4, 4]
-                                               // END SOLUTION
+        let mut h = self.fuse(z, labels, train); // [B, 8ngf, 4, 4]
         for (conv, bn) in &self.blocks {
             h = bn.forward_t(&conv.forward(&h), train).relu(); // [B, 4ngf, 8, 8] → [B, 2ngf, 16, 16]
         }
         self.to_image.forward(&h).tanh() // [B, C, 32, 32]
+    }
+
+    /// Exercise `conditional.fusion` (generator half): branch 1 projects z `[B, n_z]` (as
+    /// `[B, n_z, 1, 1]`), branch 2 the one-hot label (as `[B, classes, 1, 1]`), each through its
+    /// convT + BatchNorm + ReLU to `[B, 4ngf, 4, 4]`; concatenate them, z first → `[B, 8ngf, 4, 4]`.
+    pub fn fuse(&self, z: &Tensor, labels: &Tensor, train: bool) -> Tensor {
+        let b = z.size()[0];
+        let ((zc, zbn), (yc, ybn)) = (&self.z_branch, &self.y_branch);
+        // BEGIN SOLUTION conditional.fusion
+        let hz = zbn.forward_t(&zc.forward(&z.view([b, self.latent_dim, 1, 1])), train).relu();
+        let y = one_hot(labels, self.classes).view([b, self.classes, 1, 1]);
+        let hy = ybn.forward_t(&yc.forward(&y), train).relu();
+        Tensor::cat(&[hz, hy], 1)
+        // END SOLUTION
     }
 }
 
@@ -137,16 +145,23 @@ impl Discriminator {
     pub fn forward_t(&self, x: &Tensor, labels: &Tensor, train: bool) -> Tensor {
         let b = x.size()[0];
         assert_eq!(labels.size(), [b], "discriminator labels: expected [{b}]");
-        let size = x.size()[2];
-        // BEGIN SOLUTION conditional.fusion
-        let hx = leaky_relu_02(&self.x_branch.forward(x)); // [B, ndf, 16, 16]
-        let hy = leaky_relu_02(&self.y_branch.forward(&label_map(labels, self.classes, size))); // [B, ndf, 16, 16]
-        let mut h = Tensor::cat(&[hx, hy], 1); // [B, 2ndf, 16, 16]
-                                               // END SOLUTION
+        let mut h = self.fuse(x, labels); // [B, 2ndf, 16, 16]
         for (conv, bn) in &self.blocks {
             h = leaky_relu_02(&bn.forward_t(&conv.forward(&h), train)); // [B, 4ndf, 8, 8] → [B, 8ndf, 4, 4]
         }
         self.to_score.forward(&h).view([b]) // [B, 1, 1, 1] → [B]
+    }
+
+    /// Exercise `conditional.fusion` (discriminator half): branch 1 is the image through its conv +
+    /// LeakyReLU(0.2), branch 2 the [`label_map`] through its conv + LeakyReLU(0.2), each
+    /// `[B, ndf, 16, 16]`; concatenate them, image first → `[B, 2ndf, 16, 16]`.
+    pub fn fuse(&self, x: &Tensor, labels: &Tensor) -> Tensor {
+        let size = x.size()[2];
+        // BEGIN SOLUTION conditional.fusion
+        let hx = leaky_relu_02(&self.x_branch.forward(x));
+        let hy = leaky_relu_02(&self.y_branch.forward(&label_map(labels, self.classes, size)));
+        Tensor::cat(&[hx, hy], 1)
+        // END SOLUTION
     }
 }
 

@@ -8,6 +8,7 @@
 //! the loss applies the sigmoid (`binary_cross_entropy_with_logits`), which is the same function
 //! computed without overflow. [`Discriminator::probability`] gives D(x) as the lesson defines it.
 
+use super::layers::{Norm, NormLayer, UpLayer, Upsample};
 use super::{DiscriminatorNet, GeneratorNet, Judgement};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
@@ -38,6 +39,13 @@ pub struct DcganConfig {
     pub ndf: i64,
     /// Weight initialisation.
     pub init: Init,
+    /// D's normalisation after its hidden convolutions (BatchNorm in the lesson; LayerNorm or
+    /// InstanceNorm for a WGAN-GP critic).
+    #[serde(default)]
+    pub norm: Norm,
+    /// How G doubles its feature maps after the first block (transposed convolutions in the lesson).
+    #[serde(default)]
+    pub upsample: Upsample,
 }
 
 impl Default for DcganConfig {
@@ -49,7 +57,16 @@ impl Default for DcganConfig {
 impl DcganConfig {
     /// The lesson's defaults: 32×32 grey digits, n_z = 100, ngf = ndf = 32, DCGAN init.
     pub fn mnist32() -> Self {
-        DcganConfig { image_size: 32, channels: 1, latent_dim: 100, ngf: 32, ndf: 32, init: Init::Dcgan }
+        DcganConfig {
+            image_size: 32,
+            channels: 1,
+            latent_dim: 100,
+            ngf: 32,
+            ndf: 32,
+            init: Init::Dcgan,
+            norm: Norm::Batch,
+            upsample: Upsample::TransposedConv,
+        }
     }
 
     /// Channel widths from the 4×4 end to the image end: [4, 2, 1] at 32×32, [8, 4, 2, 1] at 64×64.
@@ -71,6 +88,17 @@ impl DcganConfig {
     /// BatchNorm initialised by [`weight_init`].
     pub fn bn_config(&self) -> nn::BatchNormConfig {
         self.init.bn_config()
+    }
+
+    /// D's normalisation layer number `i` (`bn<i>` for BatchNorm) for `channels` maps of `side`×`side`.
+    pub fn norm_layer(&self, p: &nn::Path, i: usize, channels: i64, side: i64) -> NormLayer {
+        NormLayer::new(self.norm, p, i, channels, side, self.bn_config())
+    }
+
+    /// A layer of G that doubles the side, `from` → `to` channels, no bias: a transposed
+    /// convolution k4 s2 p1, or a resize and a convolution k3 s1 p1 (see [`Upsample`]).
+    pub fn up_layer(&self, p: nn::Path, from: i64, to: i64) -> UpLayer {
+        UpLayer::new(self.upsample, p, from, to, false, weight_init(self.init).conv_weight)
     }
 }
 
@@ -139,14 +167,14 @@ pub fn leaky_relu_02(x: &Tensor) -> Tensor {
 #[derive(Debug)]
 pub struct Generator {
     latent_dim: i64,
-    blocks: Vec<(nn::ConvTranspose2D, nn::BatchNorm)>,
-    to_image: nn::ConvTranspose2D,
+    blocks: Vec<(UpLayer, nn::BatchNorm)>,
+    to_image: UpLayer,
 }
 
 impl Generator {
     /// Exercise `dcgan.generator`: the lesson's layer list. Name the layers `convt1`, `bn1`,
-    /// `convt2`, ... through `p`; use `c.widths(c.ngf)`, `c.convt_config(stride, padding)` and
-    /// `c.bn_config()`.
+    /// `convt2`, ... through `p`; use `c.widths(c.ngf)`, `c.convt_config(1, 0)` for the first
+    /// block, `c.up_layer(path, from, to)` for the layers that double the side and `c.bn_config()`.
     pub fn new(p: &nn::Path, c: &DcganConfig) -> Generator {
         // BEGIN SOLUTION dcgan.generator
         let widths = c.widths(c.ngf);
@@ -154,14 +182,17 @@ impl Generator {
         let mut in_ch = c.latent_dim;
         for (i, &w) in widths.iter().enumerate() {
             // The first block maps the 1×1 latent to 4×4; the others double the side.
-            let cfg = if i == 0 { c.convt_config(1, 0) } else { c.convt_config(2, 1) };
-            let conv = nn::conv_transpose2d(p / format!("convt{}", i + 1), in_ch, w, 4, cfg);
+            let name = p / format!("convt{}", i + 1);
+            let conv = match i {
+                0 => UpLayer::Transposed(nn::conv_transpose2d(name, in_ch, w, 4, c.convt_config(1, 0))),
+                _ => c.up_layer(name, in_ch, w),
+            };
             let bn = nn::batch_norm2d(p / format!("bn{}", i + 1), w, c.bn_config());
             blocks.push((conv, bn));
             in_ch = w;
         }
         let n = widths.len() + 1;
-        let to_image = nn::conv_transpose2d(p / format!("convt{n}"), in_ch, c.channels, 4, c.convt_config(2, 1));
+        let to_image = c.up_layer(p / format!("convt{n}"), in_ch, c.channels);
         Generator { latent_dim: c.latent_dim, blocks, to_image }
         // END SOLUTION
     }
@@ -190,14 +221,15 @@ impl GeneratorNet for Generator {
 /// The DCGAN discriminator; returns logits.
 #[derive(Debug)]
 pub struct Discriminator {
-    blocks: Vec<(nn::Conv2D, nn::BatchNorm)>,
+    blocks: Vec<(nn::Conv2D, NormLayer)>,
     to_score: nn::Conv2D,
 }
 
 impl Discriminator {
     /// Exercise `dcgan.discriminator`: the lesson's layer list, returning logits (no sigmoid:
-    /// the loss applies it). Name the layers `conv1`, `bn1`, `conv2`, ... through `p`; use
-    /// `c.widths(c.ndf)` (reversed), `c.conv_config(stride, padding)` and `c.bn_config()`.
+    /// the loss applies it). Name the layers `conv1`, `conv2`, ... through `p`; use
+    /// `c.widths(c.ndf)` (reversed), `c.conv_config(stride, padding)` and
+    /// `c.norm_layer(p, i, channels, side)` for the normalisation (BatchNorm `bn<i>` in the lesson).
     pub fn new(p: &nn::Path, c: &DcganConfig) -> Discriminator {
         // BEGIN SOLUTION dcgan.discriminator
         let mut widths = c.widths(c.ndf);
@@ -206,8 +238,8 @@ impl Discriminator {
         let mut in_ch = c.channels;
         for (i, &w) in widths.iter().enumerate() {
             let conv = nn::conv2d(p / format!("conv{}", i + 1), in_ch, w, 4, c.conv_config(2, 1));
-            let bn = nn::batch_norm2d(p / format!("bn{}", i + 1), w, c.bn_config());
-            blocks.push((conv, bn));
+            let norm = c.norm_layer(p, i + 1, w, c.image_size >> (i + 1));
+            blocks.push((conv, norm));
             in_ch = w;
         }
         let n = widths.len() + 1;

@@ -5,6 +5,8 @@ pub mod acgan;
 pub mod cdcgan;
 pub mod classifier;
 pub mod dcgan;
+pub mod layers;
+pub mod sagan;
 
 use anyhow::{ensure, Result};
 use tch::{Kind, Tensor};

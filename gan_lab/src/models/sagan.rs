@@ -1,0 +1,139 @@
+//! SAGAN (Zhang et al., 2019) as `004_6b9d9d49c9e474b6.txt` builds it, at 32×32: the DCGAN's
+//! layout with spectral normalisation on every convolution of both networks, a self-attention
+//! block at a chosen resolution in each, BatchNorm in G and InstanceNorm in D, trained with the
+//! Wasserstein loss and gradient penalty and TTUR (see [`crate::builders::Sagan`]).
+//!
+//! G: SN-convT(4ngf, k4 s1 p0)+BN+ReLU → SN-convT(2ngf, k4 s2 p1)+BN+ReLU → SN-convT(ngf)+BN+ReLU
+//!    → [attention] → SN-convT(C)+tanh, the attention after the block of side `attention_at`
+//! D: SN-conv(ndf, k4 s2 p1)+LeakyReLU(0.2) → SN-conv(2ndf)+IN+LeakyReLU → SN-conv(4ndf)+IN+LeakyReLU
+//!    → SN-conv(1, k4 s1 p0), the attention after the block of side `attention_at`
+
+use super::dcgan::leaky_relu_02;
+use super::layers::{Norm, NormLayer, SelfAttention, SnConv};
+use super::{DiscriminatorNet, GeneratorNet, Judgement};
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module, ModuleT};
+use tch::Tensor;
+
+/// The architecture's hyperparameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SaganConfig {
+    pub channels: i64,
+    pub latent_dim: i64,
+    pub ngf: i64,
+    pub ndf: i64,
+    /// Side of the feature maps the attention block follows, in both networks: 4, 8 or 16
+    /// (0: no attention).
+    pub attention_at: i64,
+    /// Spectral normalisation on every convolution.
+    pub spectral_norm: bool,
+    /// D's normalisation after its hidden convolutions (the seed's InstanceNorm).
+    pub d_norm: Norm,
+}
+
+impl Default for SaganConfig {
+    fn default() -> Self {
+        Self::mnist32()
+    }
+}
+
+impl SaganConfig {
+    /// 32×32 digits, n_z = 100, ngf = ndf = 32 (as the DCGAN lesson), attention at 16×16.
+    pub fn mnist32() -> Self {
+        SaganConfig {
+            channels: 1,
+            latent_dim: 100,
+            ngf: 32,
+            ndf: 32,
+            attention_at: 16,
+            spectral_norm: true,
+            d_norm: Norm::Instance,
+        }
+    }
+}
+
+/// The SAGAN generator.
+#[derive(Debug)]
+pub struct Generator {
+    latent_dim: i64,
+    blocks: Vec<(SnConv, nn::BatchNorm, Option<SelfAttention>)>,
+    to_image: SnConv,
+}
+
+impl Generator {
+    pub fn new(p: &nn::Path, c: &SaganConfig) -> Generator {
+        let widths = [4 * c.ngf, 2 * c.ngf, c.ngf];
+        let bn = nn::BatchNormConfig { ws_init: nn::Init::Randn { mean: 1.0, stdev: 0.02 }, ..Default::default() };
+        let mut blocks = Vec::new();
+        let (mut from, mut side) = (c.latent_dim, 4);
+        for (i, &w) in widths.iter().enumerate() {
+            let q = p / format!("convt{}", i + 1);
+            let conv = if i == 0 {
+                SnConv::new(&q, from, w, 4, 1, 0, true, c.spectral_norm)
+            } else {
+                SnConv::new(&q, from, w, 4, 2, 1, true, c.spectral_norm)
+            };
+            let attention = (side == c.attention_at).then(|| SelfAttention::new(&(p / "attention"), w));
+            blocks.push((conv, nn::batch_norm2d(p / format!("bn{}", i + 1), w, bn), attention));
+            from = w;
+            side *= 2;
+        }
+        let to_image = SnConv::new(&(p / "convt4"), from, c.channels, 4, 2, 1, true, c.spectral_norm);
+        Generator { latent_dim: c.latent_dim, blocks, to_image }
+    }
+}
+
+impl GeneratorNet for Generator {
+    fn generate(&self, z: &Tensor, _labels: Option<&Tensor>, train: bool) -> Tensor {
+        let b = z.size()[0];
+        let mut x = z.view([b, self.latent_dim, 1, 1]);
+        for (conv, bn, attention) in &self.blocks {
+            x = bn.forward_t(&conv.forward_t(&x, train), train).relu();
+            if let Some(a) = attention {
+                x = a.forward(&x);
+            }
+        }
+        self.to_image.forward_t(&x, train).tanh()
+    }
+}
+
+/// The SAGAN discriminator (a critic: no sigmoid).
+#[derive(Debug)]
+pub struct Discriminator {
+    blocks: Vec<(SnConv, NormLayer, Option<SelfAttention>)>,
+    to_score: SnConv,
+}
+
+impl Discriminator {
+    pub fn new(p: &nn::Path, c: &SaganConfig) -> Discriminator {
+        let widths = [c.ndf, 2 * c.ndf, 4 * c.ndf];
+        let mut blocks = Vec::new();
+        let (mut from, mut side) = (c.channels, 16);
+        for (i, &w) in widths.iter().enumerate() {
+            let conv = SnConv::new(&(p / format!("conv{}", i + 1)), from, w, 4, 2, 1, false, c.spectral_norm);
+            // The first block has no normalisation, as in DCGAN practice.
+            let kind = if i == 0 { Norm::None } else { c.d_norm };
+            let norm = NormLayer::new(kind, p, i + 1, w, side, Default::default());
+            let attention = (side == c.attention_at).then(|| SelfAttention::new(&(p / "attention"), w));
+            blocks.push((conv, norm, attention));
+            from = w;
+            side /= 2;
+        }
+        let to_score = SnConv::new(&(p / "conv4"), from, 1, 4, 1, 0, false, c.spectral_norm);
+        Discriminator { blocks, to_score }
+    }
+}
+
+impl DiscriminatorNet for Discriminator {
+    fn judge(&self, x: &Tensor, _labels: Option<&Tensor>, train: bool) -> Judgement {
+        let b = x.size()[0];
+        let mut h = x.shallow_clone();
+        for (conv, norm, attention) in &self.blocks {
+            h = leaky_relu_02(&norm.forward_t(&conv.forward_t(&h, train), train));
+            if let Some(a) = attention {
+                h = a.forward(&h);
+            }
+        }
+        Judgement { score: self.to_score.forward_t(&h, train).view([b]), classes: None }
+    }
+}

@@ -1,0 +1,212 @@
+//! The loss-families lesson: the objectives the loop reads, the critic schedule, the gradient
+//! penalty, weight clipping, spectral normalisation, self-attention, the upsampling options.
+
+mod common;
+use common::err_of;
+use gan_lab::data::{Dataset, Split};
+use gan_lab::losses::{self, CriticSchedule, Objective};
+use gan_lab::models::layers::{power_iteration, Norm, SelfAttention, SnConv, Upsample};
+use gan_lab::optim::{OptimizerConfig, RmsPropConfig};
+use gan_lab::{Dcgan, Gan, Sagan};
+use std::collections::BTreeMap;
+use tch::nn::{self, Module, ModuleT};
+use tch::{Device, Kind, Tensor};
+
+fn small_data() -> Dataset {
+    Dataset::mnist(Split::Test).unwrap().take(256)
+}
+
+fn weights(gan: &Gan) -> BTreeMap<String, Tensor> {
+    let mut out = BTreeMap::new();
+    for (prefix, vs) in [("g.", &gan.vs_g), ("d.", &gan.vs_d)] {
+        for (k, v) in vs.variables() {
+            out.insert(format!("{prefix}{k}"), v.copy());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_wgan_schedule_is_the_seeds() {
+    let s = CriticSchedule::Wgan;
+    assert_eq!((0..50).map(|g| s.updates(g)).collect::<Vec<_>>(), vec![20; 50], "20 while G has fewer than 50 updates");
+    assert_eq!(s.updates(50), 5);
+    assert_eq!(s.updates(498), 5);
+    assert_eq!(s.updates(499), 20, "G's 500th update is preceded by 20");
+    assert_eq!(s.updates(500), 5);
+    assert_eq!(s.updates(999), 20);
+    assert_eq!(s.updates_before(50), 1000);
+    assert_eq!(s.updates_before(52), 1010);
+    assert_eq!(CriticSchedule::Fixed(5).updates_before(7), 35);
+}
+
+#[test]
+fn each_objective_brings_its_optimizers_and_schedule() {
+    let w = Dcgan::mnist32().objective(Objective::wgan());
+    assert_eq!(w.train.optimizer_d, OptimizerConfig::RmsProp(RmsPropConfig { lr: 5e-5, alpha: 0.99, eps: 1e-8 }));
+    assert_eq!(w.train.n_critic, CriticSchedule::Wgan);
+    assert_eq!(w.train.objective, Objective::Wasserstein { clip: 0.01 });
+    let gp = Dcgan::mnist32().objective(Objective::wgan_gp());
+    let OptimizerConfig::Adam(adam) = gp.train.optimizer_d else { panic!("WGAN-GP uses Adam") };
+    assert_eq!((adam.lr, adam.beta1, adam.beta2), (1e-4, 0.0, 0.9));
+    assert_eq!(gp.train.n_critic, CriticSchedule::Fixed(5));
+    assert_eq!(gp.model.norm, Norm::Layer, "the WGAN-GP critic drops BatchNorm");
+    let ls = Dcgan::mnist32().objective(Objective::LeastSquares);
+    assert_eq!(ls.train.optimizer_g, Dcgan::mnist32().train.optimizer_g, "LSGAN trains as the DCGAN");
+    let sagan = Sagan::mnist32();
+    assert_eq!(sagan.train.optimizer_g.lr(), 1e-4, "TTUR: G 1e-4");
+    assert_eq!(sagan.train.optimizer_d.lr(), 4e-4, "TTUR: D 4e-4");
+}
+
+#[test]
+fn the_loop_does_n_critic_updates_per_generator_update_and_clips() {
+    let data = small_data();
+    let gan = Dcgan::mnist32()
+        .ngf(8)
+        .ndf(8)
+        .objective(Objective::wgan())
+        .n_critic(CriticSchedule::Fixed(3))
+        .batch_size(16)
+        .steps(4)
+        .train(&data)
+        .unwrap();
+    assert_eq!((gan.opt_d.steps(), gan.opt_g.steps()), (12, 4), "3 critic updates per generator update");
+    for (name, w) in gan.vs_d.variables() {
+        let m = w.abs().max().double_value(&[]);
+        if !name.contains("running") {
+            assert!(m <= 0.01 + 1e-7, "{name}: |w| up to {m}, beyond the clip 0.01");
+        }
+    }
+    assert!(gan.history.steps.iter().all(|r| r.wasserstein.is_some()), "the W estimate is recorded");
+}
+
+#[test]
+fn resume_with_several_critic_updates_matches_one_run() {
+    let data = small_data();
+    let dir = tempfile::tempdir().unwrap();
+    let b = || Dcgan::mnist32().ngf(8).ndf(8).objective(Objective::wgan_gp()).batch_size(16).seed(4);
+    let whole = b().steps(4).train(&data).unwrap();
+    b().steps(2).out_dir(dir.path()).train(&data).unwrap();
+    let resumed = b().steps(4).resume(dir.path().join("checkpoint")).train(&data).unwrap();
+    let (w1, w2) = (weights(&whole), weights(&resumed));
+    for (k, v) in &w1 {
+        assert!(v.equal(&w2[k]), "{k} differs after resuming a WGAN-GP run");
+    }
+    assert_eq!(whole.history, resumed.history);
+    assert!(whole.history.steps.iter().all(|r| r.penalty.is_some()));
+}
+
+#[test]
+fn every_objective_trains_a_few_steps_to_finite_losses() {
+    let data = small_data();
+    for objective in
+        [Objective::LeastSquares, Objective::wgan(), Objective::wgan_gp(), Objective::Hinge, Objective::Saturating]
+    {
+        let gan = Dcgan::mnist32()
+            .ngf(8)
+            .ndf(8)
+            .objective(objective)
+            .n_critic(CriticSchedule::Fixed(2))
+            .batch_size(16)
+            .steps(3);
+        let gan = gan.train(&data).unwrap();
+        let r = gan.history.last().unwrap();
+        assert!(r.d_loss.is_finite() && r.g_loss.is_finite(), "{objective:?}: {r:?}");
+    }
+    let sagan = Sagan::mnist32().batch_size(16).steps(2).train(&data).unwrap();
+    assert!(sagan.history.last().unwrap().penalty.is_some());
+}
+
+/// A linear critic f(x) = Σ w·x, as a closure over its weight.
+fn linear_critic(w: &Tensor) -> impl Fn(&Tensor) -> Tensor + '_ {
+    move |x: &Tensor| (x * w).flatten(1, -1).sum_dim_intlist(1, false, Kind::Float)
+}
+
+#[test]
+fn gradient_penalty_is_zero_for_a_1_lipschitz_linear_critic_and_reaches_the_weights() {
+    let real = Tensor::randn([8, 1, 4, 4], (Kind::Float, Device::Cpu));
+    let fake = Tensor::randn([8, 1, 4, 4], (Kind::Float, Device::Cpu));
+    let alpha = Tensor::rand([8, 1, 1, 1], (Kind::Float, Device::Cpu));
+    let dir = Tensor::randn([1, 1, 4, 4], (Kind::Float, Device::Cpu));
+    let unit = (&dir / dir.norm()).set_requires_grad(true);
+    let gp = losses::gradient_penalty(&linear_critic(&unit), &real, &fake, &alpha, 10.0).double_value(&[]);
+    assert!(gp.abs() < 1e-8, "‖∇f‖ = 1 everywhere: penalty {gp:e}");
+    // ‖w‖ = 2: penalty λ(2 − 1)² = 10, and d/dw = 2λ(‖w‖ − 1) w/‖w‖ = 10·w.
+    let w = (&dir / dir.norm() * 2.0).set_requires_grad(true);
+    let gp = losses::gradient_penalty(&linear_critic(&w), &real, &fake, &alpha, 10.0);
+    assert!((gp.double_value(&[]) - 10.0).abs() < 1e-4, "penalty {}", gp.double_value(&[]));
+    gp.backward();
+    let diff = (w.grad() - &w * 10.0).abs().max().double_value(&[]);
+    assert!(diff < 1e-4, "the penalty's gradient must reach the critic's weights (create_graph); off by {diff:e}");
+}
+
+#[test]
+fn spectral_norm_matches_the_largest_singular_value() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let conv = SnConv::new(&(vs.root() / "c"), 6, 10, 3, 1, 1, false, true);
+    let sn = conv.spectral_norm();
+    let w = sn.matrix().detach();
+    let svd = w.svd(true, true).1.double_value(&[0]);
+    let mut u = sn.u.copy();
+    let mut sigma = 0.0;
+    for _ in 0..50 {
+        let (next, _, s) = power_iteration(&w, &u);
+        u = next;
+        sigma = s.double_value(&[]);
+    }
+    assert!((sigma - svd).abs() < 1e-4 * svd, "power iteration σ {sigma} vs SVD {svd}");
+    // The persistent vector converges over training forward passes; the normalised weight then
+    // has spectral norm 1.
+    let x = Tensor::randn([2, 6, 5, 5], (Kind::Float, Device::Cpu));
+    for _ in 0..50 {
+        let _ = conv.forward_t(&x, true);
+    }
+    let normalised = sn.normalized(false).detach().flatten(1, -1);
+    let top = normalised.svd(true, true).1.double_value(&[0]);
+    assert!((top - 1.0).abs() < 1e-3, "σ(W / σ) = {top}");
+    assert!(vs.variables().contains_key("c.sn_u") && vs.trainable_variables().len() == 2, "u is kept, not trained");
+}
+
+#[test]
+fn self_attention_starts_as_the_identity_and_attends_over_positions() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let a = SelfAttention::new(&vs.root(), 16);
+    let x = Tensor::randn([2, 16, 4, 4], (Kind::Float, Device::Cpu));
+    assert!(a.forward(&x).equal(&x), "γ starts at 0: the block is the identity");
+    let beta = a.attention_map(&x);
+    assert_eq!(beta.size(), [2, 16, 16]);
+    let rows = beta.sum_dim_intlist(-1, false, Kind::Float);
+    assert!((rows - 1.0).abs().max().double_value(&[]) < 1e-5, "each output position's weights sum to 1");
+    let _ = tch::no_grad(|| a.gamma.shallow_clone().fill_(0.5));
+    let y = a.forward(&x);
+    assert!((y - &x).abs().max().double_value(&[]) > 0.0, "γ ≠ 0 adds the attended features");
+    let shapes: BTreeMap<_, _> = vs.variables().into_iter().map(|(k, v)| (k, v.size())).collect();
+    assert_eq!(shapes["f.weight"], [2, 16, 1, 1], "f projects to C/8");
+    assert_eq!(shapes["v.weight"], [16, 2, 1, 1], "v projects back to C");
+}
+
+#[test]
+fn upsampling_options_build_32x32_generators() {
+    for up in [Upsample::TransposedConv, Upsample::NearestConv, Upsample::BilinearConv] {
+        let gan = Dcgan::mnist32().upsample(up).build().unwrap();
+        let x = gan.generate(&Tensor::randn([3, 100], (Kind::Float, Device::Cpu)));
+        assert_eq!(x.size(), [3, 1, 32, 32], "{up:?}");
+        let w = gan.vs_g.variables()["convt2.weight"].size();
+        let expected = if up == Upsample::TransposedConv { vec![128, 64, 4, 4] } else { vec![64, 128, 3, 3] };
+        assert_eq!(
+            w, expected,
+            "{up:?}: convt2 doubles the side with a k4 transposed conv or a k3 conv after a resize"
+        );
+    }
+}
+
+#[test]
+fn bad_loss_settings_are_named() {
+    let data = small_data();
+    let e = err_of(Dcgan::mnist32().objective(Objective::Wasserstein { clip: 0.0 }).steps(1).train(&data));
+    assert!(e.contains("clip = 0"), "{e}");
+    let e = err_of(Dcgan::mnist32().n_critic(CriticSchedule::Fixed(0)).steps(1).train(&data));
+    assert!(e.contains("n_critic = 0"), "{e}");
+    let e = err_of(Sagan::mnist32().attention_at(32).build());
+    assert!(e.contains("attention_at = 32"), "{e}");
+}
