@@ -210,3 +210,29 @@ fn bad_loss_settings_are_named() {
     let e = err_of(Sagan::mnist32().attention_at(32).build());
     assert!(e.contains("attention_at = 32"), "{e}");
 }
+
+#[test]
+fn the_toy_example_shows_the_checkerboard_of_transposed_convolution() {
+    use gan_lab::models::layers::toy_upsampling;
+    let (ct, y) = toy_upsampling(Upsample::TransposedConv);
+    assert_eq!(ct.size(), [10, 5]);
+    // Stride 2: outputs alternate between one and two kernel taps, so a smooth ramp comes out
+    // jagged: y = (0.3, 0.533, 0.233, 0.4, 0.167, 0.267, 0.1, 0.133, 0.033, 0.033).
+    let want = [0.9, 1.6, 0.7, 1.2, 0.5, 0.8, 0.3, 0.4, 0.1, 0.1].map(|v| v / 3.0);
+    let got = Vec::<f64>::try_from(&y).unwrap();
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() < 1e-12, "transposed conv: {got:?}");
+    }
+    let taps: Vec<f64> = Vec::<f64>::try_from(ct.sum_dim_intlist(1, false, Kind::Double)).unwrap();
+    assert!(taps.windows(2).any(|p| (p[0] - p[1]).abs() > 0.3), "rows of Cᵀ differ in weight: {taps:?}");
+    for kind in [Upsample::NearestConv, Upsample::BilinearConv] {
+        let (ct, y) = toy_upsampling(kind);
+        let taps: Vec<f64> = Vec::<f64>::try_from(ct.sum_dim_intlist(1, false, Kind::Double)).unwrap();
+        // Every inner row of Cᵀ sums to 1: no checkerboard, only the borders lose weight to the padding.
+        for t in &taps[1..9] {
+            assert!((t - 1.0).abs() < 1e-12, "{kind:?}: inner rows of Cᵀ sum to 1: {taps:?}");
+        }
+        let y = Vec::<f64>::try_from(&y).unwrap();
+        assert!(y[1..9].windows(2).all(|p| p[1] <= p[0] + 1e-12), "{kind:?}: the ramp stays monotone inside: {y:?}");
+    }
+}

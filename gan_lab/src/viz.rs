@@ -170,7 +170,7 @@ where
     let (lo, hi) = history
         .steps
         .iter()
-        .flat_map(|r| [r.d_loss, r.g_loss])
+        .flat_map(|r| [r.d_loss, r.g_loss, r.wasserstein.unwrap_or(r.d_loss)])
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo, hi) = if lo.is_finite() { (lo.min(0.0), hi.max(lo + 1e-3)) } else { (0.0, 1.0) };
     let mut chart = ChartBuilder::on(root)
@@ -187,6 +187,10 @@ where
     let mut series = vec![("D loss", RGBColor(31, 119, 180), d_loss), ("G loss", RGBColor(255, 127, 14), g_loss)];
     if history.steps.iter().any(|r| r.class_loss.is_some()) {
         series.push(("D class loss (real)", RGBColor(44, 160, 44), class_loss));
+    }
+    let wasserstein: fn(&StepRecord) -> f64 = |r| r.wasserstein.unwrap_or(f64::NAN);
+    if history.steps.iter().any(|r| r.wasserstein.is_some()) {
+        series.push(("critic's W estimate E[f(x)] − E[f(G(z))]", RGBColor(214, 39, 40), wasserstein));
     }
     for (name, color, value) in series {
         chart

@@ -84,6 +84,20 @@ pub const EXERCISES: &[Exercise] = &[
         points: 2,
         summary: "cross-entropy of class logits against labels (no softmax first)",
     },
+    Exercise { id: "losses.wasserstein_critic", points: 1, summary: "E[f(G(z))] - E[f(x)] on raw critic scores" },
+    Exercise { id: "losses.wasserstein_generator", points: 1, summary: "-E[f(G(z))]" },
+    Exercise { id: "losses.clip_weights", points: 1, summary: "clamp every critic weight into [-c, c]" },
+    Exercise {
+        id: "losses.gradient_penalty",
+        points: 3,
+        summary: "lambda E[(|grad f(x_hat)| - 1)^2] at x_hat = a x + (1 - a) x_fake, with create_graph",
+    },
+    Exercise {
+        id: "losses.power_iteration",
+        points: 2,
+        summary: "v = W^T u / |W^T u|, u' = W v / |W v|, sigma = u'^T W v (no gradient into u', v)",
+    },
+    Exercise { id: "losses.attention", points: 2, summary: "beta[b, j, i] = softmax over i of f(x_i) . g(x_j)" },
 ];
 
 /// The exercise with this id.

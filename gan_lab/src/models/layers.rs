@@ -287,3 +287,27 @@ impl Module for SelfAttention {
         &self.gamma * o + x
     }
 }
+
+/// The 1-D toy example of `000` section 2.2 (after Odena et al., 2016): x = (0.9, 0.7, 0.5, 0.3,
+/// 0.1) doubled to 10 samples by `kind` with the kernel (1/3, 1/3, 1/3): the transposed
+/// convolution has stride 2 (padding 1, output padding 1); the resize variants resize ×2 and
+/// convolve with padding 1. Returns (Cᵀ `[10, 5]`, y = Cᵀx `[10]`): each column of Cᵀ is the
+/// operation applied to a unit vector, computed with the same libtorch operations as the layers.
+pub fn toy_upsampling(kind: Upsample) -> (Tensor, Tensor) {
+    let opts = (Kind::Double, tch::Device::Cpu);
+    let kernel = Tensor::full([1, 1, 3], 1.0 / 3.0, opts);
+    let apply = |x: &Tensor| -> Tensor {
+        let x = x.view([1, 1, -1]);
+        let y = match kind {
+            Upsample::TransposedConv => x.conv_transpose1d(&kernel, None::<Tensor>, [2], [1], [1], 1, [1]),
+            Upsample::NearestConv => x.upsample_nearest1d([10], None).conv1d(&kernel, None::<Tensor>, [1], [1], [1], 1),
+            Upsample::BilinearConv => {
+                x.upsample_linear1d([10], false, None).conv1d(&kernel, None::<Tensor>, [1], [1], [1], 1)
+            }
+        };
+        y.view([-1])
+    };
+    let columns: Vec<Tensor> = (0..5).map(|i| apply(&Tensor::eye(5, opts).get(i))).collect();
+    let x = Tensor::from_slice(&[0.9f64, 0.7, 0.5, 0.3, 0.1]);
+    (Tensor::stack(&columns, 1), apply(&x))
+}
