@@ -63,6 +63,8 @@ fn loss_curves_render_as_svg_and_png() {
                 g_loss: 2.0,
                 d_real: 0.5,
                 d_fake: 0.5,
+                wasserstein: None,
+                penalty: None,
                 class_loss: None,
             })
             .collect(),
