@@ -2,7 +2,7 @@
 //! head and class loss, conditional sampling and its errors, class accuracy.
 
 mod common;
-use common::{err_of, shapes};
+use common::{all_weights, err_of, shapes};
 use gan_lab::data::{Dataset, Split};
 use gan_lab::metrics::{ClassAccuracy, Evaluator};
 use gan_lab::{checkpoint, Acgan, Cdcgan, Dcgan};
@@ -11,16 +11,6 @@ use tch::{nn, Kind, Tensor};
 
 fn small_data() -> Dataset {
     Dataset::mnist(Split::Test).unwrap().take(256)
-}
-
-fn all_weights(gan: &gan_lab::Gan) -> BTreeMap<String, Tensor> {
-    let mut out = BTreeMap::new();
-    for (prefix, vs) in [("g.", &gan.vs_g), ("d.", &gan.vs_d)] {
-        for (k, v) in vs.variables() {
-            out.insert(format!("{prefix}{k}"), v.copy());
-        }
-    }
-    out
 }
 
 #[test]

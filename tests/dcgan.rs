@@ -2,7 +2,7 @@
 //! and resume, and the errors for bad settings.
 
 mod common;
-use common::err_of;
+use common::{all_weights, err_of};
 use gan_lab::data::{Dataset, Split};
 use gan_lab::losses::{self, Objective};
 use gan_lab::models::dcgan::Init;
@@ -109,16 +109,6 @@ fn saturating_loss_vanishes_where_the_non_saturating_one_does_not() {
     };
     let (sat, ns) = (grad_of(Objective::Saturating), grad_of(Objective::NonSaturating));
     assert!(sat < 1e-3 && ns > 0.99, "saturating {sat}, non-saturating {ns}");
-}
-
-fn all_weights(gan: &gan_lab::Gan) -> BTreeMap<String, Tensor> {
-    let mut out = BTreeMap::new();
-    for (prefix, vs) in [("g.", &gan.vs_g), ("d.", &gan.vs_d)] {
-        for (k, v) in vs.variables() {
-            out.insert(format!("{prefix}{k}"), v);
-        }
-    }
-    out
 }
 
 fn assert_same_weights(a: &gan_lab::Gan, b: &gan_lab::Gan) {

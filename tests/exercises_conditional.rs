@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{close, fill_like_reference, values};
+use common::{assert_gradients_reach_every_layer, close, fill_like_reference, values};
 use gan_lab::losses::class_loss;
 use gan_lab::models::cdcgan::{label_map, CdcganConfig, Discriminator, Generator};
 use tch::{nn, Kind, Tensor};
@@ -115,17 +115,8 @@ fn fusion__gradients_reach_both_branches() {
     let (vs_g, g, vs_d, d) = networks();
     let fake = g.forward_t(&reference_z(), &reference_labels(), true);
     d.forward_t(&fake, &reference_labels(), true).mean(Kind::Float).backward();
-    for vs in [&vs_g, &vs_d] {
-        for (name, t) in vs.variables() {
-            if t.requires_grad() {
-                let grad = t.grad();
-                assert!(
-                    grad.defined() && grad.abs().sum(Kind::Float).double_value(&[]) > 0.0,
-                    "no gradient reaches {name}"
-                );
-            }
-        }
-    }
+    assert_gradients_reach_every_layer(&vs_g);
+    assert_gradients_reach_every_layer(&vs_d);
 }
 // END HIDDEN TESTS
 

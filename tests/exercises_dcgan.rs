@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{close, fake, fill_like_reference, logits, real, shapes, values};
+use common::{assert_gradients_reach_every_layer, close, fake, fill_like_reference, logits, real, shapes, values};
 use gan_lab::data::{Dataset, Split};
 use gan_lab::losses;
 use gan_lab::models::dcgan::{DcganConfig, Discriminator, Generator, Init};
@@ -181,15 +181,7 @@ fn generator__64x64_adds_a_block() {
 fn generator__gradients_reach_every_layer() {
     let (vs, g) = generator(&DcganConfig::mnist32());
     g.forward_t(&with_seed(0, || sample_prior(8, 100)), true).mean(Kind::Float).backward();
-    for (name, t) in vs.variables() {
-        if t.requires_grad() {
-            let grad = t.grad();
-            assert!(
-                grad.defined() && grad.abs().sum(Kind::Float).double_value(&[]) > 0.0,
-                "no gradient reaches {name}"
-            );
-        }
-    }
+    assert_gradients_reach_every_layer(&vs);
 }
 // END HIDDEN TESTS
 

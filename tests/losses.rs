@@ -2,28 +2,18 @@
 //! penalty, weight clipping, spectral normalisation, self-attention, the upsampling options.
 
 mod common;
-use common::err_of;
+use common::{all_weights, err_of};
 use gan_lab::data::{Dataset, Split};
 use gan_lab::losses::{self, CriticSchedule, Objective};
 use gan_lab::models::layers::{power_iteration, Norm, SelfAttention, SnConv, Upsample};
 use gan_lab::optim::{OptimizerConfig, RmsPropConfig};
-use gan_lab::{Dcgan, Gan, Sagan};
+use gan_lab::{Dcgan, Sagan};
 use std::collections::BTreeMap;
 use tch::nn::{self, Module, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 fn small_data() -> Dataset {
     Dataset::mnist(Split::Test).unwrap().take(256)
-}
-
-fn weights(gan: &Gan) -> BTreeMap<String, Tensor> {
-    let mut out = BTreeMap::new();
-    for (prefix, vs) in [("g.", &gan.vs_g), ("d.", &gan.vs_d)] {
-        for (k, v) in vs.variables() {
-            out.insert(format!("{prefix}{k}"), v.copy());
-        }
-    }
-    out
 }
 
 #[test]
@@ -88,7 +78,7 @@ fn resume_with_several_critic_updates_matches_one_run() {
     let whole = b().steps(4).train(&data).unwrap();
     b().steps(2).out_dir(dir.path()).train(&data).unwrap();
     let resumed = b().steps(4).resume(dir.path().join("checkpoint")).train(&data).unwrap();
-    let (w1, w2) = (weights(&whole), weights(&resumed));
+    let (w1, w2) = (all_weights(&whole), all_weights(&resumed));
     for (k, v) in &w1 {
         assert!(v.equal(&w2[k]), "{k} differs after resuming a WGAN-GP run");
     }

@@ -52,3 +52,27 @@ pub fn fill_like_reference(vs: &nn::VarStore) {
         }
     });
 }
+
+/// Asserts every trainable variable of `vs` holds a non-zero gradient.
+pub fn assert_gradients_reach_every_layer(vs: &nn::VarStore) {
+    for (name, t) in vs.variables() {
+        if t.requires_grad() {
+            let grad = t.grad();
+            assert!(
+                grad.defined() && grad.abs().sum(Kind::Float).double_value(&[]) > 0.0,
+                "no gradient reaches {name}"
+            );
+        }
+    }
+}
+
+/// Copies of every variable of both players, named `g.<var>` and `d.<var>`.
+pub fn all_weights(gan: &gan_lab::Gan) -> BTreeMap<String, Tensor> {
+    let mut out = BTreeMap::new();
+    for (prefix, vs) in [("g.", &gan.vs_g), ("d.", &gan.vs_d)] {
+        for (k, v) in vs.variables() {
+            out.insert(format!("{prefix}{k}"), v.copy());
+        }
+    }
+    out
+}
