@@ -160,6 +160,18 @@ BUGS = {
     "losses.attention": ("gan_lab/src/models/layers.rs", "s.softmax(-1, Kind::Float)", "s.softmax(1, Kind::Float)"),
     "metrics.frechet_distance": ("gan_lab/src/metrics/mod.rs", "(diff + traces - 2.0 * trace_sqrt)",
                                  "(diff.sqrt() + traces - 2.0 * trace_sqrt)"),
+    "infogan.sample_codes": ("gan_lab/src/models/infogan.rs",
+                             "Tensor::rand([n, codes.continuous], (Kind::Float, Device::Cpu)) * 2.0 - 1.0",
+                             "Tensor::randn([n, codes.continuous], (Kind::Float, Device::Cpu))"),
+    "infogan.information_loss": ("gan_lab/src/losses.rs", "categorical += q.narrow(1, at, k).cross_entropy_loss",
+                                 "categorical += q.narrow(1, at, k).softmax(-1, Kind::Float).cross_entropy_loss"),
+}
+
+# Bugs in the library itself, each with the test that guards it: (file, text, buggy text, test).
+GUARDED = {
+    "information term detached from G": ("gan_lab/src/train.rs", "            g_loss += &info.weighted;\n",
+                                         "            g_loss += info.weighted.detach();\n",
+                                         ("infogan", "the_information_term_reaches_every_generator_layer")),
 }
 
 
@@ -168,13 +180,18 @@ def test_grader_catches_planted_bugs(tmp_path):
     for f in tracked(ROOT):
         (copy / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / f, copy / f)
-    for exercise, (file, good, bad) in BUGS.items():
+    planted = [(name, *bug) for name, bug in BUGS.items()] + [(name, *bug[:3]) for name, bug in GUARDED.items()]
+    for name, file, good, bad in planted:
         path = copy / file
         text = path.read_text()
-        assert text.count(good) == 1, f"{exercise}: the planted bug's anchor moved in {file}"
+        assert text.count(good) == 1, f"{name}: the planted bug's anchor moved in {file}"
         path.write_text(text.replace(good, bad))
     results = grade(copy)
     caught = sorted(i for i, r in results.items() if r["earned"] < r["points"])
     assert caught == sorted(BUGS), f"caught {caught}, planted {sorted(BUGS)}"
     for exercise in BUGS:
         print(f"{exercise}: {results[exercise]['tests'] and next(t['hint'] for t in results[exercise]['tests'] if not t['passed'])}")
+    for bug, (*_, (target, test)) in GUARDED.items():
+        run = subprocess.run(["cargo", "test", "--release", "--test", target, "--", "--exact", test],
+                             cwd=copy, capture_output=True, text=True)
+        assert "test result: FAILED. 0 passed; 1 failed" in run.stdout, f"{bug}: {test} did not fail\n{run.stdout[-2000:]}"

@@ -17,6 +17,7 @@ use crate::losses::{Auxiliary, CriticSchedule, Objective};
 use crate::models::acgan::{self, AcganConfig};
 use crate::models::cdcgan::{self, CdcganConfig};
 use crate::models::dcgan::{DcganConfig, Discriminator, Generator, Init};
+use crate::models::infogan::{self, Codes, InfoganConfig};
 use crate::models::layers::{Norm, Upsample};
 use crate::models::sagan::{self, SaganConfig};
 use crate::models::{DiscriminatorNet, GeneratorNet};
@@ -37,6 +38,10 @@ pub trait Family: Clone + std::fmt::Debug + Serialize + DeserializeOwned {
     /// Classes a conditional generator takes; 0 for unconditional families.
     fn classes(&self) -> i64 {
         0
+    }
+    /// The latent codes G takes after its noise (InfoGAN); none by default.
+    fn codes(&self) -> Codes {
+        Codes::default()
     }
     /// (channels, side) of the images.
     fn image(&self) -> (i64, i64);
@@ -194,6 +199,42 @@ impl Family for AcganConfig {
     }
 }
 
+impl Family for InfoganConfig {
+    const NAME: &'static str = "infogan";
+    fn latent_dim(&self) -> i64 {
+        self.dcgan.latent_dim
+    }
+    fn set_latent_dim(&mut self, n: i64) {
+        self.dcgan.latent_dim = n;
+    }
+    fn codes(&self) -> Codes {
+        self.codes.clone()
+    }
+    fn image(&self) -> (i64, i64) {
+        (self.dcgan.channels, self.dcgan.image_size)
+    }
+    fn validate(&self) -> Result<()> {
+        check_dcgan(&self.dcgan)?;
+        self.codes.validate()?;
+        ensure!(!self.codes.is_empty(), "codes: expected at least one categorical or continuous code");
+        ensure!(self.q_hidden >= 1, "q_hidden = {}: expected 1 or more", self.q_hidden);
+        Ok(())
+    }
+    fn networks(&self, g: &nn::Path, d: &nn::Path) -> (Box<dyn GeneratorNet>, Box<dyn DiscriminatorNet>) {
+        (Box::new(infogan::Generator::new(g, self)), Box::new(infogan::Discriminator::new(d, self)))
+    }
+    /// The DCGAN's (Adam 2e-4, β1 0.5 for both, as the text's three optimizers), plus the
+    /// information term: λ 1 for the categorical code and 0.1 for the continuous ones (the paper's
+    /// MNIST choice; its continuous codes need a smaller weight).
+    fn training() -> TrainConfig {
+        TrainConfig {
+            steps: 3000,
+            auxiliary: Auxiliary::Information { lambda_cat: 1.0, lambda_cont: 0.1 },
+            ..TrainConfig::default()
+        }
+    }
+}
+
 /// A lesson's model and training settings, ready to train.
 #[derive(Debug, Clone)]
 pub struct Builder<F: Family> {
@@ -217,6 +258,10 @@ pub type Sagan = Builder<SaganConfig>;
 /// ACGAN (`003_3d452f94987d22c3.txt`, problem 3): the DCGAN with the class appended to z and a
 /// class head on D, both players adding the class loss.
 pub type Acgan = Builder<AcganConfig>;
+
+/// InfoGAN (`003_3d452f94987d22c3.txt`, bonus): latent codes appended to the noise, and a Q head
+/// on D that recovers them, both players adding the information loss.
+pub type Infogan = Builder<InfoganConfig>;
 
 impl<F: Family> Builder<F> {
     /// A builder for `model` with the family's training defaults.
@@ -347,8 +392,9 @@ impl<F: Family> Builder<F> {
         let mut gan = Gan {
             family: F::NAME.into(),
             architecture: serde_json::to_value(c)?,
-            latent_dim: c.latent_dim(),
+            latent_dim: c.latent_dim() + c.codes().width(),
             classes: c.classes(),
+            codes: c.codes(),
             opt_g: Optimizer::new(&vs_g, self.train.optimizer_g),
             opt_d: Optimizer::new(&vs_d, self.train.optimizer_d),
             vs_g,
@@ -364,7 +410,7 @@ impl<F: Family> Builder<F> {
         if let Some(dir) = &self.resume {
             checkpoint::load(&mut gan, dir)?;
         }
-        gan.fixed_noise = train::with_seed(train::mix(gan.config.seed, 2), || train::sample_prior(64, c.latent_dim()));
+        gan.fixed_noise = gan.draw_latent(64, train::mix(gan.config.seed, 2));
         Ok(gan)
     }
 
@@ -529,6 +575,42 @@ impl Acgan {
     }
 }
 
+impl Infogan {
+    /// The paper's MNIST set-up on the DCGAN lesson's networks: 62-d noise, one 10-way
+    /// categorical code, two continuous codes, λ_cat 1, λ_cont 0.1, 3000 steps of batch 64.
+    pub fn mnist32() -> Infogan {
+        Builder::with_model(InfoganConfig::mnist32())
+    }
+    /// The number of values of each categorical code (the text's CelebA variant: `&[10; 5]`).
+    pub fn categorical(mut self, sizes: &[i64]) -> Self {
+        self.model.codes.categorical = sizes.to_vec();
+        self
+    }
+    /// The number of continuous codes.
+    pub fn continuous(mut self, n: i64) -> Self {
+        self.model.codes.continuous = n;
+        self
+    }
+    /// Q also predicts each continuous code's log standard deviation (else σ = 1).
+    pub fn learn_std(mut self, on: bool) -> Self {
+        self.model.codes.learn_std = on;
+        self
+    }
+    /// Weights of the information loss's categorical and continuous parts.
+    pub fn information_weights(mut self, lambda_cat: f64, lambda_cont: f64) -> Self {
+        self.train.auxiliary = Auxiliary::Information { lambda_cat, lambda_cont };
+        self
+    }
+    pub fn ngf(mut self, n: i64) -> Self {
+        self.model.dcgan.ngf = n;
+        self
+    }
+    pub fn ndf(mut self, n: i64) -> Self {
+        self.model.dcgan.ndf = n;
+        self
+    }
+}
+
 /// Writes a run's checkpoint, `samples.png` (the fixed noise), `losses.svg` and `losses.png`,
 /// `history.json`, `interpolation.png` and the snapshots into `dir`.
 pub fn save_run(gan: &Gan, dir: &Path) -> Result<()> {
@@ -541,6 +623,14 @@ pub fn save_run(gan: &Gan, dir: &Path) -> Result<()> {
         viz::save_grid(&gan.class_grid(&z)?, 8, &dir.join("class_grid.png"))?;
         let line = gan.class_interpolation(&gan.fixed_noise.get(0), &gan.fixed_noise.get(1), 10)?;
         viz::save_grid(&line, 10, &dir.join("class_interpolation.png"))?;
+    }
+    if let Some(&k) = gan.codes.categorical.first() {
+        let rows = gan.with_continuous(&gan.fixed_noise.narrow(0, 0, 10), 0.0)?;
+        viz::save_grid(&gan.code_grid(&rows, 0)?, k, &dir.join("code_grid.png"))?;
+    }
+    for code in 0..gan.codes.continuous {
+        let rows = gan.sweep_rows(&gan.fixed_noise.narrow(0, 0, 1))?;
+        viz::save_grid(&gan.code_sweep(&rows, code, -2.0, 2.0, 10)?, 10, &dir.join(format!("continuous_{code}.png")))?;
     }
     viz::save_loss_curves(&gan.history, &dir.join("losses.svg"))?;
     viz::save_loss_curves(&gan.history, &dir.join("losses.png"))?;

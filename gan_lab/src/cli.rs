@@ -1,6 +1,6 @@
 //! The `gan-lab` command line: train the lessons, fetch data, manage the evaluator.
 
-use crate::builders::{Acgan, Builder, Cdcgan, Dcgan, Family};
+use crate::builders::{Acgan, Builder, Cdcgan, Dcgan, Family, Infogan};
 use crate::data::{self, Dataset, Source, Split};
 use crate::losses::Objective;
 use crate::metrics::{ConfidenceReport, Evaluator};
@@ -100,6 +100,9 @@ enum TrainCommand {
     Cdcgan(RunArgs),
     /// ACGAN (auxiliary classifier): the DCGAN with a class input and a class head on D.
     Acgan(RunArgs),
+    /// InfoGAN: latent codes and a Q head; also code_grid.png (columns sweep the categorical
+    /// code), continuous_<i>.png (a continuous code from -2 to 2) and the code accuracy.
+    Infogan(RunArgs),
 }
 
 /// Settings every model's training takes.
@@ -110,9 +113,9 @@ struct RunArgs {
     steps: Option<i64>,
     #[arg(long, default_value_t = 64)]
     batch_size: i64,
-    /// n_z, the dimension of the prior N(0, I).
-    #[arg(long, default_value_t = 100)]
-    latent_dim: i64,
+    /// n_z, the dimension of the prior N(0, I) (default: the model's, 100; InfoGAN's 62).
+    #[arg(long)]
+    latent_dim: Option<i64>,
     /// mnist, mnist-full, fashion-mnist or a folder of PNG/JPEG images.
     #[arg(long, default_value = "mnist")]
     dataset: String,
@@ -121,6 +124,12 @@ struct RunArgs {
     /// Learning rate of both players.
     #[arg(long, default_value_t = 2e-4)]
     lr: f64,
+    /// The generator's learning rate, if it differs (e.g. InfoGAN's paper: 1e-3).
+    #[arg(long)]
+    lr_g: Option<f64>,
+    /// The discriminator's learning rate, if it differs.
+    #[arg(long)]
+    lr_d: Option<f64>,
     /// Keep a grid of the fixed noise's images every this many steps (snapshots/); 0: never.
     #[arg(long, default_value_t = 250)]
     snapshot_every: i64,
@@ -218,6 +227,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Train(TrainCommand::Cdcgan(a)) => train(Cdcgan::mnist32(), &a, 32, 1),
         Command::Train(TrainCommand::Acgan(a)) => train(Acgan::mnist32(), &a, 32, 1),
+        Command::Train(TrainCommand::Infogan(a)) => train(Infogan::mnist32(), &a, 32, 1),
         Command::Data(DataCommand::Fetch { name, dir, mirror }) => {
             anyhow::ensure!(name == "mnist", "dataset `{name}`: only `mnist` can be fetched");
             let dir = dir.unwrap_or_else(|| data::datasets_dir().join("mnist-full"));
@@ -301,7 +311,7 @@ fn explore(checkpoint: &std::path::Path, dim: i64, seed: u64, out: &std::path::P
         gan.latent_dim - 1
     );
     crate::files::ensure_writable_dir(out)?;
-    let z = crate::train::with_seed(seed, || crate::train::sample_prior(16, gan.latent_dim));
+    let z = gan.draw_latent(16, seed);
     // One dimension from -3 to 3, the others fixed: 8 rows of z, 11 columns.
     viz::save_grid(&gan.sweep(&z.narrow(0, 0, 8), dim, -3.0, 3.0, 11), 11, &out.join("sweep.png"))?;
     // Latent interpolation above the pixel blend of its two ends, for 4 pairs.
@@ -356,12 +366,20 @@ fn train<F: Family>(builder: Builder<F>, a: &RunArgs, image_size: i64, channels:
     let mut builder = builder
         .steps(steps)
         .batch_size(a.batch_size)
-        .latent_dim(a.latent_dim)
         .seed(a.seed)
         .lr(a.lr)
         .metrics_every(a.metrics_every)
         .snapshot_every(a.snapshot_every)
         .out_dir(&out);
+    if let Some(n) = a.latent_dim {
+        builder = builder.latent_dim(n);
+    }
+    if let Some(lr) = a.lr_g {
+        builder = builder.lr_g(lr);
+    }
+    if let Some(lr) = a.lr_d {
+        builder = builder.lr_d(lr);
+    }
     let untrained = builder.build()?;
     let mut first_step = 0;
     if let Some(dir) = &a.resume {
@@ -402,6 +420,9 @@ fn train<F: Family>(builder: Builder<F>, a: &RunArgs, image_size: i64, channels:
         println!("{report}");
         if gan.classes > 0 {
             println!("{}", gan.class_accuracy(&ev, 10_000, 1)?);
+        }
+        if !gan.codes.categorical.is_empty() {
+            println!("{}", gan.code_accuracy(&ev, 10_000, 1, 0)?);
         }
         let reference = crate::metrics::RealReference::new(&ev, &data.images);
         let started = Instant::now();

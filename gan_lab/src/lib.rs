@@ -16,7 +16,7 @@ pub mod viz;
 
 /// The error type of every fallible call, for notebooks that write their own helpers.
 pub use anyhow;
-pub use builders::{Acgan, Cdcgan, Dcgan, Sagan};
+pub use builders::{Acgan, Cdcgan, Dcgan, Infogan, Sagan};
 pub use data::{Dataset, Source, Split};
 /// The tch version gan_lab is built on, for notebooks that work with tensors directly.
 pub use tch;

@@ -1,6 +1,7 @@
 //! Adversarial losses, one function per formula, all on discriminator logits `l` with
 //! D(x) = sigmoid(l). The training loop reads which ones to use from an [`Objective`].
 
+use crate::models::infogan::Codes;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Reduction, Tensor};
 
@@ -52,6 +53,20 @@ pub enum Auxiliary {
     /// ACGAN: `weight` × [`class_loss`] of D's class head, on the real batch and the fakes for D
     /// (L_C of Odena et al.), on the fakes for G: both players minimise it.
     Class { weight: f64 },
+    /// InfoGAN: the information loss of Q's outputs against the codes G was given,
+    /// `lambda_cat` × the categorical codes' cross-entropy + `lambda_cont` × the continuous codes'
+    /// Gaussian negative log-likelihood (see [`information_loss`]). D adds it on the fakes
+    /// (training Q and the body it shares), G on the fakes (making its codes recoverable): the
+    /// variational lower bound on I(c; G(z, c)) that both maximise.
+    Information { lambda_cat: f64, lambda_cont: f64 },
+}
+
+/// The information term of one judgement.
+pub struct InformationTerm {
+    /// λ_cat · cross-entropy + λ_cont · NLL, to add to a player's loss.
+    pub weighted: Tensor,
+    /// The lower bound on I(c_cat; G(z, c)) in nats, H(c_cat) − cross-entropy: at most Σ ln kᵢ.
+    pub mutual_information: f64,
 }
 
 impl Auxiliary {
@@ -62,6 +77,43 @@ impl Auxiliary {
             _ => None,
         }
     }
+
+    /// The weighted information term of Q's outputs `q` for the generator input `z` (noise then
+    /// codes), if this objective has one.
+    pub fn information_term(&self, q: Option<&Tensor>, z: &Tensor, codes: &Codes) -> Option<InformationTerm> {
+        let (Auxiliary::Information { lambda_cat, lambda_cont }, Some(q)) = (self, q) else { return None };
+        let width = codes.width();
+        let c = z.narrow(1, z.size()[1] - width, width);
+        let (categorical, continuous) = information_loss(q, &c, codes);
+        let mutual_information = codes.categorical_entropy() - categorical.double_value(&[]);
+        Some(InformationTerm { weighted: categorical * *lambda_cat + continuous * *lambda_cont, mutual_information })
+    }
+}
+
+/// Exercise `infogan.information_loss`: Q's losses for the codes `c` `[B, codes.width()]` (layout
+/// in [`Codes`]) given its outputs `q` `[B, codes.q_width()]`, each averaged over the batch:
+/// - categorical: the cross-entropy of each categorical code's logits against the value drawn
+///   (the argmax of its one-hot block), summed over the codes; on logits, so no softmax first;
+/// - continuous: the Gaussian negative log-likelihood of each continuous code under
+///   N(mean, σ²), ½((c − μ)/σ)² + ln σ + ½ ln 2π, summed over the codes; σ = exp(log-std) from
+///   Q with `codes.learn_std`, else 1.
+///
+/// Returns (categorical, continuous); 0 for a kind of code that is absent.
+pub fn information_loss(q: &Tensor, c: &Tensor, codes: &Codes) -> (Tensor, Tensor) {
+    // BEGIN SOLUTION infogan.information_loss
+    let mut categorical = Tensor::zeros([], (Kind::Float, q.device()));
+    for (i, &k) in codes.categorical.iter().enumerate() {
+        let at = codes.categorical_offset(i);
+        let value = c.narrow(1, at, k).argmax(1, false);
+        categorical += q.narrow(1, at, k).cross_entropy_loss::<Tensor>(&value, None, Reduction::Mean, -100, 0.0);
+    }
+    let (at, n) = (codes.continuous_offset(), codes.continuous);
+    let mean = q.narrow(1, at, n);
+    let log_std = if codes.learn_std { q.narrow(1, at + n, n) } else { mean.zeros_like() };
+    let z = (c.narrow(1, at, n) - mean) * (-&log_std).exp();
+    let nll = z.square() * 0.5 + log_std + 0.5 * (2.0 * std::f64::consts::PI).ln();
+    (categorical, nll.sum_dim_intlist(1, false, Kind::Float).mean(Kind::Float))
+    // END SOLUTION
 }
 
 /// Least squares (LSGAN, Mao et al., 2017, a = 0, b = c = 1) for D: ½E[(D(x) − 1)²] + ½E[D(G(z))²],

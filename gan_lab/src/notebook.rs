@@ -56,7 +56,7 @@ impl Animation {
 
 /// A looping walk through the latent space: 16 samples, each moving to the next one's z and back.
 pub fn interpolation_animation(gan: &Gan, seed: u64) -> anyhow::Result<Animation> {
-    let z = crate::train::with_seed(seed, || crate::train::sample_prior(16, gan.latent_dim));
+    let z = gan.draw_latent(16, seed);
     Ok(Animation(viz::gif_bytes(&viz::interpolation_frames(gan, &z, 24, 4), 80)?))
 }
 
@@ -69,7 +69,7 @@ pub fn progress_animation(gan: &Gan) -> anyhow::Result<Animation> {
 
 /// Sweeps of latent dimension `dim` from -3 to 3 (11 columns) for 8 draws of z (rows).
 pub fn sweep(gan: &Gan, dim: i64, seed: u64) -> Picture {
-    let z = crate::train::with_seed(seed, || crate::train::sample_prior(8, gan.latent_dim));
+    let z = gan.draw_latent(8, seed);
     grid(&gan.sweep(&z, dim, -3.0, 3.0, 11), 11)
 }
 
@@ -111,19 +111,34 @@ pub fn losses(history: &History) -> Svg {
 
 /// The conditional lesson's final test: a row per class, a column per noise vector (`k` drawn with `seed`).
 pub fn class_grid(gan: &Gan, k: i64, seed: u64) -> anyhow::Result<Picture> {
-    let z = crate::train::with_seed(seed, || crate::train::sample_prior(k, gan.latent_dim));
+    let z = gan.draw_latent(k, seed);
     Ok(grid(&gan.class_grid(&z)?, k))
 }
 
 /// For each class (rows), 10 images along the line between two noise vectors drawn with `seed`.
 pub fn class_interpolation(gan: &Gan, seed: u64) -> anyhow::Result<Picture> {
-    let z = crate::train::with_seed(seed, || crate::train::sample_prior(2, gan.latent_dim));
+    let z = gan.draw_latent(2, seed);
     Ok(grid(&gan.class_interpolation(&z.get(0), &z.get(1), 10)?, 10))
 }
 
 /// Per-class accuracy of conditional generators, as grouped bars.
 pub fn class_accuracy(models: &[(&str, &crate::metrics::ClassAccuracy)]) -> Svg {
     Svg(viz::class_accuracy_svg(models).unwrap_or_else(|e| format!("<svg><text y=\"20\">{e:#}</text></svg>")))
+}
+
+/// InfoGAN: `rows` latent vectors drawn with `seed` (continuous codes at 0), each with every value
+/// of categorical code `code` in turn: a row per z, a column per value.
+pub fn code_grid(gan: &Gan, code: usize, rows: i64, seed: u64) -> anyhow::Result<Picture> {
+    let z = gan.with_continuous(&gan.draw_latent(rows, seed), 0.0)?;
+    let k = gan.codes.categorical.get(code).copied().unwrap_or(1);
+    Ok(grid(&gan.code_grid(&z, code)?, k))
+}
+
+/// InfoGAN: continuous code `code` swept from `from` to `to` (10 columns), a row per value of the
+/// first categorical code, the noise drawn with `seed`.
+pub fn code_sweep(gan: &Gan, code: i64, from: f64, to: f64, seed: u64) -> anyhow::Result<Picture> {
+    let rows = gan.sweep_rows(&gan.draw_latent(1, seed))?;
+    Ok(grid(&gan.code_sweep(&rows, code, from, to, 10)?, 10))
 }
 
 /// Images of the linear interpolation from `z1` to `z2` in `steps` steps, in one row.
@@ -212,6 +227,18 @@ impl crate::metrics::ClassAccuracy {
     pub fn evcxr_display(&self) {
         Panel::new()
             .svg("per class", &class_accuracy(&[("generator", self)]))
+            .text("overall", &self.to_string())
+            .evcxr_display()
+    }
+}
+
+impl crate::metrics::CodeAccuracy {
+    /// Per-value bars (each value labelled with its digit) beside the overall figure.
+    pub fn evcxr_display(&self) {
+        let as_classes =
+            crate::metrics::ClassAccuracy { n: self.n, overall: self.overall, per_class: self.per_value.clone() };
+        Panel::new()
+            .svg("per code value", &class_accuracy(&[("code value → its digit", &as_classes)]))
             .text("overall", &self.to_string())
             .evcxr_display()
     }

@@ -2,7 +2,8 @@
 //! families (the networks, the objective, the optimizers) is data the loop reads.
 
 use crate::data::{Batcher, Dataset};
-use crate::losses::{Auxiliary, CriticSchedule, Objective};
+use crate::losses::{Auxiliary, CriticSchedule, InformationTerm, Objective};
+use crate::models::infogan::{sample_codes, Codes};
 use crate::models::{DiscriminatorNet, GeneratorNet};
 use crate::optim::{AdamConfig, Optimizer, OptimizerConfig};
 use anyhow::{bail, ensure, Result};
@@ -89,6 +90,13 @@ pub struct StepRecord {
     /// The gradient penalty (weighted) at the critic's last update (WGAN-GP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub penalty: Option<f64>,
+    /// G's weighted information loss on its fakes (InfoGAN), after D and Q's update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub information: Option<f64>,
+    /// The lower bound on the mutual information between the categorical codes and the image
+    /// (InfoGAN), H(c) − cross-entropy in nats, on the same fakes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutual_information: Option<f64>,
 }
 
 /// What one critic update measured, passed on to the generator step's record.
@@ -158,6 +166,9 @@ pub struct Gan {
     pub latent_dim: i64,
     /// Classes a conditional generator takes (0: unconditional).
     pub classes: i64,
+    /// The latent codes at the end of G's input (InfoGAN; empty otherwise): `latent_dim` counts
+    /// the noise and the codes.
+    pub codes: Codes,
     pub vs_g: VarStore,
     pub vs_d: VarStore,
     pub generator: Box<dyn GeneratorNet>,
@@ -182,17 +193,34 @@ pub enum Outcome {
 }
 
 impl Gan {
-    /// Noise for step `step` of a run seeded `seed`: drawn from a generator re-seeded per step,
-    /// so a resumed run draws exactly what an uninterrupted one would.
-    pub fn noise_for_step(seed: u64, step: i64, batch: i64, latent_dim: i64) -> Tensor {
-        with_seed(mix(seed, step as u64 + 1), || sample_prior(batch, latent_dim))
+    /// `n` latent vectors drawn with `seed`: noise from the prior N(0, I), then the codes, if
+    /// any, from theirs ([`sample_codes`]).
+    pub fn draw_latent(&self, n: i64, seed: u64) -> Tensor {
+        with_seed(seed, || {
+            let noise = sample_prior(n, self.noise_dim());
+            match self.codes.is_empty() {
+                true => noise,
+                false => Tensor::cat(&[noise, sample_codes(n, &self.codes)], 1),
+            }
+        })
+    }
+
+    /// Latent vectors for D's update `index` of a run: drawn with a seed per update, so a resumed
+    /// run draws exactly what an uninterrupted one would.
+    pub fn latent_for_step(&self, index: i64) -> Tensor {
+        self.draw_latent(self.config.batch_size, mix(self.config.seed, index as u64 + 1))
+    }
+
+    /// Dimension of the noise part of G's input (all of it but the codes).
+    pub fn noise_dim(&self) -> i64 {
+        self.latent_dim - self.codes.width()
     }
 
     /// One D update then one G update on a real batch (with its labels, which conditional
-    /// families also give the fakes: y = attribute(x*)), with noise `z`.
+    /// families also give the fakes: y = attribute(x*)), with latent vectors `z`.
     pub fn train_step(&mut self, real: &Tensor, labels: Option<&Tensor>, z: &Tensor) -> StepRecord {
         let (fake, critic) = self.critic_step(real, labels, z, self.step);
-        self.generator_step(&fake, labels, critic)
+        self.generator_step(&fake, labels, z, critic)
     }
 
     /// One update of D on a real batch and the fakes of `z`; returns the fakes (still attached
@@ -219,6 +247,10 @@ impl Gan {
             (&class_loss, auxiliary.class_term(on_fake.classes.as_ref(), labels))
         {
             d_loss += real_term + fake_term;
+        }
+        // InfoGAN: Q (and the body it shares with D) learns to recover the codes of the fakes.
+        if let Some(info) = auxiliary.information_term(on_fake.codes.as_ref(), z, &self.codes) {
+            d_loss += info.weighted;
         }
         let mut penalty = None;
         if let Objective::WassersteinGp { lambda } = objective {
@@ -253,16 +285,17 @@ impl Gan {
         (fake, critique)
     }
 
-    /// One update of G on `fake` (from the last critic step): maximise log D(G(z)) (or the
-    /// objective's own G loss, plus the class term in ACGAN).
-    pub fn generator_step(&mut self, fake: &Tensor, labels: Option<&Tensor>, critic: Critique) -> StepRecord {
-        let (objective, auxiliary) = (self.config.objective, self.config.auxiliary);
+    /// One update of G on `fake` = G(`z`) (from the last critic step): maximise log D(G(z)) (or
+    /// the objective's own G loss, plus the class term in ACGAN, the information term in InfoGAN).
+    pub fn generator_step(
+        &mut self,
+        fake: &Tensor,
+        labels: Option<&Tensor>,
+        z: &Tensor,
+        critic: Critique,
+    ) -> StepRecord {
         self.opt_g.zero_grad();
-        let judged = self.discriminator.judge(fake, labels, true);
-        let mut g_loss = objective.generator_loss(&judged.score);
-        if let Some(term) = auxiliary.class_term(judged.classes.as_ref(), labels) {
-            g_loss += term;
-        }
+        let (g_loss, info) = self.generator_loss(fake, labels, z);
         g_loss.backward();
         self.opt_g.step();
         StepRecord {
@@ -274,7 +307,30 @@ impl Gan {
             class_loss: critic.class_loss,
             wasserstein: critic.wasserstein,
             penalty: critic.penalty,
+            information: info.as_ref().map(|i| i.weighted.double_value(&[])),
+            mutual_information: info.map(|i| i.mutual_information),
         }
+    }
+
+    /// G's loss on `fake` = G(`z`): the objective's, plus the class term (ACGAN) and the information
+    /// term (InfoGAN) when the run has them; and the information term alone.
+    pub fn generator_loss(
+        &self,
+        fake: &Tensor,
+        labels: Option<&Tensor>,
+        z: &Tensor,
+    ) -> (Tensor, Option<InformationTerm>) {
+        let (objective, auxiliary) = (self.config.objective, self.config.auxiliary);
+        let judged = self.discriminator.judge(fake, labels, true);
+        let mut g_loss = objective.generator_loss(&judged.score);
+        if let Some(term) = auxiliary.class_term(judged.classes.as_ref(), labels) {
+            g_loss += term;
+        }
+        let info = auxiliary.information_term(judged.codes.as_ref(), z, &self.codes);
+        if let Some(info) = &info {
+            g_loss += &info.weighted;
+        }
+        (g_loss, info)
     }
 
     /// Trains until `self.config.steps` steps are done, calling `after_step` after each (for
@@ -314,14 +370,14 @@ impl Gan {
             let mut last = None;
             for index in first..first + c.n_critic.updates(self.step) {
                 let (real, labels) = batcher.batch(data, index);
-                let z = Gan::noise_for_step(c.seed, index, c.batch_size, self.latent_dim);
+                let z = self.latent_for_step(index);
                 let (fake, critique) = self.critic_step(&real, labels.as_ref(), &z, index);
-                last = Some((fake, labels, critique));
+                last = Some((fake, labels, z, critique));
             }
-            let Some((fake, labels, critique)) = last else {
+            let Some((fake, labels, z, critique)) = last else {
                 bail!("n_critic: expected at least one critic update per step")
             };
-            let record = self.generator_step(&fake, labels.as_ref(), critique);
+            let record = self.generator_step(&fake, labels.as_ref(), &z, critique);
             if !record.d_loss.is_finite() || !record.g_loss.is_finite() {
                 bail!(
                     "step {}: the losses became {} (D) and {} (G); try a lower learning rate",
@@ -368,7 +424,7 @@ impl Gan {
 
     /// `n` images from the prior, drawn with `seed` (a conditional generator's cycle through the classes).
     pub fn sample(&self, n: i64, seed: u64) -> Tensor {
-        self.generate(&with_seed(mix(seed, 0xA11CE), || sample_prior(n, self.latent_dim)))
+        self.generate(&self.draw_latent(n, mix(seed, 0xA11CE)))
     }
 
     /// The frozen evaluator's accuracy on `n` conditional samples (classes in turn, noise drawn
@@ -381,7 +437,7 @@ impl Gan {
     ) -> Result<crate::metrics::ClassAccuracy> {
         ensure!(self.classes > 0, "class accuracy: this {} is not conditional", self.family);
         let labels = self.cycled_labels(n);
-        let z = with_seed(mix(seed, 0xC1A55), || sample_prior(n, self.latent_dim));
+        let z = self.draw_latent(n, mix(seed, 0xC1A55));
         let images = self.generate_labeled(&z, &labels)?;
         Ok(crate::metrics::ClassAccuracy::measure(ev, &images, &labels, self.classes))
     }
@@ -415,6 +471,97 @@ impl Gan {
         let labels =
             Tensor::arange(self.classes, (Kind::Int64, Device::Cpu)).repeat_interleave_self_int(steps, 0, None);
         self.generate_labeled(&line.repeat([self.classes, 1]), &labels)
+    }
+
+    /// `z` `[k, latent_dim]` with categorical code `code` set to `value` in every row.
+    pub fn with_code(&self, z: &Tensor, code: usize, value: i64) -> Result<Tensor> {
+        let k = self.categorical_values(code)?;
+        ensure!((0..k).contains(&value), "value = {value}: categorical code {code} takes 0..={}", k - 1);
+        let z = z.copy();
+        let at = self.noise_dim() + self.codes.categorical_offset(code);
+        let _ = z.narrow(1, at, k).fill_(0.0);
+        let _ = z.select(1, at + value).fill_(1.0);
+        Ok(z)
+    }
+
+    /// `z` `[k, latent_dim]` with every continuous code set to `value`.
+    pub fn with_continuous(&self, z: &Tensor, value: f64) -> Result<Tensor> {
+        ensure!(
+            z.dim() == 2 && z.size()[1] == self.latent_dim,
+            "z: expected shape [rows, {}], got {:?}",
+            self.latent_dim,
+            z.size()
+        );
+        let z = z.copy();
+        let _ = z.narrow(1, self.noise_dim() + self.codes.continuous_offset(), self.codes.continuous).fill_(value);
+        Ok(z)
+    }
+
+    /// Each row of `z` `[rows, latent_dim]` with every value of categorical code `code` in turn
+    /// (the rest fixed) → `[rows · k, latent_dim]`.
+    pub fn code_values(&self, z: &Tensor, code: usize) -> Result<Tensor> {
+        let k = self.categorical_values(code)?;
+        let rows = z.size()[0];
+        let per_value: Vec<Tensor> = (0..k).map(|v| self.with_code(z, code, v)).collect::<Result<_>>()?;
+        // [k, rows, latent] → [rows, k, latent]: row r holds z_r with each value in turn.
+        Ok(Tensor::stack(&per_value, 0).transpose(0, 1).reshape([rows * k, self.latent_dim]))
+    }
+
+    /// For each row of `z` `[rows, latent_dim]`, the images of every value of categorical code
+    /// `code` (the rest of z fixed) → `[rows · k, C, S, S]`: show with k columns.
+    pub fn code_grid(&self, z: &Tensor, code: usize) -> Result<Tensor> {
+        Ok(self.generate(&self.code_values(z, code)?))
+    }
+
+    /// Rows for a continuous-code sweep from one latent vector `z` `[1, latent_dim]`: one per value
+    /// of the first categorical code (the paper's figure), or `z` itself without one.
+    pub fn sweep_rows(&self, z: &Tensor) -> Result<Tensor> {
+        match self.codes.categorical.is_empty() {
+            true => Ok(z.shallow_clone()),
+            false => self.code_values(z, 0),
+        }
+    }
+
+    /// Continuous code `code` of each row of `z` `[rows, latent_dim]` swept over `steps` values
+    /// from `from` to `to` → `[rows · steps, C, S, S]` (the codes are drawn from U(−1, 1): beyond
+    /// that range the sweep extrapolates).
+    pub fn code_sweep(&self, z: &Tensor, code: i64, from: f64, to: f64, steps: i64) -> Result<Tensor> {
+        ensure!(
+            (0..self.codes.continuous).contains(&code),
+            "continuous code {code}: this {} has {} continuous codes",
+            self.family,
+            self.codes.continuous
+        );
+        Ok(self.sweep(z, self.noise_dim() + self.codes.continuous_offset() + code, from, to, steps))
+    }
+
+    /// How well categorical code `code` captures the digit: `n` samples (values in turn, the rest
+    /// of z drawn with `seed`) judged by the frozen evaluator, each value mapped to a digit by the
+    /// Hungarian assignment.
+    pub fn code_accuracy(
+        &self,
+        ev: &crate::metrics::Evaluator,
+        n: i64,
+        seed: u64,
+        code: usize,
+    ) -> Result<crate::metrics::CodeAccuracy> {
+        let k = self.categorical_values(code)?;
+        let z = self.draw_latent(n, mix(seed, 0xC0DE));
+        let values = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(k);
+        let at = self.noise_dim() + self.codes.categorical_offset(code);
+        let _ = z.narrow(1, at, k).copy_(&crate::models::one_hot(&values, k));
+        crate::metrics::CodeAccuracy::measure(ev, &self.generate(&z), &values, k)
+    }
+
+    fn categorical_values(&self, code: usize) -> Result<i64> {
+        match self.codes.categorical.get(code) {
+            Some(&k) => Ok(k),
+            None => bail!(
+                "categorical code {code}: this {} has {} categorical codes",
+                self.family,
+                self.codes.categorical.len()
+            ),
+        }
     }
 
     /// The networks' parameters, one line each: name, shape, count.

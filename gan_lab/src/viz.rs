@@ -170,7 +170,7 @@ where
     let (lo, hi) = history
         .steps
         .iter()
-        .flat_map(|r| [r.d_loss, r.g_loss, r.wasserstein.unwrap_or(r.d_loss)])
+        .flat_map(|r| [r.d_loss, r.g_loss, r.wasserstein.unwrap_or(r.d_loss), r.mutual_information.unwrap_or(r.d_loss)])
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo, hi) = if lo.is_finite() { (lo.min(0.0), hi.max(lo + 1e-3)) } else { (0.0, 1.0) };
     let mut chart = ChartBuilder::on(root)
@@ -191,6 +191,12 @@ where
     let wasserstein: fn(&StepRecord) -> f64 = |r| r.wasserstein.unwrap_or(f64::NAN);
     if history.steps.iter().any(|r| r.wasserstein.is_some()) {
         series.push(("critic's W estimate E[f(x)] − E[f(G(z))]", RGBColor(214, 39, 40), wasserstein));
+    }
+    let information: fn(&StepRecord) -> f64 = |r| r.information.unwrap_or(f64::NAN);
+    let mutual_information: fn(&StepRecord) -> f64 = |r| r.mutual_information.unwrap_or(f64::NAN);
+    if history.steps.iter().any(|r| r.information.is_some()) {
+        series.push(("G information loss (weighted)", RGBColor(148, 103, 189), information));
+        series.push(("MI lower bound, categorical codes (nats)", RGBColor(140, 86, 75), mutual_information));
     }
     for (name, color, value) in series {
         chart

@@ -98,6 +98,16 @@ pub const EXERCISES: &[Exercise] = &[
         summary: "v = W^T u / |W^T u|, u' = W v / |W v|, sigma = u'^T W v (no gradient into u', v)",
     },
     Exercise { id: "losses.attention", points: 2, summary: "beta[b, j, i] = softmax over i of f(x_i) . g(x_j)" },
+    Exercise {
+        id: "infogan.sample_codes",
+        points: 2,
+        summary: "one-hot rows of uniform categorical values, then continuous codes from U(-1, 1)",
+    },
+    Exercise {
+        id: "infogan.information_loss",
+        points: 3,
+        summary: "cross-entropy of Q's logits (no softmax first) and Gaussian NLL of the continuous codes",
+    },
 ];
 
 /// The exercise with this id.

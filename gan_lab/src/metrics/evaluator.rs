@@ -210,3 +210,71 @@ impl std::fmt::Display for ClassAccuracy {
         write!(f, "  per class  {}", cells.join("  "))
     }
 }
+
+/// How well a categorical latent code captures the digit (InfoGAN): the code's values are mapped
+/// one-to-one to digits by the Hungarian assignment that maximises agreement with the evaluator,
+/// then scored like class accuracy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CodeAccuracy {
+    /// Images judged.
+    pub n: i64,
+    /// Share read as the digit their code value is mapped to.
+    pub overall: f64,
+    /// The digit each value is mapped to.
+    pub mapping: Vec<i64>,
+    /// The same share per value.
+    pub per_value: Vec<f64>,
+    /// Images of each value (rows) read as each digit (columns).
+    pub confusion: Vec<Vec<i64>>,
+}
+
+impl CodeAccuracy {
+    /// Judges `images` `[N, 1, 32, 32]` generated with code values `values` `[N]` in `0..k`.
+    pub fn measure(ev: &Evaluator, images: &Tensor, values: &Tensor, k: i64) -> Result<CodeAccuracy> {
+        let probabilities = ev.probabilities(images);
+        let digits = probabilities.size()[1];
+        ensure!(k <= digits, "a code of {k} values cannot map one-to-one onto the evaluator's {digits} digits");
+        let predicted = Vec::<i64>::try_from(probabilities.argmax(-1, false))?;
+        let values = Vec::<i64>::try_from(values.to_kind(Kind::Int64))?;
+        let mut confusion = vec![vec![0i64; digits as usize]; k as usize];
+        for (&v, &d) in values.iter().zip(&predicted) {
+            confusion[v as usize][d as usize] += 1;
+        }
+        let agreement: Vec<Vec<f64>> = confusion.iter().map(|row| row.iter().map(|&c| c as f64).collect()).collect();
+        let mapping: Vec<i64> = crate::metrics::assignment(&agreement).into_iter().map(|d| d as i64).collect();
+        let hits: i64 = mapping.iter().enumerate().map(|(v, &d)| confusion[v][d as usize]).sum();
+        let per_value = mapping
+            .iter()
+            .enumerate()
+            .map(|(v, &d)| {
+                let total: i64 = confusion[v].iter().sum();
+                if total == 0 {
+                    f64::NAN
+                } else {
+                    confusion[v][d as usize] as f64 / total as f64
+                }
+            })
+            .collect();
+        let n = values.len() as i64;
+        Ok(CodeAccuracy { n, overall: hits as f64 / n.max(1) as f64, mapping, per_value, confusion })
+    }
+}
+
+impl std::fmt::Display for CodeAccuracy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "code accuracy on {} samples (each value mapped to a digit by the Hungarian assignment): {:.2}%",
+            self.n,
+            100.0 * self.overall
+        )?;
+        let cells: Vec<String> = self
+            .mapping
+            .iter()
+            .zip(&self.per_value)
+            .enumerate()
+            .map(|(v, (d, a))| format!("{v}→{d}: {:.1}%", 100.0 * a))
+            .collect();
+        write!(f, "  value→digit  {}", cells.join("  "))
+    }
+}

@@ -9,7 +9,7 @@
 
 mod evaluator;
 
-pub use evaluator::{evaluator_path, ClassAccuracy, ConfidenceReport, Evaluator};
+pub use evaluator::{evaluator_path, ClassAccuracy, CodeAccuracy, ConfidenceReport, Evaluator};
 
 use tch::{Kind, Tensor};
 
@@ -246,4 +246,63 @@ impl std::fmt::Display for CollapseSignals {
         writeln!(f, "most frequent: {} at {:.1}× its fair share", self.top_class, self.top_over_representation)?;
         write!(f, "near-duplicates: {:.1}% of samples", 100.0 * self.near_duplicate_rate)
     }
+}
+
+/// The one-to-one assignment of rows to columns (rows ≤ columns) that maximises the summed
+/// `score`: for each row, its column. The Hungarian method (Kuhn–Munkres) with potentials, O(n²m).
+pub fn assignment(score: &[Vec<f64>]) -> Vec<usize> {
+    let n = score.len();
+    let m = score.first().map_or(0, |r| r.len());
+    assert!(n <= m && score.iter().all(|r| r.len() == m), "assignment: expected rows ≤ columns, all rows equally long");
+    let cost = |i: usize, j: usize| -score[i - 1][j - 1];
+    // 1-based rows and columns; column 0 is a virtual start. p[j]: the row in column j.
+    let (mut u, mut v) = (vec![0.0; n + 1], vec![0.0; m + 1]);
+    let (mut p, mut way) = (vec![0usize; m + 1], vec![0usize; m + 1]);
+    for i in 1..=n {
+        p[0] = i;
+        let mut j0 = 0;
+        let mut min_to = vec![f64::INFINITY; m + 1];
+        let mut used = vec![false; m + 1];
+        loop {
+            used[j0] = true;
+            let (i0, mut delta, mut j1) = (p[j0], f64::INFINITY, 0);
+            for j in 1..=m {
+                if !used[j] {
+                    let reduced = cost(i0, j) - u[i0] - v[j];
+                    if reduced < min_to[j] {
+                        min_to[j] = reduced;
+                        way[j] = j0;
+                    }
+                    if min_to[j] < delta {
+                        delta = min_to[j];
+                        j1 = j;
+                    }
+                }
+            }
+            for j in 0..=m {
+                if used[j] {
+                    u[p[j]] += delta;
+                    v[j] -= delta;
+                } else {
+                    min_to[j] -= delta;
+                }
+            }
+            j0 = j1;
+            if p[j0] == 0 {
+                break;
+            }
+        }
+        while j0 != 0 {
+            let j1 = way[j0];
+            p[j0] = p[j1];
+            j0 = j1;
+        }
+    }
+    let mut column = vec![0; n];
+    for j in 1..=m {
+        if p[j] != 0 {
+            column[p[j] - 1] = j - 1;
+        }
+    }
+    column
 }

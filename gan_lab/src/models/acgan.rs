@@ -79,6 +79,6 @@ impl DiscriminatorNet for Discriminator {
     fn judge(&self, x: &Tensor, _labels: Option<&Tensor>, train: bool) -> Judgement {
         let h = self.net.features(x, train);
         let classes = self.classify.forward(&h.flatten(1, -1));
-        Judgement { score: self.net.head(&h), classes: Some(classes) }
+        Judgement { score: self.net.head(&h), classes: Some(classes), codes: None }
     }
 }

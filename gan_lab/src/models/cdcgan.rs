@@ -168,6 +168,6 @@ impl Discriminator {
 impl DiscriminatorNet for Discriminator {
     fn judge(&self, x: &Tensor, labels: Option<&Tensor>, train: bool) -> Judgement {
         let labels = labels.expect("the conditional discriminator needs labels");
-        Judgement { score: self.forward_t(x, labels, train), classes: None }
+        Judgement { score: self.forward_t(x, labels, train), classes: None, codes: None }
     }
 }

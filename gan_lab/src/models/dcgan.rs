@@ -281,6 +281,6 @@ impl Discriminator {
 
 impl DiscriminatorNet for Discriminator {
     fn judge(&self, x: &Tensor, _labels: Option<&Tensor>, train: bool) -> Judgement {
-        Judgement { score: self.forward_t(x, train), classes: None }
+        Judgement { score: self.forward_t(x, train), classes: None, codes: None }
     }
 }

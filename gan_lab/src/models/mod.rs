@@ -5,6 +5,7 @@ pub mod acgan;
 pub mod cdcgan;
 pub mod classifier;
 pub mod dcgan;
+pub mod infogan;
 pub mod layers;
 pub mod sagan;
 
@@ -25,6 +26,9 @@ pub struct Judgement {
     pub score: Tensor,
     /// Class logits `[B, classes]` from an auxiliary classifier head (ACGAN), if the family has one.
     pub classes: Option<Tensor>,
+    /// The Q network's outputs `[B, codes.q_width()]` (InfoGAN): logits of the categorical codes,
+    /// means (and log standard deviations) of the continuous ones.
+    pub codes: Option<Tensor>,
 }
 
 /// Maps images `[B, C, S, S]` (and, for conditional families, labels `[B]`) to a [`Judgement`].

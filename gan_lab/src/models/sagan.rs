@@ -134,6 +134,6 @@ impl DiscriminatorNet for Discriminator {
                 h = a.forward(&h);
             }
         }
-        Judgement { score: self.to_score.forward_t(&h, train).view([b]), classes: None }
+        Judgement { score: self.to_score.forward_t(&h, train).view([b]), classes: None, codes: None }
     }
 }
