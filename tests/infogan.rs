@@ -5,6 +5,7 @@ mod common;
 use common::{all_weights, assert_gradients_reach_every_layer, err_of, shapes};
 use gan_lab::data::{Dataset, Split};
 use gan_lab::metrics::{assignment, CodeAccuracy, Evaluator};
+use gan_lab::models::infogan::Networks;
 use gan_lab::{checkpoint, Dcgan, Infogan};
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
@@ -17,20 +18,51 @@ fn small_data() -> Dataset {
 fn the_generator_takes_noise_and_codes_and_q_shares_the_discriminator_body() {
     let gan = Infogan::mnist32().build().unwrap();
     assert_eq!((gan.latent_dim, gan.noise_dim(), gan.codes.width()), (74, 62, 12), "62 noise + 10 + 2 codes");
+    // The paper's MNIST networks at 32×32 (its 7×7 stage becomes 8×8).
     let (g, d) = (shapes(&gan.vs_g), shapes(&gan.vs_d));
-    assert_eq!(g["convt1.weight"], [74, 128, 4, 4], "G's first layer reads the noise and the codes");
-    // Q: dense(4ndf·4·4 → 128), BatchNorm, LeakyReLU, dense(128 → 10 logits + 2 means), on D's body.
-    assert_eq!(d["q.hidden.weight"], [128, 2048]);
-    assert_eq!(d["q.bn.weight"], [128]);
-    assert_eq!(d["q.out.weight"], [12, 128]);
-    let plain: BTreeMap<_, _> = shapes(&Dcgan::mnist32().build().unwrap().vs_d);
-    for (name, shape) in &plain {
-        assert_eq!(&d[name], shape, "D's body and head are the DCGAN's: {name}");
+    let want_g: BTreeMap<String, Vec<i64>> = [
+        ("fc1.weight", vec![1024, 74]),
+        ("bn1.weight", vec![1024]),
+        ("bn1.bias", vec![1024]),
+        ("fc2.weight", vec![8192, 1024]),
+        ("bn2.weight", vec![8192]),
+        ("bn2.bias", vec![8192]),
+        ("convt1.weight", vec![128, 64, 4, 4]),
+        ("bn3.weight", vec![64]),
+        ("bn3.bias", vec![64]),
+        ("convt2.weight", vec![64, 1, 4, 4]),
+        ("convt2.bias", vec![1]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(g, want_g, "G: dense 1024, dense 128·8·8, convT 64, convT 1 (the noise and the codes in)");
+    for (name, shape) in [
+        ("conv1.weight", vec![64, 1, 4, 4]),
+        ("conv2.weight", vec![128, 64, 4, 4]),
+        ("fc.weight", vec![1024, 8192]),
+        ("score.weight", vec![1, 1024]),
+        // Q: dense(1024 → 128), BatchNorm, LeakyReLU, dense(128 → 10 logits + 2 means), on D's body.
+        ("q.hidden.weight", vec![128, 1024]),
+        ("q.bn.weight", vec![128]),
+        ("q.out.weight", vec![12, 128]),
+    ] {
+        assert_eq!(d[name], shape, "D: {name}");
     }
     let learned = Infogan::mnist32().learn_std(true).build().unwrap();
     assert_eq!(shapes(&learned.vs_d)["q.out.weight"], [14, 128], "learn_std adds a log-std per continuous code");
     let celeb = Infogan::mnist32().categorical(&[10; 5]).continuous(0).build().unwrap();
     assert_eq!(celeb.latent_dim, 112, "the text's variant: five 10-way codes after the noise");
+
+    // The text's ACGAN-like variant: lesson 1's DCGAN networks, Q on D's last feature maps.
+    let dc = Infogan::mnist32().networks(Networks::Dcgan).build().unwrap();
+    let (g, d) = (shapes(&dc.vs_g), shapes(&dc.vs_d));
+    assert_eq!(g["convt1.weight"], [74, 128, 4, 4], "G's first layer reads the noise and the codes");
+    assert_eq!(d["q.hidden.weight"], [128, 2048]);
+    assert_eq!(d["q.out.weight"], [12, 128]);
+    for (name, shape) in &shapes(&Dcgan::mnist32().build().unwrap().vs_d) {
+        assert_eq!(&d[name], shape, "D's body and head are the DCGAN's: {name}");
+    }
 }
 
 #[test]
@@ -52,7 +84,7 @@ fn the_training_loop_draws_codes_from_their_own_distributions() {
 
 #[test]
 fn the_information_term_reaches_every_generator_layer() {
-    let mut gan = Infogan::mnist32().ngf(8).ndf(8).batch_size(8).seed(1).build().unwrap();
+    let mut gan = Infogan::mnist32().batch_size(8).seed(1).build().unwrap();
     let z = gan.latent_for_step(0);
     let fake = gan.generator.generate(&z, None, true);
     let (on, info) = gan.generator_loss(&fake, None, &z);
@@ -95,7 +127,7 @@ fn q_learns_only_when_the_information_term_is_weighted() {
 
 #[test]
 fn code_grids_and_sweeps_change_one_code_at_a_time() {
-    let gan = Infogan::mnist32().ngf(8).ndf(8).build().unwrap();
+    let gan = Infogan::mnist32().networks(Networks::Dcgan).ngf(8).ndf(8).build().unwrap();
     let z = gan.with_continuous(&gan.draw_latent(3, 4), 0.0).unwrap();
     assert_eq!(z.narrow(1, 72, 2).abs().max().double_value(&[]), 0.0);
     let grid = gan.code_grid(&z, 0).unwrap();
@@ -123,7 +155,11 @@ fn bad_codes_are_named_in_the_error() {
     assert!(e.contains("continuous = -1"), "{e}");
     let e = err_of(Infogan::mnist32().categorical(&[]).continuous(0).build());
     assert!(e.contains("at least one"), "{e}");
-    let gan = Infogan::mnist32().ngf(8).ndf(8).build().unwrap();
+    let mut big = Infogan::mnist32();
+    big.model.dcgan.image_size = 64;
+    let e = err_of(big.build());
+    assert!(e.contains("image_size = 64") && e.contains("32×32"), "{e}");
+    let gan = Infogan::mnist32().networks(Networks::Dcgan).ngf(8).ndf(8).build().unwrap();
     let z = gan.draw_latent(2, 0);
     let e = err_of(gan.with_code(&z, 0, 10));
     assert!(e.contains("value = 10") && e.contains("0..=9"), "{e}");
@@ -141,7 +177,9 @@ fn bad_codes_are_named_in_the_error() {
 #[test]
 fn infogan_training_is_deterministic_records_the_information_and_keeps_its_codes() {
     let data = small_data();
-    let run = || Infogan::mnist32().ngf(8).ndf(8).steps(3).batch_size(16).seed(5).train(&data).unwrap();
+    let run = || {
+        Infogan::mnist32().networks(Networks::Dcgan).ngf(8).ndf(8).steps(3).batch_size(16).seed(5).train(&data).unwrap()
+    };
     let (a, b) = (run(), run());
     for (k, v) in all_weights(&a) {
         assert!(v.equal(&all_weights(&b)[&k]), "{k} differs between two runs with one seed");

@@ -17,7 +17,7 @@ use crate::losses::{Auxiliary, CriticSchedule, Objective};
 use crate::models::acgan::{self, AcganConfig};
 use crate::models::cdcgan::{self, CdcganConfig};
 use crate::models::dcgan::{DcganConfig, Discriminator, Generator, Init};
-use crate::models::infogan::{self, Codes, InfoganConfig};
+use crate::models::infogan::{self, Codes, InfoganConfig, Networks};
 use crate::models::layers::{Norm, Upsample};
 use crate::models::sagan::{self, SaganConfig};
 use crate::models::{DiscriminatorNet, GeneratorNet};
@@ -218,17 +218,25 @@ impl Family for InfoganConfig {
         self.codes.validate()?;
         ensure!(!self.codes.is_empty(), "codes: expected at least one categorical or continuous code");
         ensure!(self.q_hidden >= 1, "q_hidden = {}: expected 1 or more", self.q_hidden);
+        if self.networks == Networks::Paper {
+            ensure!(
+                self.dcgan.image_size == 32,
+                "image_size = {}: the paper's InfoGAN networks make 32×32 images (Networks::Dcgan makes 64×64)",
+                self.dcgan.image_size
+            );
+        }
         Ok(())
     }
     fn networks(&self, g: &nn::Path, d: &nn::Path) -> (Box<dyn GeneratorNet>, Box<dyn DiscriminatorNet>) {
-        (Box::new(infogan::Generator::new(g, self)), Box::new(infogan::Discriminator::new(d, self)))
+        infogan::networks(self, g, d)
     }
-    /// The DCGAN's (Adam 2e-4, β1 0.5 for both, as the text's three optimizers), plus the
-    /// information term: λ 1 for the categorical code and 0.1 for the continuous ones (the paper's
-    /// MNIST choice; its continuous codes need a smaller weight).
+    /// The paper's MNIST settings: Adam with β1 0.5, 1e-3 for G and 2e-4 for D (and Q, which
+    /// trains with D), batch 64, plus the information term: λ 1 for the categorical code and 0.1
+    /// for the continuous ones (its continuous codes need a smaller weight).
     fn training() -> TrainConfig {
         TrainConfig {
             steps: 3000,
+            optimizer_g: AdamConfig { lr: 1e-3, ..AdamConfig::dcgan() }.into(),
             auxiliary: Auxiliary::Information { lambda_cat: 1.0, lambda_cont: 0.1 },
             ..TrainConfig::default()
         }
@@ -576,8 +584,8 @@ impl Acgan {
 }
 
 impl Infogan {
-    /// The paper's MNIST set-up on the DCGAN lesson's networks: 62-d noise, one 10-way
-    /// categorical code, two continuous codes, λ_cat 1, λ_cont 0.1, 3000 steps of batch 64.
+    /// The paper's MNIST set-up: its networks at 32×32, 62-d noise, one 10-way categorical code,
+    /// two continuous codes, λ_cat 1, λ_cont 0.1, Adam 1e-3 (G) and 2e-4 (D), 3000 steps of batch 64.
     pub fn mnist32() -> Infogan {
         Builder::with_model(InfoganConfig::mnist32())
     }
@@ -594,6 +602,11 @@ impl Infogan {
     /// Q also predicts each continuous code's log standard deviation (else σ = 1).
     pub fn learn_std(mut self, on: bool) -> Self {
         self.model.codes.learn_std = on;
+        self
+    }
+    /// The paper's MNIST networks (default) or the DCGAN lesson's.
+    pub fn networks(mut self, networks: Networks) -> Self {
+        self.model.networks = networks;
         self
     }
     /// Weights of the information loss's categorical and continuous parts.

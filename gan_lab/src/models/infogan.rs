@@ -91,15 +91,29 @@ pub fn sample_codes(n: i64, codes: &Codes) -> Tensor {
     // END SOLUTION
 }
 
+/// Which networks an InfoGAN uses; Q sits on the discriminator's body either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Networks {
+    /// The DCGAN lesson's networks (the text: "very similar to ACGAN"); `ngf`, `ndf` apply.
+    Dcgan,
+    /// The paper's MNIST networks (Chen et al., 2016, appendix C.1) at 32×32: G = dense 1024,
+    /// dense 128·8·8, convT 64, convT to the image; D = conv 64, conv 128, dense 1024, and Q a
+    /// dense 128 on D's dense features.
+    #[default]
+    Paper,
+}
+
 /// The architecture's hyperparameters: the DCGAN's, the codes and Q's hidden width.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InfoganConfig {
-    /// The DCGAN networks; `latent_dim` is the noise's dimension, without the codes.
+    /// The DCGAN settings (image size and channels, init; the widths for `Networks::Dcgan`);
+    /// `latent_dim` is the noise's dimension, without the codes.
     #[serde(flatten)]
     pub dcgan: DcganConfig,
     pub codes: Codes,
     /// Width of Q's hidden dense layer (the paper's 128).
     pub q_hidden: i64,
+    pub networks: Networks,
 }
 
 impl Default for InfoganConfig {
@@ -115,7 +129,125 @@ impl InfoganConfig {
             dcgan: DcganConfig { latent_dim: 62, ..DcganConfig::mnist32() },
             codes: Codes::mnist(),
             q_hidden: 128,
+            networks: Networks::Paper,
         }
+    }
+}
+
+/// The networks of `c`, their variables under `g` and `d`.
+pub fn networks(c: &InfoganConfig, g: &nn::Path, d: &nn::Path) -> (Box<dyn GeneratorNet>, Box<dyn DiscriminatorNet>) {
+    match c.networks {
+        Networks::Dcgan => (Box::new(Generator::new(g, c)), Box::new(Discriminator::new(d, c))),
+        Networks::Paper => (Box::new(PaperGenerator::new(g, c)), Box::new(PaperDiscriminator::new(d, c))),
+    }
+}
+
+/// A dense layer initialised like the convolutions (N(0, 0.02) with the DCGAN init), bias 0.
+fn dense(p: nn::Path, from: i64, to: i64, c: &InfoganConfig, bias: bool) -> nn::Linear {
+    let config = nn::LinearConfig {
+        ws_init: dcgan::weight_init(c.dcgan.init).conv_weight,
+        bs_init: bias.then_some(nn::Init::Const(0.0)),
+        bias,
+    };
+    nn::linear(p, from, to, config)
+}
+
+/// Q: dense(q_hidden), BatchNorm, LeakyReLU(0.2), dense to the codes' outputs (`codes.q_width()`).
+#[derive(Debug)]
+struct QHead {
+    hidden: nn::Linear,
+    norm: nn::BatchNorm,
+    out: nn::Linear,
+}
+
+impl QHead {
+    fn new(p: &nn::Path, features: i64, c: &InfoganConfig) -> QHead {
+        let q = p / "q";
+        QHead {
+            hidden: dense(&q / "hidden", features, c.q_hidden, c, true),
+            norm: nn::batch_norm1d(&q / "bn", c.q_hidden, c.dcgan.bn_config()),
+            out: dense(&q / "out", c.q_hidden, c.codes.q_width(), c, true),
+        }
+    }
+
+    fn forward_t(&self, features: &Tensor, train: bool) -> Tensor {
+        let h = self.norm.forward_t(&self.hidden.forward(features), train);
+        self.out.forward(&dcgan::leaky_relu_02(&h))
+    }
+}
+
+/// The paper's MNIST generator at 32×32.
+#[derive(Debug)]
+pub struct PaperGenerator {
+    fc1: nn::Linear,
+    bn1: nn::BatchNorm,
+    fc2: nn::Linear,
+    bn2: nn::BatchNorm,
+    convt1: nn::ConvTranspose2D,
+    bn3: nn::BatchNorm,
+    convt2: nn::ConvTranspose2D,
+}
+
+impl PaperGenerator {
+    pub fn new(p: &nn::Path, c: &InfoganConfig) -> PaperGenerator {
+        let input = c.dcgan.latent_dim + c.codes.width();
+        let bn = c.dcgan.bn_config();
+        PaperGenerator {
+            fc1: dense(p / "fc1", input, 1024, c, false),
+            bn1: nn::batch_norm1d(p / "bn1", 1024, bn),
+            fc2: dense(p / "fc2", 1024, 128 * 8 * 8, c, false),
+            bn2: nn::batch_norm1d(p / "bn2", 128 * 8 * 8, bn),
+            convt1: nn::conv_transpose2d(p / "convt1", 128, 64, 4, c.dcgan.convt_config(2, 1)),
+            bn3: nn::batch_norm2d(p / "bn3", 64, bn),
+            convt2: nn::conv_transpose2d(p / "convt2", 64, c.dcgan.channels, 4, c.dcgan.init.convt_config(2, 1, true)),
+        }
+    }
+}
+
+impl GeneratorNet for PaperGenerator {
+    fn generate(&self, z: &Tensor, _labels: Option<&Tensor>, train: bool) -> Tensor {
+        let b = z.size()[0];
+        let h = self.bn1.forward_t(&self.fc1.forward(z), train).relu();
+        let h = self.bn2.forward_t(&self.fc2.forward(&h), train).relu().view([b, 128, 8, 8]);
+        let h = self.bn3.forward_t(&self.convt1.forward(&h), train).relu(); // [B, 64, 16, 16]
+        self.convt2.forward(&h).tanh() // [B, C, 32, 32]
+    }
+}
+
+/// The paper's MNIST discriminator at 32×32, with Q on its dense features.
+#[derive(Debug)]
+pub struct PaperDiscriminator {
+    conv1: nn::Conv2D,
+    conv2: nn::Conv2D,
+    bn2: nn::BatchNorm,
+    fc: nn::Linear,
+    bn3: nn::BatchNorm,
+    score: nn::Linear,
+    q: QHead,
+}
+
+impl PaperDiscriminator {
+    pub fn new(p: &nn::Path, c: &InfoganConfig) -> PaperDiscriminator {
+        let bn = c.dcgan.bn_config();
+        PaperDiscriminator {
+            conv1: nn::conv2d(p / "conv1", c.dcgan.channels, 64, 4, c.dcgan.init.conv_config(2, 1, true)),
+            conv2: nn::conv2d(p / "conv2", 64, 128, 4, c.dcgan.conv_config(2, 1)),
+            bn2: nn::batch_norm2d(p / "bn2", 128, bn),
+            fc: dense(p / "fc", 128 * 8 * 8, 1024, c, false),
+            bn3: nn::batch_norm1d(p / "bn3", 1024, bn),
+            score: dense(p / "score", 1024, 1, c, true),
+            q: QHead::new(p, 1024, c),
+        }
+    }
+}
+
+impl DiscriminatorNet for PaperDiscriminator {
+    fn judge(&self, x: &Tensor, _labels: Option<&Tensor>, train: bool) -> Judgement {
+        let b = x.size()[0];
+        let h = dcgan::leaky_relu_02(&self.conv1.forward(x)); // [B, 64, 16, 16]
+        let h = dcgan::leaky_relu_02(&self.bn2.forward_t(&self.conv2.forward(&h), train)); // [B, 128, 8, 8]
+        let h = dcgan::leaky_relu_02(&self.bn3.forward_t(&self.fc.forward(&h.view([b, 128 * 8 * 8])), train));
+        Judgement { score: self.score.forward(&h).view([b]), classes: None, codes: Some(self.q.forward_t(&h, train)) }
     }
 }
 
@@ -138,31 +270,17 @@ impl GeneratorNet for Generator {
     }
 }
 
-/// The DCGAN discriminator, with Q sharing its body: dense(q_hidden), BatchNorm, LeakyReLU(0.2),
-/// dense to Q's outputs.
+/// The DCGAN discriminator, with Q on its last feature maps.
 #[derive(Debug)]
 pub struct Discriminator {
     net: dcgan::Discriminator,
-    q_hidden: nn::Linear,
-    q_norm: nn::BatchNorm,
-    q_out: nn::Linear,
+    q: QHead,
 }
 
 impl Discriminator {
     pub fn new(p: &nn::Path, c: &InfoganConfig) -> Discriminator {
         let features = c.dcgan.widths(c.dcgan.ndf)[0] * 4 * 4;
-        let dense = nn::LinearConfig {
-            ws_init: dcgan::weight_init(c.dcgan.init).conv_weight,
-            bs_init: Some(nn::Init::Const(0.0)),
-            bias: true,
-        };
-        let q = p / "q";
-        Discriminator {
-            net: dcgan::Discriminator::new(p, &c.dcgan),
-            q_hidden: nn::linear(&q / "hidden", features, c.q_hidden, dense),
-            q_norm: nn::batch_norm1d(&q / "bn", c.q_hidden, c.dcgan.bn_config()),
-            q_out: nn::linear(&q / "out", c.q_hidden, c.codes.q_width(), dense),
-        }
+        Discriminator { net: dcgan::Discriminator::new(p, &c.dcgan), q: QHead::new(p, features, c) }
     }
 }
 
@@ -170,8 +288,7 @@ impl DiscriminatorNet for Discriminator {
     /// The real/fake logit from the DCGAN head, and Q's outputs `[B, codes.q_width()]`.
     fn judge(&self, x: &Tensor, _labels: Option<&Tensor>, train: bool) -> Judgement {
         let h = self.net.features(x, train);
-        let q = self.q_hidden.forward(&h.flatten(1, -1));
-        let q = self.q_out.forward(&dcgan::leaky_relu_02(&self.q_norm.forward_t(&q, train)));
+        let q = self.q.forward_t(&h.flatten(1, -1), train);
         Judgement { score: self.net.head(&h), classes: None, codes: Some(q) }
     }
 }
