@@ -549,7 +549,7 @@ impl Gan {
         let z = self.draw_latent(n, mix(seed, 0xC0DE));
         let values = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(k);
         let at = self.noise_dim() + self.codes.categorical_offset(code);
-        let _ = z.narrow(1, at, k).copy_(&crate::models::one_hot(&values, k));
+        z.narrow(1, at, k).copy_(&crate::models::one_hot(&values, k));
         crate::metrics::CodeAccuracy::measure(ev, &self.generate(&z), &values, k)
     }
 
