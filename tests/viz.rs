@@ -66,6 +66,8 @@ fn loss_curves_render_as_svg_and_png() {
                 wasserstein: None,
                 penalty: None,
                 class_loss: None,
+                information: None,
+                mutual_information: None,
             })
             .collect(),
         ..Default::default()
@@ -73,6 +75,11 @@ fn loss_curves_render_as_svg_and_png() {
     let svg = viz::loss_curves_svg(&history).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("D loss") && svg.contains("G loss"));
     assert!(svg.matches("<polyline").count() >= 2, "one line per loss");
+    let mut info = history.clone();
+    info.steps.iter_mut().for_each(|r| (r.information, r.mutual_information) = (Some(0.3), Some(2.0)));
+    let svg = viz::loss_curves_svg(&info).unwrap();
+    assert!(svg.contains("G information loss") && svg.contains("MI lower bound"), "InfoGAN's curves are drawn");
+    assert!(svg.matches("<polyline").count() >= 4, "one line per series");
     let png = viz::loss_curves_image(&history).unwrap();
     // Not blank: the orange G curve is drawn.
     assert!(png.pixels().any(|p| p.0 == [255, 127, 14]));
