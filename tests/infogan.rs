@@ -169,6 +169,10 @@ fn bad_codes_are_named_in_the_error() {
     assert!(e.contains("continuous code 2") && e.contains("2 continuous codes"), "{e}");
     let e = err_of(gan.with_continuous(&Tensor::zeros([2, 70], (Kind::Float, tch::Device::Cpu)), 0.0));
     assert!(e.contains("[rows, 74]"), "{e}");
+    let e = err_of(gan.code_grid(&Tensor::zeros([2, 70], (Kind::Float, tch::Device::Cpu)), 0));
+    assert!(e.contains("[rows, 74]") && e.contains("[2, 70]"), "{e}");
+    let e = err_of(gan.code_sweep(&Tensor::zeros([62], (Kind::Float, tch::Device::Cpu)), 0, -2.0, 2.0, 5));
+    assert!(e.contains("[rows, 74]"), "{e}");
     let dcgan = Dcgan::mnist32().build().unwrap();
     let e = err_of(dcgan.code_grid(&dcgan.draw_latent(1, 0), 0));
     assert!(e.contains("0 categorical codes"), "{e}");

@@ -130,8 +130,8 @@ pub fn class_accuracy(models: &[(&str, &crate::metrics::ClassAccuracy)]) -> Svg 
 /// of categorical code `code` in turn: a row per z, a column per value.
 pub fn code_grid(gan: &Gan, code: usize, rows: i64, seed: u64) -> anyhow::Result<Picture> {
     let z = gan.with_continuous(&gan.draw_latent(rows, seed), 0.0)?;
-    let k = gan.codes.categorical.get(code).copied().unwrap_or(1);
-    Ok(grid(&gan.code_grid(&z, code)?, k))
+    let images = gan.code_grid(&z, code)?;
+    Ok(grid(&images, gan.codes.categorical[code]))
 }
 
 /// InfoGAN: continuous code `code` swept from `from` to `to` (10 columns), a row per value of the

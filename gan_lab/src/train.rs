@@ -416,8 +416,8 @@ impl Gan {
     /// Images for latent vectors `z` `[B, latent_dim]` of the classes `labels` `[B]`.
     pub fn generate_labeled(&self, z: &Tensor, labels: &Tensor) -> Result<Tensor> {
         ensure!(self.classes > 0, "this {} is not conditional: use generate(z) without labels", self.family);
-        let b = z.size().first().copied().unwrap_or(0);
-        ensure!(z.size() == [b, self.latent_dim], "z: expected shape [batch, {}], got {:?}", self.latent_dim, z.size());
+        self.check_latent(z)?;
+        let b = z.size()[0];
         crate::models::check_labels(labels, b, self.classes)?;
         Ok(tch::no_grad(|| self.generator.generate(z, Some(labels), false)))
     }
@@ -473,8 +473,20 @@ impl Gan {
         self.generate_labeled(&line.repeat([self.classes, 1]), &labels)
     }
 
+    /// Checks that `z` holds latent vectors of this model, one per row.
+    pub fn check_latent(&self, z: &Tensor) -> Result<()> {
+        ensure!(
+            z.dim() == 2 && z.size()[1] == self.latent_dim,
+            "z: expected shape [rows, {}], got {:?}",
+            self.latent_dim,
+            z.size()
+        );
+        Ok(())
+    }
+
     /// `z` `[k, latent_dim]` with categorical code `code` set to `value` in every row.
     pub fn with_code(&self, z: &Tensor, code: usize, value: i64) -> Result<Tensor> {
+        self.check_latent(z)?;
         let k = self.categorical_values(code)?;
         ensure!((0..k).contains(&value), "value = {value}: categorical code {code} takes 0..={}", k - 1);
         let z = z.copy();
@@ -486,12 +498,7 @@ impl Gan {
 
     /// `z` `[k, latent_dim]` with every continuous code set to `value`.
     pub fn with_continuous(&self, z: &Tensor, value: f64) -> Result<Tensor> {
-        ensure!(
-            z.dim() == 2 && z.size()[1] == self.latent_dim,
-            "z: expected shape [rows, {}], got {:?}",
-            self.latent_dim,
-            z.size()
-        );
+        self.check_latent(z)?;
         let z = z.copy();
         let _ = z.narrow(1, self.noise_dim() + self.codes.continuous_offset(), self.codes.continuous).fill_(value);
         Ok(z)
@@ -516,6 +523,7 @@ impl Gan {
     /// Rows for a continuous-code sweep from one latent vector `z` `[1, latent_dim]`: one per value
     /// of the first categorical code (the paper's figure), or `z` itself without one.
     pub fn sweep_rows(&self, z: &Tensor) -> Result<Tensor> {
+        self.check_latent(z)?;
         match self.codes.categorical.is_empty() {
             true => Ok(z.shallow_clone()),
             false => self.code_values(z, 0),
@@ -532,6 +540,8 @@ impl Gan {
             self.family,
             self.codes.continuous
         );
+        self.check_latent(z)?;
+        ensure!(steps >= 1, "steps = {steps}: expected 1 or more");
         Ok(self.sweep(z, self.noise_dim() + self.codes.continuous_offset() + code, from, to, steps))
     }
 
@@ -546,6 +556,7 @@ impl Gan {
         code: usize,
     ) -> Result<crate::metrics::CodeAccuracy> {
         let k = self.categorical_values(code)?;
+        ensure!(n >= 1, "n = {n}: expected 1 or more samples");
         let z = self.draw_latent(n, mix(seed, 0xC0DE));
         let values = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(k);
         let at = self.noise_dim() + self.codes.categorical_offset(code);

@@ -231,6 +231,7 @@ pub struct CodeAccuracy {
 impl CodeAccuracy {
     /// Judges `images` `[N, 1, 32, 32]` generated with code values `values` `[N]` in `0..k`.
     pub fn measure(ev: &Evaluator, images: &Tensor, values: &Tensor, k: i64) -> Result<CodeAccuracy> {
+        crate::models::check_labels(values, images.size()[0], k)?;
         let probabilities = ev.probabilities(images);
         let digits = probabilities.size()[1];
         ensure!(k <= digits, "a code of {k} values cannot map one-to-one onto the evaluator's {digits} digits");

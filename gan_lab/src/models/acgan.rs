@@ -62,14 +62,9 @@ pub struct Discriminator {
 impl Discriminator {
     pub fn new(p: &nn::Path, c: &AcganConfig) -> Discriminator {
         let features = c.dcgan.widths(c.dcgan.ndf)[0] * 4 * 4;
-        let dense = nn::LinearConfig {
-            ws_init: dcgan::weight_init(c.dcgan.init).conv_weight,
-            bs_init: Some(nn::Init::Const(0.0)),
-            bias: true,
-        };
         Discriminator {
             net: dcgan::Discriminator::new(p, &c.dcgan),
-            classify: nn::linear(p / "classify", features, c.classes, dense),
+            classify: dcgan::dense(p / "classify", features, c.classes, c.dcgan.init, true),
         }
     }
 }

@@ -158,6 +158,17 @@ pub fn weight_init(init: Init) -> WeightInit {
     // END SOLUTION
 }
 
+/// A dense layer `from` → `to` with its weights initialised like the convolutions ([`weight_init`]),
+/// its bias, if any, at 0 (the dense heads of ACGAN and InfoGAN).
+pub fn dense(p: nn::Path, from: i64, to: i64, init: Init, bias: bool) -> nn::Linear {
+    let config = nn::LinearConfig {
+        ws_init: weight_init(init).conv_weight,
+        bs_init: bias.then_some(nn::Init::Const(0.0)),
+        bias,
+    };
+    nn::linear(p, from, to, config)
+}
+
 /// LeakyReLU with slope 0.2 as one fused op with autograd (`prelu` with a fixed weight).
 pub fn leaky_relu_02(x: &Tensor) -> Tensor {
     x.prelu(&Tensor::from(0.2f32).to_device(x.device()))

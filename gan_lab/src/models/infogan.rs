@@ -142,14 +142,8 @@ pub fn networks(c: &InfoganConfig, g: &nn::Path, d: &nn::Path) -> (Box<dyn Gener
     }
 }
 
-/// A dense layer initialised like the convolutions (N(0, 0.02) with the DCGAN init), bias 0.
 fn dense(p: nn::Path, from: i64, to: i64, c: &InfoganConfig, bias: bool) -> nn::Linear {
-    let config = nn::LinearConfig {
-        ws_init: dcgan::weight_init(c.dcgan.init).conv_weight,
-        bs_init: bias.then_some(nn::Init::Const(0.0)),
-        bias,
-    };
-    nn::linear(p, from, to, config)
+    dcgan::dense(p, from, to, c.dcgan.init, bias)
 }
 
 /// Q: dense(q_hidden), BatchNorm, LeakyReLU(0.2), dense to the codes' outputs (`codes.q_width()`).
