@@ -5,6 +5,7 @@ use crate::data::{self, Dataset, Source, Split};
 use crate::losses::Objective;
 use crate::metrics::{ConfidenceReport, Evaluator};
 use crate::models::dcgan::Init;
+use crate::vae::{Reconstruction, Vae};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -73,6 +74,25 @@ enum Command {
     /// The lesson notebooks.
     #[command(subcommand)]
     Notebooks(NotebooksCommand),
+    /// Trains the models of a lesson's comparison and prints its table.
+    #[command(subcommand)]
+    Compare(CompareCommand),
+}
+
+#[derive(Subcommand)]
+enum CompareCommand {
+    /// VAE vs GAN (problem 5): the DCGAN and VAEs for each λ_KL at the same budget, scored side by side.
+    VaeGan {
+        #[arg(long, default_value_t = 1500)]
+        steps: i64,
+        /// λ_KL values for the VAEs; the first is the one shown beside the GAN.
+        #[arg(long, value_delimiter = ',', default_values_t = [1e-2, 1e-3, 1e-1, 1.0])]
+        lambdas: Vec<f64>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "runs/vae-vs-gan")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -103,6 +123,32 @@ enum TrainCommand {
     /// InfoGAN: latent codes and a Q head; also code_grid.png (columns sweep the categorical
     /// code), continuous_<i>.png (a continuous code from -2 to 2) and the code accuracy.
     Infogan(RunArgs),
+    /// The VAE of the VAE vs GAN lesson: learning curves, reconstructions, samples, t-SNE map.
+    Vae(VaeArgs),
+}
+
+#[derive(Args)]
+struct VaeArgs {
+    #[arg(long, default_value_t = 1500)]
+    steps: i64,
+    #[arg(long, default_value_t = 64)]
+    batch_size: i64,
+    #[arg(long, default_value_t = 32)]
+    latent_dim: i64,
+    /// Weight of the KL term (both terms averaged, as in the text).
+    #[arg(long, default_value_t = 1e-2)]
+    lambda_kl: f64,
+    /// Binary cross-entropy instead of MSE for the reconstruction term.
+    #[arg(long)]
+    bce: bool,
+    #[arg(long, default_value = "mnist")]
+    dataset: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 2e-4)]
+    lr: f64,
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// Settings every model's training takes.
@@ -228,6 +274,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(TrainCommand::Cdcgan(a)) => train(Cdcgan::mnist32(), &a, 32, 1),
         Command::Train(TrainCommand::Acgan(a)) => train(Acgan::mnist32(), &a, 32, 1),
         Command::Train(TrainCommand::Infogan(a)) => train(Infogan::mnist32(), &a, 32, 1),
+        Command::Train(TrainCommand::Vae(a)) => train_vae(&a),
+        Command::Compare(CompareCommand::VaeGan { steps, lambdas, seed, out }) => {
+            compare_vae_gan(steps, &lambdas, seed, &out)
+        }
         Command::Data(DataCommand::Fetch { name, dir, mirror }) => {
             anyhow::ensure!(name == "mnist", "dataset `{name}`: only `mnist` can be fetched");
             let dir = dir.unwrap_or_else(|| data::datasets_dir().join("mnist-full"));
@@ -386,15 +436,7 @@ fn train<F: Family>(builder: Builder<F>, a: &RunArgs, image_size: i64, channels:
         first_step = crate::checkpoint::step_of(dir)?;
         builder = builder.resume(dir);
     }
-    // First Ctrl-C: finish the step, save a checkpoint, exit. Second: exit at once.
-    let _ = ctrlc::set_handler(|| {
-        static PRESSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-        if PRESSED.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping after this step and saving a checkpoint (Ctrl-C again to quit at once)");
-        crate::train::request_stop();
-    });
+    stop_on_ctrl_c("stopping after this step and saving a checkpoint");
     builder.check(&data)?;
     eprintln!(
         "training a {} on {} ({} images) for {steps} steps; Ctrl-C stops and saves a checkpoint",
@@ -434,5 +476,115 @@ fn train<F: Family>(builder: Builder<F>, a: &RunArgs, image_size: i64, channels:
             reference.ceiling
         );
     }
+    Ok(())
+}
+
+fn train_vae(a: &VaeArgs) -> Result<()> {
+    let source: Source = a.dataset.parse().context("--dataset")?;
+    let (data, test) = (Dataset::load(&source, Split::Train, 32, 1)?, Dataset::load(&source, Split::Test, 32, 1)?);
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs/vae"));
+    let kind = if a.bce { Reconstruction::Bce } else { Reconstruction::Mse };
+    let builder = Vae::mnist32()
+        .steps(a.steps)
+        .batch_size(a.batch_size)
+        .latent_dim(a.latent_dim)
+        .lambda_kl(a.lambda_kl)
+        .reconstruction(kind)
+        .seed(a.seed)
+        .lr(a.lr)
+        .held_out(&test)
+        .out_dir(&out);
+    builder.check(&data)?;
+    stop_on_ctrl_c("stopping after this step and saving the model");
+    eprintln!("training a VAE on {} ({} images) for {} steps; Ctrl-C stops and saves", data.name, data.len(), a.steps);
+    let started = Instant::now();
+    let vae = builder.train(&data)?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "trained {} steps in {seconds:.1} s ({:.1} ms per step, {} threads); outputs in {}",
+        vae.step,
+        1000.0 * seconds / vae.step.max(1) as f64,
+        tch::get_num_threads(),
+        out.display()
+    );
+    println!(
+        "MSE of the {} held-out images' reconstructions (pixels in [-1, 1]): {:.5}",
+        test.len(),
+        vae.test_mse(&test)?
+    );
+    let started = Instant::now();
+    let map = crate::vae::latent_map(&vae, &test, 2000)?;
+    crate::viz::save_chart(&map, &out.join("tsne.png"))?;
+    println!(
+        "t-SNE of {} held-out latents in {:.1} s: {}",
+        map.points.size()[0],
+        started.elapsed().as_secs_f64(),
+        out.join("tsne.png").display()
+    );
+    if source == Source::Mnist {
+        let ev = Evaluator::shipped()?;
+        let reference = crate::metrics::RealReference::new(&ev, &data.images);
+        let scores = reference.score(&ev, &vae.sample(reference.ceiling.n, 2));
+        println!("scores on the MNIST evaluator:\n  VAE samples {scores}\n  real digits {}", reference.ceiling);
+    }
+    Ok(())
+}
+
+/// First Ctrl-C: ask the training loop to stop after its step (it then saves). Second: exit at once.
+fn stop_on_ctrl_c(message: &'static str) {
+    let _ = ctrlc::set_handler(move || {
+        static PRESSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if PRESSED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\n{message} (Ctrl-C again to quit at once)");
+        crate::train::request_stop();
+    });
+}
+
+fn compare_vae_gan(steps: i64, lambdas: &[f64], seed: u64, out: &std::path::Path) -> Result<()> {
+    anyhow::ensure!(!lambdas.is_empty(), "--lambdas: expected at least one λ_KL");
+    crate::files::ensure_writable_dir(out)?;
+    let (data, test) = (Dataset::mnist(Split::Train)?, Dataset::mnist(Split::Test)?);
+    let ev = Evaluator::shipped()?;
+    let reference = crate::metrics::RealReference::new(&ev, &data.images);
+    let n = reference.ceiling.n;
+    let mut table = crate::vae::Comparison::new(&reference);
+    stop_on_ctrl_c("stopping after this step");
+    eprintln!("DCGAN, {steps} steps");
+    let started = Instant::now();
+    let gan = Dcgan::mnist32().steps(steps).seed(seed).snapshot_every(0).out_dir(out.join("dcgan")).train(&data)?;
+    table.push(
+        "DCGAN",
+        Some(gan.step),
+        Some(started.elapsed().as_secs_f64()),
+        None,
+        reference.score(&ev, &gan.sample(n, 2)),
+    );
+    let mut rows = Vec::new();
+    for (i, &lambda) in lambdas.iter().enumerate() {
+        eprintln!("VAE λ_KL = {lambda}, {steps} steps");
+        let started = Instant::now();
+        let vae = Vae::mnist32().steps(steps).seed(seed).lambda_kl(lambda).held_out(&test);
+        let vae = vae.out_dir(out.join(format!("vae-lambda-{lambda}"))).train(&data)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let scores = reference.score(&ev, &vae.sample(n, 2));
+        table.push(&format!("VAE λ_KL = {lambda}"), Some(vae.step), Some(seconds), Some(vae.test_mse(&test)?), scores);
+        if i == 0 {
+            let side = tch::Tensor::cat(&[vae.sample(32, 3), gan.sample(32, 3)], 0);
+            crate::viz::save_grid(&side, 8, &out.join("vae_vs_gan.png"))?;
+        }
+        rows.push(tch::Tensor::cat(&[crate::vae::reconstruction_rows(&vae, &test.images, 8)?, vae.sample(8, 3)], 0));
+    }
+    crate::viz::save_grid(&tch::Tensor::cat(&rows, 0), 8, &out.join("lambda_sweep.png"))?;
+    crate::files::write_atomic(&out.join("table.md"), table.to_string().as_bytes())?;
+    crate::files::write_atomic(&out.join("table.json"), &serde_json::to_vec_pretty(&table)?)?;
+    println!("{table}");
+    println!(
+        "{} threads; vae_vs_gan.png: 32 VAE samples (top 4 rows) above 32 DCGAN samples; lambda_sweep.png: per λ_KL \
+         in the order given, 8 held-out digits, their reconstructions and 8 samples; all in {}",
+        tch::get_num_threads(),
+        out.display()
+    );
     Ok(())
 }

@@ -12,6 +12,8 @@ pub mod models;
 pub mod notebook;
 pub mod optim;
 pub mod train;
+pub mod tsne;
+pub mod vae;
 pub mod viz;
 
 /// The error type of every fallible call, for notebooks that write their own helpers.
@@ -21,3 +23,4 @@ pub use data::{Dataset, Source, Split};
 /// The tch version gan_lab is built on, for notebooks that work with tensors directly.
 pub use tch;
 pub use train::{Gan, History};
+pub use vae::{Vae, VaeModel};

@@ -1,5 +1,6 @@
-//! Adversarial losses, one function per formula, all on discriminator logits `l` with
-//! D(x) = sigmoid(l). The training loop reads which ones to use from an [`Objective`].
+//! Losses, one function per formula. The adversarial ones take discriminator logits `l` with
+//! D(x) = sigmoid(l); the training loop reads which ones to use from an [`Objective`]. The VAE's
+//! ([`vae_loss`]) close the file.
 
 use crate::models::infogan::Codes;
 use serde::{Deserialize, Serialize};
@@ -270,4 +271,67 @@ impl CriticSchedule {
             CriticSchedule::Wgan => (0..g).map(|i| self.updates(i)).sum(),
         }
     }
+}
+
+/// How a VAE measures the distance between an image and its reconstruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Reconstruction {
+    /// Mean squared error over every pixel of the batch, on the [-1, 1] pixels (the text's choice).
+    #[default]
+    Mse,
+    /// Binary cross-entropy over every pixel of the batch, with pixels mapped to [0, 1]: the
+    /// Bernoulli likelihood of grey levels, as in Kingma and Welling's MNIST experiments.
+    Bce,
+}
+
+/// Exercise `vae.reparameterize`: a draw z = μ + σ·ε with σ = exp(½ log σ²) and ε ~ N(0, I) from
+/// libtorch's random generator, shaped like `mu`. The draw is a function of μ and log σ², so
+/// gradients reach the encoder.
+pub fn reparameterize(mu: &Tensor, log_variance: &Tensor) -> Tensor {
+    // BEGIN SOLUTION vae.reparameterize
+    let eps = mu.randn_like();
+    mu + (log_variance * 0.5).exp() * eps
+    // END SOLUTION
+}
+
+/// Exercise `vae.kl_divergence`: KL(N(μ, σ²) ‖ N(0, 1)) in closed form, per latent dimension
+/// ½(σ² + μ² − 1 − log σ²), then averaged over the latent dimensions and the batch (the text's
+/// mean reduction; its formula writes μ where the closed form has μ²).
+pub fn kl_divergence(mu: &Tensor, log_variance: &Tensor) -> Tensor {
+    // BEGIN SOLUTION vae.kl_divergence
+    ((log_variance.exp() + mu.square() - 1.0 - log_variance) * 0.5).mean(Kind::Float)
+    // END SOLUTION
+}
+
+/// The VAE's loss and its two parts, each a scalar tensor.
+#[derive(Debug)]
+pub struct VaeLoss {
+    /// reconstruction + λ_KL · kl: what the optimizer minimises.
+    pub total: Tensor,
+    pub reconstruction: Tensor,
+    /// [`kl_divergence`], unweighted.
+    pub kl: Tensor,
+}
+
+/// Exercise `vae.vae_loss`: the reconstruction term of `decoded` (`[B, C, S, S]` in [-1, 1])
+/// against `images` by `kind` ([`Reconstruction`]: both averaged over every pixel of the batch;
+/// for BCE both images are first mapped to [0, 1] by (x + 1)/2), plus `lambda_kl` × [`kl_divergence`].
+pub fn vae_loss(
+    decoded: &Tensor,
+    images: &Tensor,
+    mu: &Tensor,
+    log_variance: &Tensor,
+    lambda_kl: f64,
+    kind: Reconstruction,
+) -> VaeLoss {
+    // BEGIN SOLUTION vae.vae_loss
+    let reconstruction = match kind {
+        Reconstruction::Mse => decoded.mse_loss(images, Reduction::Mean),
+        Reconstruction::Bce => {
+            ((decoded + 1.0) * 0.5).binary_cross_entropy::<Tensor>(&((images + 1.0) * 0.5), None, Reduction::Mean)
+        }
+    };
+    let kl = kl_divergence(mu, log_variance);
+    VaeLoss { total: &reconstruction + &kl * lambda_kl, reconstruction, kl }
+    // END SOLUTION
 }

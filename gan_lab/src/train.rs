@@ -148,6 +148,11 @@ pub fn request_stop() {
     STOP_REQUESTED.store(true, Ordering::SeqCst);
 }
 
+/// Whether a stop was requested since the last call (which clears the request).
+pub fn stop_requested() -> bool {
+    STOP_REQUESTED.swap(false, Ordering::SeqCst)
+}
+
 /// `GAN_LAB_QUICK=1` caps every run at a few steps: notebooks and examples smoke-run in seconds.
 pub fn quick_mode() -> bool {
     std::env::var("GAN_LAB_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
@@ -360,8 +365,8 @@ impl Gan {
         };
         let mut progress = Progress::new(c.steps, self.step);
         while self.step < c.steps {
-            if STOP_REQUESTED.swap(false, Ordering::SeqCst) {
-                progress.finish(self);
+            if stop_requested() {
+                progress.finish();
                 return Ok(Outcome::Interrupted);
             }
             // n_critic updates of D, each on its own batch and noise, then one update of G on the
@@ -399,10 +404,13 @@ impl Gan {
                     self.history.metrics.push(record);
                 }
             }
-            progress.update(self);
+            progress.update(self.step, c.steps, || {
+                let r = record;
+                format!("D {:.3}  G {:.3}  D(x) {:.2}  D(G(z)) {:.2}", r.d_loss, r.g_loss, r.d_real, r.d_fake)
+            });
             after_step(self)?;
         }
-        progress.finish(self);
+        progress.finish();
         Ok(Outcome::Finished)
     }
 
@@ -674,14 +682,14 @@ pub fn mix(seed: u64, salt: u64) -> u64 {
 
 /// A live progress bar in a terminal; a compact line every N steps elsewhere (notebooks, logs),
 /// where carriage returns do not animate. `GAN_LAB_PROGRESS=bar|lines|off` overrides the choice.
-enum Progress {
+pub(crate) enum Progress {
     Bar(indicatif::ProgressBar),
     Lines { every: i64 },
     Off,
 }
 
 impl Progress {
-    fn new(total: i64, start: i64) -> Progress {
+    pub(crate) fn new(total: i64, start: i64) -> Progress {
         let mode = std::env::var("GAN_LAB_PROGRESS").unwrap_or_default();
         let terminal = std::io::stderr().is_terminal();
         match mode.as_str() {
@@ -703,23 +711,22 @@ impl Progress {
         Progress::Bar(bar)
     }
 
-    fn update(&mut self, gan: &Gan) {
-        let Some(r) = gan.history.last() else { return };
-        let msg = format!("D {:.3}  G {:.3}  D(x) {:.2}  D(G(z)) {:.2}", r.d_loss, r.g_loss, r.d_real, r.d_fake);
+    /// Moves to `step` of `total`; `message` (the latest losses) is formatted only when shown.
+    pub(crate) fn update(&mut self, step: i64, total: i64, message: impl FnOnce() -> String) {
         match self {
             Progress::Bar(bar) => {
-                bar.set_position(gan.step as u64);
-                bar.set_message(msg);
+                bar.set_position(step as u64);
+                bar.set_message(message());
             }
-            Progress::Lines { every } if gan.step % *every == 0 => {
-                eprintln!("step {:>6}/{}  {msg}", gan.step, gan.config.steps);
+            Progress::Lines { every } if step % *every == 0 => {
+                eprintln!("step {step:>6}/{total}  {}", message());
             }
             _ => {}
         }
     }
 
     /// A line that stays: above the bar in a terminal, as is elsewhere.
-    fn note(&self, line: &str) {
+    pub(crate) fn note(&self, line: &str) {
         match self {
             Progress::Bar(bar) => bar.println(line),
             Progress::Lines { .. } => eprintln!("{line}"),
@@ -727,7 +734,7 @@ impl Progress {
         }
     }
 
-    fn finish(&mut self, _gan: &Gan) {
+    pub(crate) fn finish(&mut self) {
         if let Progress::Bar(bar) = self {
             bar.finish();
         }

@@ -134,78 +134,122 @@ fn register_font() {
     });
 }
 
-/// Size of loss plots in pixels; runs with scores get a second panel below.
-pub fn plot_size(history: &History) -> (u32, u32) {
-    if history.metrics.is_empty() {
-        (720, 400)
-    } else {
-        (720, 640)
-    }
+/// A picture drawn with plotters, rendered the same way to SVG (notebooks) and PNG (run folders).
+pub trait Chart {
+    /// Width and height in pixels.
+    fn size(&self) -> (u32, u32);
+    /// Draws onto `root` (already filled white; presented by the caller).
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, plotters::coord::Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static;
 }
 
-/// Draws the D and G losses of `history` per step, and its scores (FID, IS) when it has them,
-/// on any plotters backend.
-pub fn draw_losses<DB: DrawingBackend>(history: &History, root: DrawingArea<DB, plotters::coord::Shift>) -> Result<()>
+fn render<DB: DrawingBackend, C: Chart + ?Sized>(chart: &C, root: DrawingArea<DB, plotters::coord::Shift>) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     register_font();
     root.fill(&WHITE).map_err(plot_err)?;
-    if history.metrics.is_empty() {
-        draw_loss_chart(history, &root)?;
-    } else {
-        let (top, bottom) = root.split_vertically(400);
-        draw_loss_chart(history, &top)?;
-        draw_score_chart(history, &bottom)?;
-    }
+    chart.draw(&root)?;
     root.present().map_err(plot_err)?;
     Ok(())
 }
 
-fn draw_loss_chart<DB: DrawingBackend>(history: &History, root: &DrawingArea<DB, plotters::coord::Shift>) -> Result<()>
+/// `chart` as an SVG document.
+pub fn chart_svg<C: Chart + ?Sized>(chart: &C) -> Result<String> {
+    let mut svg = String::new();
+    render(chart, SVGBackend::with_string(&mut svg, chart.size()).into_drawing_area())?;
+    Ok(svg)
+}
+
+/// `chart` as an RGB image.
+pub fn chart_image<C: Chart + ?Sized>(chart: &C) -> Result<RgbImage> {
+    let (w, h) = chart.size();
+    let mut buf = vec![0u8; (w * h * 3) as usize];
+    render(chart, BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area())?;
+    RgbImage::from_raw(w, h, buf).context("plot buffer size")
+}
+
+/// Saves `chart` as SVG or PNG, chosen by the extension of `path`.
+pub fn save_chart<C: Chart + ?Sized>(chart: &C, path: &Path) -> Result<()> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("svg") => files::write_atomic(path, chart_svg(chart)?.as_bytes()),
+        Some("png") => save_png(&chart_image(chart)?, path),
+        _ => bail!("plot {}: expected a .svg or .png file name", path.display()),
+    }
+}
+
+/// One line of a line chart.
+pub struct Series {
+    pub name: String,
+    pub color: RGBColor,
+    /// (x, y) points; non-finite y values are skipped.
+    pub points: Vec<(f64, f64)>,
+    /// Marks each point (sparse series such as per-epoch values).
+    pub markers: bool,
+}
+
+impl Series {
+    pub fn new(name: &str, color: RGBColor, points: Vec<(f64, f64)>) -> Series {
+        Series {
+            name: name.into(),
+            color,
+            points: points.into_iter().filter(|p| p.1.is_finite()).collect(),
+            markers: false,
+        }
+    }
+    pub fn with_markers(mut self) -> Series {
+        self.markers = true;
+        self
+    }
+}
+
+/// Colours of successive series (matplotlib's "tab10").
+pub const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// Lines against a shared x axis from 0 to `x_max`; the y axis spans the data and 0.
+pub fn draw_lines<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    (x_desc, y_desc): (&str, &str),
+    x_max: f64,
+    series: &[Series],
+) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
-    let steps = history.len().max(1) as f64;
-    let (lo, hi) = history
-        .steps
+    let (lo, hi) = series
         .iter()
-        .flat_map(|r| [r.d_loss, r.g_loss, r.wasserstein.unwrap_or(r.d_loss), r.mutual_information.unwrap_or(r.d_loss)])
+        .flat_map(|s| s.points.iter().map(|p| p.1))
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let (lo, hi) = if lo.is_finite() { (lo.min(0.0), hi.max(lo + 1e-3)) } else { (0.0, 1.0) };
     let mut chart = ChartBuilder::on(root)
-        .caption("Losses per training step", ("sans-serif", 20))
+        .caption(caption, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(36)
-        .y_label_area_size(48)
-        .build_cartesian_2d(0f64..steps, lo..hi * 1.05)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..x_max.max(1.0), lo..hi * 1.05)
         .map_err(plot_err)?;
-    chart.configure_mesh().x_desc("step").y_desc("loss").label_style(("sans-serif", 13)).draw().map_err(plot_err)?;
-    let d_loss: fn(&StepRecord) -> f64 = |r| r.d_loss;
-    let g_loss: fn(&StepRecord) -> f64 = |r| r.g_loss;
-    let class_loss: fn(&StepRecord) -> f64 = |r| r.class_loss.unwrap_or(f64::NAN);
-    let mut series = vec![("D loss", RGBColor(31, 119, 180), d_loss), ("G loss", RGBColor(255, 127, 14), g_loss)];
-    if history.steps.iter().any(|r| r.class_loss.is_some()) {
-        series.push(("D class loss (real)", RGBColor(44, 160, 44), class_loss));
-    }
-    let wasserstein: fn(&StepRecord) -> f64 = |r| r.wasserstein.unwrap_or(f64::NAN);
-    if history.steps.iter().any(|r| r.wasserstein.is_some()) {
-        series.push(("critic's W estimate E[f(x)] − E[f(G(z))]", RGBColor(214, 39, 40), wasserstein));
-    }
-    let information: fn(&StepRecord) -> f64 = |r| r.information.unwrap_or(f64::NAN);
-    let mutual_information: fn(&StepRecord) -> f64 = |r| r.mutual_information.unwrap_or(f64::NAN);
-    if history.steps.iter().any(|r| r.information.is_some()) {
-        series.push(("G information loss (weighted)", RGBColor(148, 103, 189), information));
-        series.push(("MI lower bound, categorical codes (nats)", RGBColor(140, 86, 75), mutual_information));
-    }
-    for (name, color, value) in series {
+    chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).label_style(("sans-serif", 13)).draw().map_err(plot_err)?;
+    for s in series {
+        let color = s.color;
+        let width = if s.markers { 2 } else { 1 };
+        let line = LineSeries::new(s.points.iter().copied(), color.stroke_width(width));
         chart
-            .draw_series(LineSeries::new(
-                history.steps.iter().map(|r| (r.step as f64, value(r))).filter(|p| p.1.is_finite()),
-                color.stroke_width(1),
-            ))
+            .draw_series(if s.markers { line.point_size(3) } else { line })
             .map_err(plot_err)?
-            .label(name)
+            .label(s.name.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
     }
     chart
@@ -216,6 +260,58 @@ where
         .draw()
         .map_err(plot_err)?;
     Ok(())
+}
+
+/// The D and G losses of a GAN run per step (with the family's extra series), and its scores
+/// (FID, IS) in a second panel when it has them.
+impl Chart for History {
+    fn size(&self) -> (u32, u32) {
+        if self.metrics.is_empty() {
+            (720, 400)
+        } else {
+            (720, 640)
+        }
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, plotters::coord::Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        if self.metrics.is_empty() {
+            draw_loss_chart(self, root)
+        } else {
+            let (top, bottom) = root.split_vertically(400);
+            draw_loss_chart(self, &top)?;
+            draw_score_chart(self, &bottom)
+        }
+    }
+}
+
+/// An optional series of a step record.
+type Field = fn(&StepRecord) -> Option<f64>;
+
+fn draw_loss_chart<DB: DrawingBackend>(history: &History, root: &DrawingArea<DB, plotters::coord::Shift>) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let line = |name: &str, color: usize, value: Field| {
+        Series::new(
+            name,
+            PALETTE[color],
+            history.steps.iter().map(|r| (r.step as f64, value(r).unwrap_or(f64::NAN))).collect(),
+        )
+    };
+    let mut series = vec![line("D loss", 0, |r| Some(r.d_loss)), line("G loss", 1, |r| Some(r.g_loss))];
+    let extra: [(&str, usize, Field); 4] = [
+        ("D class loss (real)", 2, |r| r.class_loss),
+        ("critic's W estimate E[f(x)] − E[f(G(z))]", 3, |r| r.wasserstein),
+        ("G information loss (weighted)", 4, |r| r.information),
+        ("MI lower bound, categorical codes (nats)", 5, |r| r.mutual_information),
+    ];
+    series.extend(
+        extra.into_iter().map(|(name, color, value)| line(name, color, value)).filter(|s| !s.points.is_empty()),
+    );
+    draw_lines(root, "Losses per training step", ("step", "loss"), history.len() as f64, &series)
 }
 
 /// FID (left axis) and Inception score (right axis) against the step.
@@ -281,25 +377,112 @@ fn plot_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error
 
 /// The loss curves as an SVG document.
 pub fn loss_curves_svg(history: &History) -> Result<String> {
-    let mut svg = String::new();
-    draw_losses(history, SVGBackend::with_string(&mut svg, plot_size(history)).into_drawing_area())?;
-    Ok(svg)
+    chart_svg(history)
 }
 
 /// The loss curves as an RGB image.
 pub fn loss_curves_image(history: &History) -> Result<RgbImage> {
-    let (w, h) = plot_size(history);
-    let mut buf = vec![0u8; (w * h * 3) as usize];
-    draw_losses(history, BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area())?;
-    RgbImage::from_raw(w, h, buf).context("plot buffer size")
+    chart_image(history)
 }
 
 /// Saves the loss curves as SVG or PNG, chosen by the extension of `path`.
 pub fn save_loss_curves(history: &History, path: &Path) -> Result<()> {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("svg") => files::write_atomic(path, loss_curves_svg(history)?.as_bytes()),
-        Some("png") => save_png(&loss_curves_image(history)?, path),
-        _ => bail!("loss plot {}: expected a .svg or .png file name", path.display()),
+    save_chart(history, path)
+}
+
+/// The VAE's learning curves: the reconstruction term per step with the held-out MSE per epoch
+/// above, the KL term per step below.
+impl Chart for crate::vae::VaeHistory {
+    fn size(&self) -> (u32, u32) {
+        (720, 640)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, plotters::coord::Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let (top, bottom) = root.split_vertically(340);
+        let per_step =
+            |value: fn(&crate::vae::VaeStep) -> f64| self.steps.iter().map(|r| (r.step as f64, value(r))).collect();
+        let held_out = self.epochs.iter().map(|e| (e.step as f64, e.test_mse)).collect();
+        let steps = self.steps.len() as f64;
+        let reconstruction = [
+            Series::new("reconstruction (training batch)", PALETTE[0], per_step(|r| r.reconstruction)),
+            Series::new("MSE on the held-out set, per epoch", PALETTE[1], held_out).with_markers(),
+        ];
+        draw_lines(&top, "Reconstruction per training step", ("step", "per pixel"), steps, &reconstruction)?;
+        let kl = [Series::new("KL(q(z|x) ‖ N(0, I)) per latent dimension", PALETTE[2], per_step(|r| r.kl))];
+        draw_lines(&bottom, "KL divergence per training step", ("step", "nats"), steps, &kl)
+    }
+}
+
+/// Saves the VAE's learning curves as SVG or PNG, chosen by the extension of `path`.
+pub fn save_vae_curves(history: &crate::vae::VaeHistory, path: &Path) -> Result<()> {
+    save_chart(history, path)
+}
+
+/// Points in 2-D coloured by label (a t-SNE map of a latent space), with a legend of the labels.
+pub struct Scatter {
+    pub caption: String,
+    /// `[N, 2]`.
+    pub points: Tensor,
+    /// `[N]` integer labels, or `None` for one colour.
+    pub labels: Option<Tensor>,
+}
+
+impl Chart for Scatter {
+    fn size(&self) -> (u32, u32) {
+        (640, 600)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, plotters::coord::Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let n = self.points.size()[0];
+        let xy: Vec<f64> = Vec::try_from(self.points.to_kind(Kind::Double).reshape([-1]))?;
+        let labels: Vec<i64> = match &self.labels {
+            Some(l) => Vec::try_from(l.to_kind(Kind::Int64))?,
+            None => vec![0; n as usize],
+        };
+        let bounds = |k: usize| {
+            let v = xy.iter().skip(k).step_by(2);
+            let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+            if lo.is_finite() {
+                (lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
+            } else {
+                (0.0, 1.0)
+            }
+        };
+        let ((x0, x1), (y0, y1)) = (bounds(0), bounds(1));
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.caption, ("sans-serif", 18))
+            .margin(12)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(plot_err)?;
+        chart.configure_mesh().disable_mesh().disable_axes().draw().map_err(plot_err)?;
+        let mut classes: Vec<i64> = labels.clone();
+        classes.sort_unstable();
+        classes.dedup();
+        for class in classes {
+            let color = PALETTE[class.rem_euclid(PALETTE.len() as i64) as usize];
+            let points = (0..n as usize).filter(|&i| labels[i] == class).map(|i| (xy[2 * i], xy[2 * i + 1]));
+            let series = chart.draw_series(points.map(|p| Circle::new(p, 2, color.filled()))).map_err(plot_err)?;
+            if self.labels.is_some() {
+                series.label(class.to_string()).legend(move |(x, y)| Circle::new((x + 6, y), 4, color.filled()));
+            }
+        }
+        if self.labels.is_some() {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 13))
+                .draw()
+                .map_err(plot_err)?;
+        }
+        Ok(())
     }
 }
 

@@ -108,6 +108,17 @@ pub const EXERCISES: &[Exercise] = &[
         points: 3,
         summary: "cross-entropy of Q's logits (no softmax first) and Gaussian NLL of the continuous codes",
     },
+    Exercise { id: "vae.reparameterize", points: 1, summary: "z = mu + exp(log_variance / 2) * eps, eps ~ N(0, I)" },
+    Exercise {
+        id: "vae.kl_divergence",
+        points: 2,
+        summary: "0.5 * mean(exp(log_variance) + mu^2 - 1 - log_variance) over dimensions and batch",
+    },
+    Exercise {
+        id: "vae.vae_loss",
+        points: 2,
+        summary: "reconstruction (MSE, or BCE on (x + 1) / 2) + lambda_kl * KL, both averaged",
+    },
 ];
 
 /// The exercise with this id.

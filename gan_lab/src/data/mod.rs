@@ -184,6 +184,15 @@ impl Dataset {
         self.images.size()[2]
     }
 
+    /// The same dataset sharing its tensors (no copy).
+    pub fn shallow_clone(&self) -> Dataset {
+        Dataset {
+            name: self.name.clone(),
+            images: self.images.shallow_clone(),
+            labels: self.labels.as_ref().map(|l| l.shallow_clone()),
+        }
+    }
+
     /// The first `n` images and labels (`n` is capped at the dataset's size).
     pub fn take(&self, n: i64) -> Dataset {
         let n = n.min(self.len());

@@ -8,6 +8,7 @@ pub mod dcgan;
 pub mod infogan;
 pub mod layers;
 pub mod sagan;
+pub mod vae;
 
 use anyhow::{ensure, Result};
 use tch::{Kind, Tensor};
