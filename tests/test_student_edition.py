@@ -165,6 +165,11 @@ BUGS = {
                              "Tensor::randn([n, codes.continuous], (Kind::Float, Device::Cpu))"),
     "infogan.information_loss": ("gan_lab/src/losses.rs", "categorical += q.narrow(1, at, k).cross_entropy_loss",
                                  "categorical += q.narrow(1, at, k).softmax(-1, Kind::Float).cross_entropy_loss"),
+    "vae.reparameterize": ("gan_lab/src/losses.rs", "mu + (log_variance * 0.5).exp() * eps", "mu + log_variance.exp() * eps"),
+    "vae.kl_divergence": ("gan_lab/src/losses.rs", "(log_variance.exp() + mu.square() - 1.0 - log_variance)",
+                          "(log_variance.exp() + mu - 1.0 - log_variance)"),
+    "vae.vae_loss": ("gan_lab/src/losses.rs", "decoded.mse_loss(images, Reduction::Mean)",
+                     "decoded.mse_loss(images, Reduction::Sum)"),
 }
 
 # Bugs in the library itself, each with the test that guards it: (file, text, buggy text, test).
@@ -172,6 +177,9 @@ GUARDED = {
     "information term detached from G": ("gan_lab/src/train.rs", "            g_loss += &info.weighted;\n",
                                          "            g_loss += info.weighted.detach();\n",
                                          ("infogan", "the_information_term_reaches_every_generator_layer")),
+    "t-SNE bisection moving the wrong way": ("gan_lab/src/tsne.rs", "let too_flat = entropy.gt(target);",
+                                             "let too_flat = entropy.lt(target);",
+                                             ("vae", "tsne_calibrates_each_point_to_the_perplexity")),
 }
 
 

@@ -5,6 +5,7 @@
 //! one entry per MIME type, so several pictures in one cell are composed into one HTML [`Panel`].
 
 use crate::train::{Gan, History};
+use crate::vae::{VaeHistory, VaeModel};
 use crate::viz;
 use base64::Engine;
 use image::RgbImage;
@@ -104,9 +105,14 @@ pub fn samples_with_diagnostics(gan: &Gan, n: i64, seed: u64) -> anyhow::Result<
         .text("classes read by the evaluator", &signals.to_string()))
 }
 
+/// A chart as SVG; a failure to draw shows as its message.
+pub fn chart<C: viz::Chart + ?Sized>(chart: &C) -> Svg {
+    Svg(viz::chart_svg(chart).unwrap_or_else(|e| format!("<svg><text y=\"20\">{e:#}</text></svg>")))
+}
+
 /// The loss curves of a run.
 pub fn losses(history: &History) -> Svg {
-    Svg(viz::loss_curves_svg(history).unwrap_or_else(|e| format!("<svg><text y=\"20\">{e:#}</text></svg>")))
+    chart(history)
 }
 
 /// The conditional lesson's final test: a row per class, a column per noise vector (`k` drawn with `seed`).
@@ -144,6 +150,95 @@ pub fn code_sweep(gan: &Gan, code: i64, from: f64, to: f64, seed: u64) -> anyhow
 /// Images of the linear interpolation from `z1` to `z2` in `steps` steps, in one row.
 pub fn interpolation(gan: &Gan, z1: &Tensor, z2: &Tensor, steps: i64) -> Picture {
     grid(&gan.interpolate(z1, z2, steps), steps)
+}
+
+/// The VAE's learning curves: reconstruction per step with the held-out MSE per epoch, KL per step.
+pub fn vae_curves(history: &VaeHistory) -> Svg {
+    chart(history)
+}
+
+/// The first `n` images of `data` (top row) above their reconstructions by `vae`, with the MSE
+/// over the whole of `data`.
+pub fn reconstructions(vae: &VaeModel, data: &crate::data::Dataset, n: i64) -> anyhow::Result<Panel> {
+    let rows = crate::vae::reconstruction_rows(vae, &data.images, n)?;
+    let mse = vae.test_mse(data)?;
+    Ok(Panel::new().picture(
+        &format!(
+            "{n} images of {} above their reconstructions; MSE over its {} images: {mse:.5}",
+            data.name,
+            data.len()
+        ),
+        &grid(&rows, n),
+    ))
+}
+
+/// `n` images the VAE decodes from draws of the prior N(0, I).
+pub fn vae_samples(vae: &VaeModel, n: i64, seed: u64) -> Picture {
+    grid(&vae.sample(n, seed), viz::default_columns(n))
+}
+
+/// The t-SNE map of the encoder's means for the first `n` images of `data`, coloured by label.
+pub fn latent_map(vae: &VaeModel, data: &crate::data::Dataset, n: i64) -> anyhow::Result<Picture> {
+    let map = crate::vae::latent_map(vae, data, n)?;
+    Ok(Picture { image: viz::chart_image(&map)?, scale: 1 })
+}
+
+/// `steps` images between the encodings of images `a` and `b` of `data`, in one row.
+pub fn vae_interpolation(
+    vae: &VaeModel,
+    data: &crate::data::Dataset,
+    a: i64,
+    b: i64,
+    steps: i64,
+) -> anyhow::Result<Picture> {
+    let n = data.len();
+    anyhow::ensure!((0..n).contains(&a) && (0..n).contains(&b), "images {a} and {b}: expected indices below {n}");
+    Ok(grid(&vae.interpolate(&data.images.get(a), &data.images.get(b), steps)?, steps))
+}
+
+impl VaeHistory {
+    /// A VAE run's history shows as its learning curves.
+    pub fn evcxr_display(&self) {
+        vae_curves(self).evcxr_display()
+    }
+}
+
+impl VaeModel {
+    /// A trained VAE shows 32 samples beside its learning curves.
+    pub fn evcxr_display(&self) {
+        let last = self.history.steps.last().map(|r| {
+            format!("step {}\nloss {:.4}\nreconstruction {:.4}\nKL {:.3}", r.step + 1, r.loss, r.reconstruction, r.kl)
+        });
+        Panel::new()
+            .picture("32 samples from the prior", &vae_samples(self, 32, 0))
+            .svg("learning curves", &vae_curves(&self.history))
+            .text("last step", &last.unwrap_or_else(|| "not trained yet".into()))
+            .evcxr_display()
+    }
+}
+
+impl crate::vae::Comparison {
+    /// The table as HTML.
+    pub fn html(&self) -> String {
+        let (header, rows) = self.cells();
+        let mut out = String::from("<table><thead><tr>");
+        for h in header {
+            let _ = write!(out, "<th>{}</th>", escape(h));
+        }
+        out.push_str("</tr></thead><tbody>");
+        for row in rows {
+            out.push_str("<tr>");
+            for cell in row {
+                let _ = write!(out, "<td>{}</td>", escape(&cell));
+            }
+            out.push_str("</tr>");
+        }
+        out + "</tbody></table>"
+    }
+
+    pub fn evcxr_display(&self) {
+        emit("text/html", &self.html())
+    }
 }
 
 /// Several pictures and texts in one cell result (HTML), side by side.

@@ -585,18 +585,7 @@ impl Gan {
 
     /// The networks' parameters, one line each: name, shape, count.
     pub fn summary(&self) -> String {
-        let mut out = String::new();
-        for (title, vs) in [("Generator", &self.vs_g), ("Discriminator", &self.vs_d)] {
-            let mut vars: Vec<(String, Tensor)> =
-                vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-            vars.sort_by(|a, b| a.0.cmp(&b.0));
-            let total: i64 = vars.iter().map(|(_, t)| t.numel() as i64).sum();
-            out += &format!("{title}: {total} parameters\n");
-            for (name, t) in vars {
-                out += &format!("  {name:<16} {:?}\n", t.size());
-            }
-        }
-        out
+        parameter_summary("Generator", &self.vs_g) + &parameter_summary("Discriminator", &self.vs_d)
     }
 
     /// Sweeps latent dimension `dim` of each row of `z` `[k, latent_dim]` over `steps` values from
@@ -651,6 +640,18 @@ impl Scorer {
         let scores = self.reference.score(&self.evaluator, &images);
         MetricRecord { step: gan.step, scores, seconds: started.elapsed().as_secs_f64() }
     }
+}
+
+/// The trainable parameters of `vs` by name with their shapes, under `title` and their total.
+pub fn parameter_summary(title: &str, vs: &VarStore) -> String {
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let total: i64 = vars.iter().map(|(_, t)| t.numel() as i64).sum();
+    let mut out = format!("{title}: {total} parameters\n");
+    for (name, t) in vars {
+        out += &format!("  {name:<16} {:?}\n", t.size());
+    }
+    out
 }
 
 /// Exercise `dcgan.sample_prior`: `n` draws from the prior N(0, I) in `latent_dim` dimensions,

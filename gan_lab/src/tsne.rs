@@ -86,25 +86,38 @@ impl Tsne {
         ensure!(self.learning_rate > 0.0, "learning_rate = {}: expected a positive rate", self.learning_rate);
         ensure!(x.isfinite().all().int64_value(&[]) == 1, "t-SNE: the points hold NaN or infinite values");
         let p = self.conditional_probabilities(x);
-        let p = ((&p + p.transpose(0, 1)) / (2.0 * n as f64)).clamp_min(1e-12);
-        let off_diagonal = Tensor::ones([n, n], OPTIONS) - Tensor::eye(n, OPTIONS);
-        let mut y = with_seed(self.seed, || Tensor::randn([n, 2], OPTIONS) * 1e-4);
+        // The map is optimised in single precision: every iteration streams a few N×N matrices,
+        // and memory traffic is what it costs. Ops run in place where the formula allows.
+        let p = ((&p + p.transpose(0, 1)) / (2.0 * n as f64)).clamp_min(1e-12).to_kind(Kind::Float);
+        let mut y = with_seed(self.seed, || Tensor::randn([n, 2], OPTIONS) * 1e-4).to_kind(Kind::Float);
         let mut update = y.zeros_like();
         let mut gains = y.ones_like();
+        let exaggerated = &p * self.early_exaggeration;
         for it in 0..self.iterations {
-            let exaggeration = if it < self.exaggeration_iterations { self.early_exaggeration } else { 1.0 };
-            let momentum = if it < self.exaggeration_iterations { 0.5 } else { 0.8 };
-            // Student-t kernel between map points, and the gradient 4 Σ_j (p_ij − q_ij)(y_i − y_j)/(1 + |y_i − y_j|²).
-            let num = (squared_distances(&y) + 1.0).reciprocal() * &off_diagonal;
-            let q = (&num / num.sum(Kind::Double)).clamp_min(1e-12);
-            let pq = (&p * exaggeration - q) * &num;
-            let grad = (pq.sum_dim_intlist(1, true, Kind::Double) * &y - pq.matmul(&y)) * 4.0;
+            let early = it < self.exaggeration_iterations;
+            let target = if early { &exaggerated } else { &p };
+            let momentum = if early { 0.5 } else { 0.8 };
+            // Student-t kernel between map points, num_ij = 1/(1 + |y_i − y_j|²) (0 on the diagonal),
+            // q_ij = num_ij / Σ num, and the gradient 4 Σ_j (p_ij − q_ij) num_ij (y_i − y_j).
+            // 1 + |y_i|² + |y_j|² − 2 y_i·y_j in one product: [−2y, 1 + |y|², 1] · [y, 1, |y|²]ᵀ.
+            let sq = y.square().sum_dim_intlist(1, true, Kind::Float);
+            let ones = sq.ones_like();
+            let left = Tensor::cat(&[&y * -2.0, &sq + 1.0, ones.shallow_clone()], 1);
+            let right = Tensor::cat(&[y.shallow_clone(), ones, sq], 1);
+            let mut num = left.matmul(&right.transpose(0, 1));
+            let _ = num.clamp_min_(1.0).reciprocal_().fill_diagonal_(0.0, false);
+            let z = num.sum(Kind::Float);
+            let mut pq = &num / z;
+            let _ = pq.neg_();
+            pq += target;
+            pq *= &num;
+            let grad = (pq.sum_dim_intlist(1, true, Kind::Float) * &y - pq.matmul(&y)) * 4.0;
             // Jacobs' adaptive gains: grow where the gradient keeps its direction, shrink elsewhere.
             let same = grad.sign().eq_tensor(&update.sign());
             gains = ((&gains * 0.8).where_self(&same, &(&gains + 0.2))).clamp_min(0.01);
             update = &update * momentum - &gains * &grad * self.learning_rate;
             y = &y + &update;
-            y = &y - y.mean_dim(0, true, Kind::Double);
+            y = &y - y.mean_dim(0, true, Kind::Float);
         }
         Ok(y.to_kind(Kind::Float))
     }

@@ -290,6 +290,11 @@ impl VaeModel {
         Ok(())
     }
 
+    /// The layers' parameters by name with their shapes.
+    pub fn summary(&self) -> String {
+        train::parameter_summary("VAE (encoder conv1-4, mean, log_variance; decoder dense, convt1-4)", &self.vs)
+    }
+
     /// Checks latent vectors `[N, latent_dim]`.
     pub fn check_latent(&self, z: &Tensor) -> Result<()> {
         ensure!(

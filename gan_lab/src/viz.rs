@@ -241,7 +241,14 @@ where
         .y_label_area_size(56)
         .build_cartesian_2d(0f64..x_max.max(1.0), lo..hi * 1.05)
         .map_err(plot_err)?;
-    chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).label_style(("sans-serif", 13)).draw().map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(plot_err)?;
     for s in series {
         let color = s.color;
         let width = if s.markers { 2 } else { 1 };
