@@ -3,6 +3,7 @@
 //! same G and D outputs, weights after one training step and losses over three steps, within 1e-5.
 
 use gan_lab::data::{Dataset, Split};
+use gan_lab::perf::{channels_last, variables, write_tensors};
 use gan_lab::Dcgan;
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,8 +23,10 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 fn training_steps_match_pytorch() {
     let dir = tempfile::tempdir().unwrap();
     let mut gan = Dcgan::mnist32().seed(11).build().unwrap();
-    gan.vs_g.save(dir.path().join("generator.safetensors")).unwrap();
-    gan.vs_d.save(dir.path().join("discriminator.safetensors")).unwrap();
+    // Trained as gan_lab trains: channels-last weights and batch (the default).
+    assert!(gan.config.channels_last);
+    write_tensors(&variables(&gan.vs_g), &dir.path().join("generator.safetensors")).unwrap();
+    write_tensors(&variables(&gan.vs_d), &dir.path().join("discriminator.safetensors")).unwrap();
     let x = Dataset::mnist(Split::Test).unwrap().take(32).images;
     tch::manual_seed(4);
     let z = Tensor::randn([32, 100], (Kind::Float, tch::Device::Cpu));
@@ -35,6 +38,8 @@ fn training_steps_match_pytorch() {
     let reference: HashMap<String, Tensor> =
         Tensor::read_safetensors(dir.path().join("reference.safetensors")).unwrap().into_iter().collect();
 
+    // gan_lab's side takes the batch in its training layout.
+    let x = channels_last(&x);
     // Forward passes in training mode (batch statistics), before any update.
     let fake = gan.generator.generate(&z, None, true).detach();
     let d_real = gan.discriminator.score(&x, None, true).sigmoid().detach();

@@ -338,6 +338,11 @@ impl<F: Family> Builder<F> {
         self.train.metrics_every = n;
         self
     }
+    /// Channels-last weights and batches (on by default; see [`crate::perf`]).
+    pub fn channels_last(mut self, on: bool) -> Self {
+        self.train.channels_last = on;
+        self
+    }
     pub fn checkpoint_every(mut self, n: i64) -> Self {
         self.train.checkpoint_every = n;
         self
@@ -397,6 +402,10 @@ impl<F: Family> Builder<F> {
         let (vs_g, vs_d) = (VarStore::new(Device::Cpu), VarStore::new(Device::Cpu));
         let (generator, discriminator) =
             train::with_seed(train::mix(self.train.seed, 1), || c.networks(&vs_g.root(), &vs_d.root()));
+        if self.train.channels_last {
+            crate::perf::use_channels_last(&vs_g);
+            crate::perf::use_channels_last(&vs_d);
+        }
         let mut gan = Gan {
             family: F::NAME.into(),
             architecture: serde_json::to_value(c)?,

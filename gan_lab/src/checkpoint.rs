@@ -31,11 +31,11 @@ pub fn save(gan: &Gan, dir: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let written = (|| -> Result<()> {
-        gan.vs_g.save(tmp.join("generator.safetensors"))?;
-        gan.vs_d.save(tmp.join("discriminator.safetensors"))?;
+        crate::perf::write_tensors(&crate::perf::variables(&gan.vs_g), &tmp.join("generator.safetensors"))?;
+        crate::perf::write_tensors(&crate::perf::variables(&gan.vs_d), &tmp.join("discriminator.safetensors"))?;
         let mut opt = gan.opt_g.state("generator.");
         opt.extend(gan.opt_d.state("discriminator."));
-        tch::Tensor::write_safetensors(&opt, tmp.join("optimizer.safetensors"))?;
+        crate::perf::write_tensors(&opt, &tmp.join("optimizer.safetensors"))?;
         let state = State {
             format: FORMAT,
             family: gan.family.clone(),

@@ -77,6 +77,28 @@ enum Command {
     /// Trains the models of a lesson's comparison and prints its table.
     #[command(subcommand)]
     Compare(CompareCommand),
+    /// Training speed of the lesson models beside the PyTorch eager reference, alternating runs.
+    Bench {
+        /// Models (comma-separated: dcgan, cdcgan, vae, wgan-gp, infogan); default: every lesson
+        /// model at batch 64, and the DCGAN at 128 too.
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Batch sizes for --models (comma-separated).
+        #[arg(long, value_delimiter = ',', default_values_t = [64])]
+        batch: Vec<i64>,
+        /// Runs of each side per case; the table shows medians.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Threads for both sides (default: libtorch's, one per core).
+        #[arg(long)]
+        threads: Option<i64>,
+        /// Writes the table here as well (Markdown).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Measure gan_lab's side of one case in this process (used by the benchmark itself).
+        #[arg(long, hide = true)]
+        worker: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -275,6 +297,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(TrainCommand::Acgan(a)) => train(Acgan::mnist32(), &a, 32, 1),
         Command::Train(TrainCommand::Infogan(a)) => train(Infogan::mnist32(), &a, 32, 1),
         Command::Train(TrainCommand::Vae(a)) => train_vae(&a),
+        Command::Bench { models, batch, rounds, threads, out, worker } => {
+            bench(&models, &batch, rounds, threads.unwrap_or(tch::get_num_threads() as i64), out.as_deref(), worker)
+        }
         Command::Compare(CompareCommand::VaeGan { steps, lambdas, seed, out }) => {
             compare_vae_gan(steps, &lambdas, seed, &out)
         }
@@ -586,5 +611,52 @@ fn compare_vae_gan(steps: i64, lambdas: &[f64], seed: u64, out: &std::path::Path
         tch::get_num_threads(),
         out.display()
     );
+    Ok(())
+}
+
+fn bench(
+    models: &[String],
+    batches: &[i64],
+    rounds: usize,
+    threads: i64,
+    out: Option<&std::path::Path>,
+    worker: bool,
+) -> Result<()> {
+    use crate::bench::{self, Case};
+    anyhow::ensure!(threads >= 1, "--threads {threads}: expected 1 or more");
+    let cases = if models.is_empty() {
+        Case::lessons()
+    } else {
+        let mut cases = Vec::new();
+        for m in models {
+            for &b in batches {
+                cases.push(Case::new(m, b).context("--models/--batch")?);
+            }
+        }
+        cases
+    };
+    if worker {
+        anyhow::ensure!(cases.len() == 1, "--worker measures one case: give one model and one batch size");
+        println!("{}", serde_json::to_string(&bench::measure(&cases[0], threads)?)?);
+        return Ok(());
+    }
+    let python = std::env::var("GAN_LAB_PYTHON")
+        .context("GAN_LAB_PYTHON: run through scripts/setup.sh or cargo (.cargo/config.toml sets it)")?;
+    let script = repo_root().join("tests/reference/bench_reference.py");
+    tch::set_num_threads(threads as i32);
+    let peak = bench::matmul_peak(2048, 10);
+    eprintln!("fp32 matmul (2048×2048, best of 10): {peak:.1} GFLOP/s on {threads} threads");
+    let rows = bench::compare(&cases, rounds, threads, &std::env::current_exe()?, &python, &script)?;
+    let peak_after = bench::matmul_peak(2048, 10);
+    let table = bench::table(&rows, peak.max(peak_after));
+    println!("{table}");
+    println!(
+        "{threads} threads; fp32 matmul peak {:.1} GFLOP/s (best of the measures before, {peak:.1}, and after, \
+         {peak_after:.1}); medians of {rounds} alternating runs per side; FLOPs per step counted by PyTorch's flop counter",
+        peak.max(peak_after)
+    );
+    if let Some(path) = out {
+        crate::files::write_atomic(path, table.as_bytes())?;
+    }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! gan_lab: a course kit for generative adversarial networks on tch (libtorch).
 
+pub mod bench;
 pub mod builders;
 pub mod checkpoint;
 pub mod cli;
@@ -11,6 +12,7 @@ pub mod metrics;
 pub mod models;
 pub mod notebook;
 pub mod optim;
+pub mod perf;
 pub mod train;
 pub mod tsne;
 pub mod vae;

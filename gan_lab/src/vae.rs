@@ -34,6 +34,13 @@ pub struct VaeTraining {
     pub lambda_kl: f64,
     pub reconstruction: Reconstruction,
     pub optimizer: OptimizerConfig,
+    /// Channels-last weights and batches ([`crate::perf`]).
+    #[serde(default = "yes")]
+    pub channels_last: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for VaeTraining {
@@ -47,6 +54,7 @@ impl Default for VaeTraining {
             lambda_kl: 1e-2,
             reconstruction: Reconstruction::Mse,
             optimizer: AdamConfig::dcgan().into(),
+            channels_last: true,
         }
     }
 }
@@ -182,6 +190,9 @@ impl Vae {
         self.validate()?;
         let vs = VarStore::new(Device::Cpu);
         let net = with_seed(mix(self.train.seed, 1), || VaeNet::new(&vs.root(), &self.model));
+        if self.train.channels_last {
+            crate::perf::use_channels_last(&vs);
+        }
         Ok(VaeModel {
             config: self.model.clone(),
             opt: Optimizer::new(&vs, self.train.optimizer),
@@ -234,6 +245,7 @@ impl VaeModel {
         let t = self.train.clone();
         let mut batcher = Batcher::new(data, t.batch_size, t.seed)?;
         let per_epoch = batcher.batches_per_epoch(data);
+        crate::perf::tune_allocator();
         let mut progress = Progress::new(t.steps, self.step);
         while self.step < t.steps {
             if train::stop_requested() {
@@ -241,6 +253,7 @@ impl VaeModel {
                 return Ok(Outcome::Interrupted);
             }
             let (x, _) = batcher.batch(data, self.step);
+            let x = if t.channels_last { crate::perf::channels_last(&x) } else { x };
             let (mu, log_variance) = self.net.encode(&x, true);
             let z = with_seed(mix(t.seed, 1_000_003 + self.step as u64), || reparameterize(&mu, &log_variance));
             let decoded = self.net.decode(&z, true);
@@ -355,10 +368,9 @@ impl VaeModel {
     /// each written atomically. [`VaeModel::load`] reads them back.
     pub fn save(&self, dir: &Path) -> Result<()> {
         crate::files::ensure_writable_dir(dir)?;
-        let mut weights: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
-        weights.sort_by(|a, b| a.0.cmp(&b.0));
+        let weights = crate::perf::variables(&self.vs);
         crate::files::write_atomic_with(&dir.join("vae.safetensors"), |tmp| {
-            Tensor::write_safetensors(&weights, tmp).map_err(|e| std::io::Error::other(e.to_string()))
+            crate::perf::write_tensors(&weights, tmp).map_err(|e| std::io::Error::other(format!("{e:#}")))
         })?;
         let state = Saved {
             config: self.config.clone(),

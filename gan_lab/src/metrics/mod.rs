@@ -239,7 +239,7 @@ pub fn collapse_signals(ev: &dyn Extractor, images: &Tensor) -> CollapseSignals 
     let entropy = -class_shares.iter().filter(|&&p| p > 0.0).map(|p| p * p.ln()).sum::<f64>();
     let (top_class, top_share) =
         class_shares.iter().cloned().enumerate().fold((0, 0.0), |a, (i, p)| if p > a.1 { (i, p) } else { a });
-    let flat = images.to_kind(Kind::Float).view([n, -1]);
+    let flat = images.to_kind(Kind::Float).reshape([n, -1]);
     let pixels = flat.size()[1] as f64;
     let distances = tch::no_grad(|| Tensor::cdist(&flat, &flat, 2.0, None::<i64>)) / pixels.sqrt();
     let distances = distances + Tensor::eye(n, (Kind::Float, tch::Device::Cpu)) * 1e9; // not itself

@@ -32,7 +32,7 @@ impl Classifier {
         assert_eq!(x.size()[1..], [1, 32, 32], "classifier input: expected [batch, 1, 32, 32]");
         let h = self.conv1.forward(x).relu().max_pool2d_default(2); // [B, 32, 14, 14]
         let h = self.conv2.forward(&h).relu().max_pool2d_default(2); // [B, 64, 5, 5]
-        let h = h.view([b, 64 * 5 * 5]).dropout(0.25, train);
+        let h = h.reshape([b, 64 * 5 * 5]).dropout(0.25, train);
         self.fc1.forward(&h).relu() // [B, 128]
     }
 

@@ -240,7 +240,7 @@ impl DiscriminatorNet for PaperDiscriminator {
         let b = x.size()[0];
         let h = dcgan::leaky_relu_02(&self.conv1.forward(x)); // [B, 64, 16, 16]
         let h = dcgan::leaky_relu_02(&self.bn2.forward_t(&self.conv2.forward(&h), train)); // [B, 128, 8, 8]
-        let h = dcgan::leaky_relu_02(&self.bn3.forward_t(&self.fc.forward(&h.view([b, 128 * 8 * 8])), train));
+        let h = dcgan::leaky_relu_02(&self.bn3.forward_t(&self.fc.forward(&h.reshape([b, 128 * 8 * 8])), train));
         Judgement { score: self.score.forward(&h).view([b]), classes: None, codes: Some(self.q.forward_t(&h, train)) }
     }
 }

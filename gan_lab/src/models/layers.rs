@@ -260,8 +260,8 @@ impl SelfAttention {
     pub fn attention_map(&self, x: &Tensor) -> Tensor {
         let (b, _, hh, ww) = x.size4().expect("feature maps [B, C, H, W]");
         let n = hh * ww;
-        let f = self.f.forward(x).view([b, -1, n]);
-        let g = self.g.forward(x).view([b, -1, n]);
+        let f = self.f.forward(x).reshape([b, -1, n]);
+        let g = self.g.forward(x).reshape([b, -1, n]);
         attention_weights(&f, &g)
     }
 }
@@ -280,7 +280,7 @@ impl Module for SelfAttention {
         let (b, c, hh, ww) = x.size4().expect("feature maps [B, C, H, W]");
         let n = hh * ww;
         let beta = self.attention_map(x); // [B, N (j), N (i)]
-        let h = self.h.forward(x).view([b, -1, n]); // [B, C/8, N (i)]
+        let h = self.h.forward(x).reshape([b, -1, n]); // [B, C/8, N (i)]
         let o = h.bmm(&beta.transpose(1, 2)).view([b, -1, hh, ww]); // o_j = Σ_i β_{j,i} h(x_i)
         let o = self.v.forward(&o); // [B, C, H, W]
         debug_assert_eq!(o.size()[1], c);

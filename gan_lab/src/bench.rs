@@ -1,0 +1,256 @@
+//! `gan-lab bench`: gan_lab's training speed beside the PyTorch eager reference of the same model
+//! and optimizers (`tests/reference/bench_reference.py`, run with the project's Python torch).
+//!
+//! Each measurement runs in its own process, so that peak memory is the model's alone; gan_lab's
+//! and the reference's runs alternate, round after round, and the table shows medians. The
+//! machine's fp32 matrix-multiply rate is measured in the same invocation, and each model's
+//! floating-point operations per step (counted once by PyTorch's flop counter, the same model on
+//! both sides) turn times into a share of it.
+
+use crate::data::Dataset;
+use crate::losses::Objective;
+use crate::train::{with_seed, Gan};
+use crate::vae::Vae;
+use crate::{Cdcgan, Dcgan, Infogan};
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// The lesson models the benchmark knows, by their command-line names.
+pub const MODELS: [&str; 5] = ["dcgan", "cdcgan", "vae", "wgan-gp", "infogan"];
+
+/// One benchmark case: a model at a batch size, with its timed steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Case {
+    pub model: String,
+    pub batch: i64,
+    pub steps: i64,
+    pub warmup: i64,
+}
+
+impl Case {
+    /// `model` at `batch` with steps that take a few seconds each (a WGAN-GP step is five critic
+    /// updates with a double backward; an InfoGAN step has two 8192×1024 dense layers).
+    pub fn new(model: &str, batch: i64) -> Result<Case> {
+        ensure!(MODELS.contains(&model), "model `{model}`: expected one of {}", MODELS.join(", "));
+        ensure!(batch >= 2, "batch {batch}: expected 2 or more");
+        let steps = match model {
+            "dcgan" | "vae" => 40,
+            "cdcgan" => 15,
+            "infogan" => 12,
+            _ => 6,
+        };
+        Ok(Case { model: model.into(), batch, steps, warmup: 3 })
+    }
+
+    /// The lesson set: DCGAN at batch 64 and 128, then the other models at 64.
+    pub fn lessons() -> Vec<Case> {
+        let mut cases = vec![Case::new("dcgan", 64).unwrap(), Case::new("dcgan", 128).unwrap()];
+        cases.extend(MODELS[1..].iter().map(|m| Case::new(m, 64).unwrap()));
+        cases
+    }
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Measure {
+    pub ms_per_step: f64,
+    pub peak_rss_mb: f64,
+    /// Counted by the reference only.
+    #[serde(default)]
+    pub flops_per_step: Option<f64>,
+    pub threads: i64,
+}
+
+/// Peak resident memory of this process so far, in MB (Linux; 0 elsewhere).
+pub fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The fp32 matrix-multiply rate in GFLOP/s: the best of `reps` products of two n×n matrices.
+pub fn matmul_peak(n: i64, reps: usize) -> f64 {
+    let (a, b) = with_seed(0, || {
+        (Tensor::randn([n, n], (Kind::Float, Device::Cpu)), Tensor::randn([n, n], (Kind::Float, Device::Cpu)))
+    });
+    let _ = a.matmul(&b);
+    let best = (0..reps)
+        .map(|_| {
+            let started = Instant::now();
+            let c = a.matmul(&b);
+            let seconds = started.elapsed().as_secs_f64();
+            drop(c);
+            seconds
+        })
+        .fold(f64::INFINITY, f64::min);
+    2.0 * (n as f64).powi(3) / best / 1e9
+}
+
+/// Random images in [-1, 1] with random labels: speed does not depend on the pixels.
+fn random_data(n: i64) -> Dataset {
+    with_seed(0, || Dataset {
+        name: "random".into(),
+        images: Tensor::rand([n, 1, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0,
+        labels: Some(Tensor::randint(10, [n], (Kind::Int64, Device::Cpu))),
+    })
+}
+
+/// Trains `gan` for `warmup` steps, then times `steps` more through the library's training loop.
+fn time_gan(mut gan: Gan, data: &Dataset, case: &Case) -> Result<f64> {
+    gan.config.snapshot_every = 0;
+    gan.config.metrics_every = 0;
+    gan.config.steps = case.warmup;
+    gan.train(data, |_| Ok(()))?;
+    gan.config.steps = case.warmup + case.steps;
+    let started = Instant::now();
+    gan.train(data, |_| Ok(()))?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// gan_lab's side of one case, in this process: milliseconds per training step and peak memory.
+pub fn measure(case: &Case, threads: i64) -> Result<Measure> {
+    tch::set_num_threads(threads as i32);
+    std::env::set_var("GAN_LAB_PROGRESS", "off");
+    let data = random_data(case.batch * 4);
+    let b = case.batch;
+    let seconds = match case.model.as_str() {
+        "dcgan" => time_gan(Dcgan::mnist32().batch_size(b).build()?, &data, case)?,
+        "cdcgan" => time_gan(Cdcgan::mnist32().batch_size(b).build()?, &data, case)?,
+        "wgan-gp" => time_gan(Dcgan::mnist32().objective(Objective::wgan_gp()).batch_size(b).build()?, &data, case)?,
+        "infogan" => time_gan(Infogan::mnist32().batch_size(b).build()?, &data, case)?,
+        "vae" => {
+            let mut vae = Vae::mnist32().batch_size(b).steps(case.warmup).build()?;
+            vae.fit(&data, None)?;
+            vae.train.steps = case.warmup + case.steps;
+            let started = Instant::now();
+            vae.fit(&data, None)?;
+            started.elapsed().as_secs_f64()
+        }
+        other => bail!("model `{other}`: expected one of {}", MODELS.join(", ")),
+    };
+    Ok(Measure {
+        ms_per_step: 1000.0 * seconds / case.steps as f64,
+        peak_rss_mb: peak_rss_mb(),
+        flops_per_step: None,
+        threads: tch::get_num_threads() as i64,
+    })
+}
+
+/// Runs one measurement in a child process and reads the JSON line it prints last.
+fn run_child(mut command: Command, what: &str) -> Result<Measure> {
+    let out = command.output().with_context(|| format!("{what}: cannot start it"))?;
+    ensure!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default()
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line =
+        stdout.lines().rev().find(|l| l.starts_with('{')).with_context(|| format!("{what}: no result printed"))?;
+    serde_json::from_str(line).with_context(|| format!("{what}: unreadable result `{line}`"))
+}
+
+/// Medians of alternating runs of both sides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub case: Case,
+    pub ours: Measure,
+    pub reference: Measure,
+    pub flops_per_step: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn median_measure(runs: &[Measure]) -> Measure {
+    Measure {
+        ms_per_step: median(runs.iter().map(|m| m.ms_per_step).collect()),
+        peak_rss_mb: runs.iter().map(|m| m.peak_rss_mb).fold(0.0, f64::max),
+        flops_per_step: runs.iter().find_map(|m| m.flops_per_step),
+        threads: runs[0].threads,
+    }
+}
+
+/// Measures each case `rounds` times on each side, alternating which side goes first, with
+/// `exe` (this program) as gan_lab's worker and `python` running `script`.
+pub fn compare(
+    cases: &[Case],
+    rounds: usize,
+    threads: i64,
+    exe: &Path,
+    python: &str,
+    script: &Path,
+) -> Result<Vec<Row>> {
+    ensure!(rounds >= 1, "rounds = {rounds}: expected 1 or more");
+    let mut rows = Vec::new();
+    for case in cases {
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let mut worker = Command::new(exe);
+            worker.args(["bench", "--worker", "--models", &case.model, "--batch", &case.batch.to_string()]);
+            worker.args(["--threads", &threads.to_string()]);
+            let mut reference = Command::new(python);
+            reference.arg(script).arg(&case.model);
+            for n in [case.batch, case.steps, case.warmup, threads] {
+                reference.arg(n.to_string());
+            }
+            let what = format!("{} batch {}", case.model, case.batch);
+            if round % 2 == 0 {
+                ours.push(run_child(worker, &format!("gan_lab {what}"))?);
+                theirs.push(run_child(reference, &format!("PyTorch reference {what}"))?);
+            } else {
+                theirs.push(run_child(reference, &format!("PyTorch reference {what}"))?);
+                ours.push(run_child(worker, &format!("gan_lab {what}"))?);
+            }
+            eprintln!(
+                "{what}, round {}: gan_lab {:.1} ms, PyTorch {:.1} ms per step",
+                round + 1,
+                ours[round].ms_per_step,
+                theirs[round].ms_per_step
+            );
+        }
+        let reference = median_measure(&theirs);
+        let flops_per_step = reference.flops_per_step.context("the reference did not count its operations")?;
+        rows.push(Row { case: case.clone(), ours: median_measure(&ours), reference, flops_per_step });
+    }
+    Ok(rows)
+}
+
+/// The table the README shows: per case and side, ms per step, images per second, peak memory,
+/// GFLOP/s and its share of the measured matmul rate, and gan_lab's speed-up.
+pub fn table(rows: &[Row], peak_gflops: f64) -> String {
+    let mut out = String::from(
+        "| model | batch | implementation | ms per step | images/s | peak RSS (MB) | GFLOP/s | % of matmul peak | speed-up |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for r in rows {
+        for (name, m) in [("gan_lab", &r.ours), ("PyTorch eager", &r.reference)] {
+            let gflops = r.flops_per_step / m.ms_per_step / 1e6;
+            let speedup = if name == "gan_lab" {
+                format!("{:.2}×", r.reference.ms_per_step / r.ours.ms_per_step)
+            } else {
+                String::new()
+            };
+            out += &format!(
+                "| {} | {} | {name} | {:.1} | {:.0} | {:.0} | {:.1} | {:.0}% | {speedup} |\n",
+                r.case.model,
+                r.case.batch,
+                m.ms_per_step,
+                1000.0 * r.case.batch as f64 / m.ms_per_step,
+                m.peak_rss_mb,
+                gflops,
+                100.0 * gflops / peak_gflops,
+            );
+        }
+    }
+    out
+}
