@@ -141,3 +141,30 @@ fn sample_and_explore_read_a_checkpoint() {
     assert_eq!(image::open(&png).unwrap().width(), 4 * 34 + 2);
     fails_with(&["sample", "--checkpoint", "/nonexistent", "--out", png.to_str().unwrap()], "/nonexistent");
 }
+
+#[test]
+fn bench_prints_both_sides_and_refuses_unknown_models() {
+    fails_with(&["bench", "--models", "gpt"], "model `gpt`: expected one of dcgan, cdcgan, vae, wgan-gp, infogan");
+    fails_with(&["bench", "--models", "vae", "--batch", "1"], "batch 1: expected 2 or more");
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("bench.md");
+    let out = gan_lab()
+        .args(["bench", "--models", "vae", "--batch", "8", "--rounds", "1", "--threads", "1", "--out"])
+        .arg(&table)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| vae | 8 |")).collect();
+    assert_eq!(rows.len(), 2, "a gan_lab row and a PyTorch row: {stdout}");
+    assert!(rows[0].contains("gan_lab") && rows[0].ends_with("× |"), "{stdout}");
+    assert!(rows[1].contains("PyTorch eager"), "{stdout}");
+    for row in rows {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let ms: f64 = cells[4].parse().unwrap();
+        let rss: f64 = cells[6].parse().unwrap();
+        assert!(ms > 0.0 && rss > 50.0, "ms per step and peak memory measured: {row}");
+    }
+    assert!(stdout.contains("1 threads"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&table).unwrap().lines().count(), 4, "the table saved with --out");
+}
