@@ -157,6 +157,16 @@ fn a_saved_vae_loads_with_the_same_weights_and_history() {
 }
 
 #[test]
+fn a_one_image_held_out_set_still_saves_its_run() {
+    let (train, test) = small_data();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    Vae::mnist32().steps(2).held_out(&test.take(1)).out_dir(&out).train(&train).unwrap();
+    assert!(out.join("reconstructions.png").is_file() && out.join("samples.png").is_file());
+    assert!(!out.join("interpolation.png").exists(), "an interpolation needs two images");
+}
+
+#[test]
 fn bad_input_is_named_in_the_error() {
     let (train, _) = small_data();
     let e = err_of(Vae::mnist32().lambda_kl(-1.0).train(&train));

@@ -410,10 +410,16 @@ struct Saved {
 pub fn save_run(vae: &VaeModel, shown: &Dataset, dir: &Path) -> Result<()> {
     vae.save(dir)?;
     crate::viz::save_vae_curves(&vae.history, &dir.join("learning_curves.png"))?;
-    crate::viz::save_grid(&reconstruction_rows(vae, &shown.images, 10)?, 10, &dir.join("reconstructions.png"))?;
+    // A held-out set smaller than the pictures want shows what it has.
+    let n = shown.len().min(10);
+    if n >= 1 {
+        crate::viz::save_grid(&reconstruction_rows(vae, &shown.images, n)?, n, &dir.join("reconstructions.png"))?;
+    }
     crate::viz::save_grid(&vae.sample(32, mix(vae.train.seed, 2)), 8, &dir.join("samples.png"))?;
-    let (a, b) = (shown.images.get(0), shown.images.get(1));
-    crate::viz::save_grid(&vae.interpolate(&a, &b, 10)?, 10, &dir.join("interpolation.png"))?;
+    if n >= 2 {
+        let (a, b) = (shown.images.get(0), shown.images.get(1));
+        crate::viz::save_grid(&vae.interpolate(&a, &b, 10)?, 10, &dir.join("interpolation.png"))?;
+    }
     Ok(())
 }
 

@@ -259,13 +259,7 @@ where
             .label(s.name.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(plot_err)?;
+    draw_legend(&mut chart, SeriesLabelPosition::MiddleRight)?;
     Ok(())
 }
 
@@ -368,14 +362,26 @@ where
         .map_err(plot_err)?
         .label("IS")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], is_color.stroke_width(2)));
+    draw_legend(&mut chart, SeriesLabelPosition::MiddleRight)?;
+    Ok(())
+}
+
+/// The legend of a chart's labelled series at `position`, in the house style.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     chart
         .configure_series_labels()
+        .position(position)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 13))
         .draw()
-        .map_err(plot_err)?;
-    Ok(())
+        .map_err(plot_err)
 }
 
 fn plot_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error {
@@ -480,14 +486,7 @@ impl Chart for Scatter {
             }
         }
         if self.labels.is_some() {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .draw()
-                .map_err(plot_err)?;
+            draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         }
         Ok(())
     }
@@ -531,14 +530,7 @@ pub fn class_accuracy_svg(models: &[(&str, &crate::metrics::ClassAccuracy)]) -> 
                 .label(format!("{name} ({:.1}% overall)", 100.0 * acc.overall))
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 13))
-            .draw()
-            .map_err(plot_err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         root.present().map_err(plot_err)?;
     }
     Ok(svg)
