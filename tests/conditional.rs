@@ -176,3 +176,45 @@ fn class_accuracy_counts_per_requested_class() {
     let want = ones_right.to_kind(Kind::Double).sum(Kind::Double).double_value(&[]) / ones;
     assert!((right.per_class[1] - want).abs() < 1e-12, "class 1: {} vs {want}", right.per_class[1]);
 }
+
+#[test]
+fn the_averaged_generator_is_the_bias_corrected_moving_average_and_survives_resume() {
+    let data = small_data();
+    let builder = Cdcgan::mnist32().ngf(8).ndf(8).batch_size(16).seed(4).snapshot_every(0).checkpoint_every(0);
+    let decay = 0.5;
+    // G's weights after each of three steps, step by step, to average by hand.
+    let mut gan = builder.clone().steps(0).average_generator(decay).build().unwrap();
+    let name = "g.convt1.weight";
+    let mut seen = Vec::new();
+    for step in 1..=3 {
+        gan.config.steps = step;
+        gan.train(&data, |_| Ok(())).unwrap();
+        seen.push(all_weights(&gan)[name].copy());
+    }
+    let live = all_weights(&gan)[name].copy();
+    // (1 − β)(θ3 + β θ2 + β² θ1) / (1 − β³)
+    let want = (&seen[2] + &seen[1] * decay + &seen[0] * (decay * decay)) * ((1.0 - decay) / (1.0 - decay.powi(3)));
+    let averaged = gan.with_average(|g| all_weights(g)[name].copy()).unwrap();
+    assert!(averaged.allclose(&want, 1e-6, 1e-7, false), "the average is not Σ(1 − β)β^(t−i)θi / (1 − β^t)");
+    assert!(!averaged.equal(&live), "the averaged weights are the live ones");
+    assert!(all_weights(&gan)[name].equal(&live), "the live weights were not put back exactly");
+    // Sampling from the average differs from sampling from the live weights.
+    let z = Tensor::randn([2, 100], (Kind::Float, tch::Device::Cpu));
+    let from_average = gan.with_average(|g| g.class_grid(&z).unwrap()).unwrap();
+    assert!(!from_average.equal(&gan.class_grid(&z).unwrap()));
+
+    // A checkpoint holds the average: resuming in two parts gives the same average as one run.
+    let dir = tempfile::tempdir().unwrap();
+    let b = builder.average_generator(0.9);
+    let whole = b.clone().steps(5).train(&data).unwrap();
+    b.clone().steps(2).out_dir(dir.path()).train(&data).unwrap();
+    let resumed = b.clone().steps(5).resume(dir.path().join("checkpoint")).train(&data).unwrap();
+    let avg = |g: &gan_lab::Gan| g.with_average(|g| all_weights(g)[name].copy()).unwrap();
+    assert!(avg(&whole).equal(&avg(&resumed)), "the average after resume differs from one run's");
+    assert_eq!(resumed.average.as_ref().unwrap().updates(), 5);
+
+    let e = err_of(Cdcgan::mnist32().average_generator(1.0).build());
+    assert!(e.contains("average_generator") && e.contains("[0, 1)"), "{e}");
+    let e = err_of(Cdcgan::mnist32().ngf(8).ndf(8).steps(0).build().unwrap().with_average(|_| ()));
+    assert!(e.contains("no averaged generator"), "{e}");
+}

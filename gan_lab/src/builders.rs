@@ -343,6 +343,12 @@ impl<F: Family> Builder<F> {
         self.train.channels_last = on;
         self
     }
+    /// Keeps a moving average of G's weights with decay `decay` (β in [0, 1); 0 turns it off),
+    /// to sample from with [`Gan::with_average`]. Training is unchanged.
+    pub fn average_generator(mut self, decay: f64) -> Self {
+        self.train.average_generator = decay;
+        self
+    }
     pub fn checkpoint_every(mut self, n: i64) -> Self {
         self.train.checkpoint_every = n;
         self
@@ -385,6 +391,11 @@ impl<F: Family> Builder<F> {
             }
             _ => {}
         }
+        ensure!(
+            (0.0..1.0).contains(&t.average_generator),
+            "average_generator = {}: expected a decay in [0, 1) (0: off)",
+            t.average_generator
+        );
         ensure!(t.batch_size >= 1, "batch_size = {}: expected 1 or more", t.batch_size);
         ensure!(t.steps >= 0, "steps = {}: expected 0 or more", t.steps);
         ensure!(t.metrics_every >= 0, "metrics_every = {}: expected 0 (off) or more", t.metrics_every);
@@ -414,6 +425,8 @@ impl<F: Family> Builder<F> {
             codes: c.codes(),
             opt_g: Optimizer::new(&vs_g, self.train.optimizer_g),
             opt_d: Optimizer::new(&vs_d, self.train.optimizer_d),
+            average: (self.train.average_generator > 0.0)
+                .then(|| crate::optim::Average::new(&vs_g, self.train.average_generator)),
             vs_g,
             vs_d,
             generator,

@@ -35,6 +35,9 @@ pub fn save(gan: &Gan, dir: &Path) -> Result<()> {
         crate::perf::write_tensors(&crate::perf::variables(&gan.vs_d), &tmp.join("discriminator.safetensors"))?;
         let mut opt = gan.opt_g.state("generator.");
         opt.extend(gan.opt_d.state("discriminator."));
+        if let Some(average) = &gan.average {
+            opt.extend(average.state("average."));
+        }
         crate::perf::write_tensors(&opt, &tmp.join("optimizer.safetensors"))?;
         let state = State {
             format: FORMAT,
@@ -118,6 +121,11 @@ pub fn load(gan: &mut Gan, dir: &Path) -> Result<()> {
     gan.config.steps = steps;
     gan.opt_g.config = gan.config.optimizer_g;
     gan.opt_d.config = gan.config.optimizer_d;
+    gan.average = (gan.config.average_generator > 0.0)
+        .then(|| crate::optim::Average::new(&gan.vs_g, gan.config.average_generator));
+    if let Some(average) = &mut gan.average {
+        average.load_state("average.", &opt).with_context(|| ctx("the averaged generator"))?;
+    }
     gan.step = state.step;
     gan.history = state.history;
     Ok(())

@@ -204,6 +204,10 @@ struct RunArgs {
     /// Score the generator (IS, Mode score, FID on the frozen evaluator) every this many steps; 0: off.
     #[arg(long, default_value_t = 0)]
     metrics_every: i64,
+    /// Also keep a moving average of G's weights with this decay (e.g. 0.99) and report the
+    /// averaged generator's class accuracy beside the live one's; 0: off.
+    #[arg(long, default_value_t = 0.0)]
+    average_generator: f64,
     /// Output folder (default: runs/<model>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -445,6 +449,7 @@ fn train<F: Family>(builder: Builder<F>, a: &RunArgs, image_size: i64, channels:
         .lr(a.lr)
         .metrics_every(a.metrics_every)
         .snapshot_every(a.snapshot_every)
+        .average_generator(a.average_generator)
         .out_dir(&out);
     if let Some(n) = a.latent_dim {
         builder = builder.latent_dim(n);
@@ -487,6 +492,9 @@ fn train<F: Family>(builder: Builder<F>, a: &RunArgs, image_size: i64, channels:
         println!("{report}");
         if gan.classes > 0 {
             println!("{}", gan.class_accuracy(&ev, 10_000, 1)?);
+            if gan.average.is_some() {
+                println!("averaged generator: {}", gan.with_average(|g| g.class_accuracy(&ev, 10_000, 1))??);
+            }
         }
         if !gan.codes.categorical.is_empty() {
             println!("{}", gan.code_accuracy(&ev, 10_000, 1, 0)?);

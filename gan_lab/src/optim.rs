@@ -188,3 +188,89 @@ impl Optimizer {
         Ok(())
     }
 }
+
+/// An exponential moving average of a network's variables (weights and BatchNorm statistics),
+/// for sampling from an averaged generator: the average of the last ~1/(1 − β) updates is
+/// steadier than the live weights, which a GAN keeps pushing back and forth. It starts from zero
+/// and is bias-corrected like Adam's moments, so the random initial weights do not weigh on a
+/// short run: after t updates it is Σᵢ (1 − β) β^(t−i) θᵢ / (1 − β^t).
+pub struct Average {
+    pub decay: f64,
+    updates: i64,
+    slots: Vec<(String, Tensor, Tensor)>,
+}
+
+impl Average {
+    /// An empty average of `vs`'s variables with decay `decay` (β).
+    pub fn new(vs: &VarStore, decay: f64) -> Average {
+        let mut vars = vs.variables().into_iter().collect::<Vec<_>>();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let slots = vars.into_iter().map(|(name, live)| (name, live.zeros_like(), live)).collect();
+        Average { decay, updates: 0, slots }
+    }
+
+    /// Updates folded in so far.
+    pub fn updates(&self) -> i64 {
+        self.updates
+    }
+
+    /// Folds in the variables' current values: s ← β s + (1 − β) θ.
+    pub fn update(&mut self) {
+        self.updates += 1;
+        tch::no_grad(|| {
+            for (_, sum, live) in &mut self.slots {
+                let _ = sum.lerp_(live, 1.0 - self.decay);
+            }
+        });
+    }
+
+    /// The averaged values, bias-corrected, by variable name.
+    pub fn values(&self) -> Vec<(String, Tensor)> {
+        let correction = 1.0 - self.decay.powi(self.updates as i32);
+        tch::no_grad(|| self.slots.iter().map(|(name, sum, _)| (name.clone(), sum / correction)).collect())
+    }
+
+    /// Runs `f` with the averaged values in the variables, then puts the live values back
+    /// exactly as they were. With no update yet, `f` sees the live values.
+    pub fn apply<T>(&self, f: impl FnOnce() -> T) -> T {
+        if self.updates == 0 {
+            return f();
+        }
+        let set = |values: &[Tensor]| {
+            tch::no_grad(|| {
+                for ((_, _, live), value) in self.slots.iter().zip(values) {
+                    live.shallow_clone().copy_(value);
+                }
+            })
+        };
+        let live: Vec<Tensor> = self.slots.iter().map(|(_, _, live)| live.copy()).collect();
+        set(&self.values().into_iter().map(|(_, v)| v).collect::<Vec<_>>());
+        let out = f();
+        set(&live);
+        out
+    }
+
+    /// The state as named tensors (`<prefix><var>` sums and `<prefix>updates`).
+    pub fn state(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        let mut out = vec![(format!("{prefix}updates"), Tensor::from(self.updates))];
+        out.extend(self.slots.iter().map(|(name, sum, _)| (format!("{prefix}{name}"), sum.shallow_clone())));
+        out
+    }
+
+    /// Restores the state written by [`Average::state`].
+    pub fn load_state(&mut self, prefix: &str, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        let get = |key: String| tensors.get(&key).with_context(|| format!("averaged generator: missing {key}"));
+        self.updates = get(format!("{prefix}updates"))?.int64_value(&[]);
+        for (name, sum, _) in &mut self.slots {
+            let src = get(format!("{prefix}{name}"))?;
+            ensure!(
+                src.size() == sum.size(),
+                "averaged generator {prefix}{name}: shape {:?}, expected {:?}",
+                src.size(),
+                sum.size()
+            );
+            tch::no_grad(|| sum.copy_(src));
+        }
+        Ok(())
+    }
+}

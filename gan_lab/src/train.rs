@@ -48,6 +48,10 @@ pub struct TrainConfig {
     /// the same numbers up to float rounding.
     #[serde(default = "yes")]
     pub channels_last: bool,
+    /// Keep an exponential moving average of G's weights with this decay β (0: off), for sampling
+    /// from an averaged generator ([`Gan::with_average`]); training itself is unchanged.
+    #[serde(default)]
+    pub average_generator: f64,
 }
 
 fn yes() -> bool {
@@ -71,6 +75,7 @@ impl Default for TrainConfig {
             metrics_samples: default_metrics_samples(),
             checkpoint_every: 500,
             channels_last: true,
+            average_generator: 0.0,
         }
     }
 }
@@ -189,6 +194,8 @@ pub struct Gan {
     pub discriminator: Box<dyn DiscriminatorNet>,
     pub opt_g: Optimizer,
     pub opt_d: Optimizer,
+    /// The moving average of G's weights, when the run keeps one (`average_generator` > 0).
+    pub average: Option<crate::optim::Average>,
     /// Steps done so far.
     pub step: i64,
     pub history: History,
@@ -316,6 +323,9 @@ impl Gan {
         g_loss.backward();
         self.vs_d.unfreeze();
         self.opt_g.step();
+        if let Some(average) = &mut self.average {
+            average.update();
+        }
         StepRecord {
             step: self.step,
             d_loss: critic.d_loss,
@@ -443,6 +453,15 @@ impl Gan {
         let b = z.size()[0];
         crate::models::check_labels(labels, b, self.classes)?;
         Ok(tch::no_grad(|| self.generator.generate(z, Some(labels), false)))
+    }
+
+    /// Runs `f` on this model with the averaged generator's weights in G, then puts the live
+    /// weights back exactly: `gan.with_average(|g| g.class_accuracy(&ev, 10_000, 1))??`.
+    pub fn with_average<T>(&self, f: impl FnOnce(&Gan) -> T) -> Result<T> {
+        let Some(average) = &self.average else {
+            bail!("this run keeps no averaged generator: build it with .average_generator(0.99)")
+        };
+        Ok(average.apply(|| f(self)))
     }
 
     /// `n` images from the prior, drawn with `seed` (a conditional generator's cycle through the classes).
