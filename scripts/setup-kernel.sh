@@ -23,18 +23,7 @@ fi
 # unless the build folder sits directly under /tmp, so the loader path names it explicitly.
 RUST_STD_LIB="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/lib"
 KERNEL_SRC="$GAN_LAB_HOME/kernelspec/gan-lab"
-mkdir -p "$KERNEL_SRC" "$GAN_LAB_HOME/evcxr/.cargo"
-# Cargo reads this from every build folder below it: each cell's own crate compiles without
-# optimisation (most cells are a few calls), while gan_lab, tch and the other libraries the cells
-# call, built once per build folder, are fully optimised. Measured with tools/kernel_timings.py.
-cat > "$GAN_LAB_HOME/evcxr/.cargo/config.toml" <<'CARGO'
-[profile.dev]
-opt-level = 0
-[profile.dev.package."*"]
-opt-level = 3
-debug-assertions = false
-overflow-checks = false
-CARGO
+mkdir -p "$KERNEL_SRC" "$GAN_LAB_HOME/evcxr"
 cat > "$KERNEL_SRC/launch.sh" <<LAUNCH
 #!/usr/bin/env bash
 # Starts evcxr_jupyter with the first free build folder (a lock held for the kernel's lifetime).
