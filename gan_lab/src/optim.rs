@@ -170,19 +170,11 @@ impl Optimizer {
 
     /// Restores the state written by [`Optimizer::state`].
     pub fn load_state(&mut self, prefix: &str, tensors: &HashMap<String, Tensor>) -> Result<()> {
-        let get = |key: String| tensors.get(&key).with_context(|| format!("optimizer state: missing {key}"));
-        self.step = get(format!("{prefix}step"))?.int64_value(&[]);
+        let what = "optimizer state";
+        self.step = saved(tensors, &format!("{prefix}step"), what)?.int64_value(&[]);
         for s in &mut self.slots {
             for (kind, dst) in [("exp_avg", &mut s.exp_avg), ("exp_avg_sq", &mut s.exp_avg_sq)] {
-                let src = get(format!("{prefix}{kind}.{}", s.name))?;
-                ensure!(
-                    src.size() == dst.size(),
-                    "optimizer state {prefix}{kind}.{}: shape {:?}, expected {:?}",
-                    s.name,
-                    src.size(),
-                    dst.size()
-                );
-                tch::no_grad(|| dst.copy_(src));
+                restore(tensors, &format!("{prefix}{kind}.{}", s.name), what, dst)?;
             }
         }
         Ok(())
@@ -259,18 +251,24 @@ impl Average {
 
     /// Restores the state written by [`Average::state`].
     pub fn load_state(&mut self, prefix: &str, tensors: &HashMap<String, Tensor>) -> Result<()> {
-        let get = |key: String| tensors.get(&key).with_context(|| format!("averaged generator: missing {key}"));
-        self.updates = get(format!("{prefix}updates"))?.int64_value(&[]);
+        let what = "averaged generator";
+        self.updates = saved(tensors, &format!("{prefix}updates"), what)?.int64_value(&[]);
         for (name, sum, _) in &mut self.slots {
-            let src = get(format!("{prefix}{name}"))?;
-            ensure!(
-                src.size() == sum.size(),
-                "averaged generator {prefix}{name}: shape {:?}, expected {:?}",
-                src.size(),
-                sum.size()
-            );
-            tch::no_grad(|| sum.copy_(src));
+            restore(tensors, &format!("{prefix}{name}"), what, sum)?;
         }
         Ok(())
     }
+}
+
+/// The tensor saved under `key`; `what` names the state in the error when it is missing.
+fn saved<'a>(tensors: &'a HashMap<String, Tensor>, key: &str, what: &str) -> Result<&'a Tensor> {
+    tensors.get(key).with_context(|| format!("{what}: missing {key}"))
+}
+
+/// Copies the tensor saved under `key` into `dst`, refusing a missing key or another shape.
+fn restore(tensors: &HashMap<String, Tensor>, key: &str, what: &str, dst: &mut Tensor) -> Result<()> {
+    let src = saved(tensors, key, what)?;
+    ensure!(src.size() == dst.size(), "{what} {key}: shape {:?}, expected {:?}", src.size(), dst.size());
+    tch::no_grad(|| dst.copy_(src));
+    Ok(())
 }
