@@ -78,9 +78,7 @@ fn a_training_step_matches_pytorch() {
         assert!(d < 1e-5, "{name}: differs from PyTorch by {d:.2e}");
     }
     close("loss", loss.total.double_value(&[]), reference["loss"].double_value(&[0]), 1e-5);
-    vae.opt.zero_grad();
-    loss.total.backward();
-    vae.opt.step();
+    vae.opt.minimize(&loss.total);
     // Adam's first update is about lr·g/|g| per weight: where a gradient is within float rounding
     // of 0 (convolutions summed in another order), its size moves by a fraction of lr = 2e-4.
     let mut compared = 0;

@@ -110,50 +110,26 @@ impl Optimizer {
         self.step
     }
 
-    pub fn zero_grad(&mut self) {
-        for s in &mut self.slots {
-            s.param.zero_grad();
-        }
-    }
-
-    /// One update from the gradients currently held by the parameters.
-    pub fn step(&mut self) {
+    /// One update that lowers `loss`: its gradients with respect to this optimizer's parameters,
+    /// then Adam's or RMSProp's step. The gradients come from autograd's `grad` (as
+    /// `torch.autograd.grad`): computed for these parameters only (another network's weight
+    /// gradients on the way are skipped, not computed and thrown away) and handed over, nothing
+    /// accumulated in `.grad`, so there is nothing to zero before the next update.
+    pub fn minimize(&mut self, loss: &Tensor) {
+        let slots: Vec<&mut Slot> = self.slots.iter_mut().filter(|s| s.param.requires_grad()).collect();
+        let params: Vec<&Tensor> = slots.iter().map(|s| &s.param).collect();
+        let grads = Tensor::run_backward(&[loss], &params, false, false);
         self.step += 1;
-        match self.config {
-            OptimizerConfig::Adam(c) => self.adam_step(c),
-            OptimizerConfig::RmsProp(c) => self.rmsprop_step(c),
-        }
-    }
-
-    /// v ← α v + (1 − α) g², θ ← θ − lr · g / (√v + ε). The average lives in `exp_avg_sq`.
-    fn rmsprop_step(&mut self, RmsPropConfig { lr, alpha, eps }: RmsPropConfig) {
+        let step = self.step as i32;
         tch::no_grad(|| {
-            for s in &mut self.slots {
-                let grad = s.param.grad();
-                if !grad.defined() {
-                    continue;
+            for (s, grad) in slots.into_iter().zip(grads) {
+                // A parameter the loss does not reach gets no gradient and no update.
+                if grad.defined() {
+                    match self.config {
+                        OptimizerConfig::Adam(c) => adam_update(s, &grad, c, step),
+                        OptimizerConfig::RmsProp(c) => rmsprop_update(s, &grad, c),
+                    }
                 }
-                s.exp_avg_sq *= alpha;
-                let _ = s.exp_avg_sq.addcmul_(&grad, &(&grad * (1.0 - alpha)));
-                let _ = s.param.addcdiv_(&(&grad * -lr), &(s.exp_avg_sq.sqrt() + eps));
-            }
-        });
-    }
-
-    fn adam_step(&mut self, AdamConfig { lr, beta1, beta2, eps }: AdamConfig) {
-        let bias1 = 1.0 - beta1.powi(self.step as i32);
-        let bias2_sqrt = (1.0 - beta2.powi(self.step as i32)).sqrt();
-        tch::no_grad(|| {
-            for s in &mut self.slots {
-                let grad = s.param.grad();
-                if !grad.defined() {
-                    continue;
-                }
-                let _ = s.exp_avg.lerp_(&grad, 1.0 - beta1);
-                s.exp_avg_sq *= beta2;
-                let _ = s.exp_avg_sq.addcmul_(&grad, &(&grad * (1.0 - beta2)));
-                let denom = (s.exp_avg_sq.sqrt() / bias2_sqrt) + eps;
-                let _ = s.param.addcdiv_(&(&s.exp_avg * (-lr / bias1)), &denom);
             }
         });
     }
@@ -260,6 +236,120 @@ impl Average {
     }
 }
 
+/// v ← α v + (1 − α) g², θ ← θ − lr · g / (√v + ε): PyTorch's RMSProp (no momentum, not
+/// centred). The average lives in `exp_avg_sq`.
+fn rmsprop_update(s: &mut Slot, grad: &Tensor, RmsPropConfig { lr, alpha, eps }: RmsPropConfig) {
+    s.exp_avg_sq *= alpha;
+    let _ = s.exp_avg_sq.addcmul_(grad, &(grad * (1.0 - alpha)));
+    let _ = s.param.addcdiv_(&(grad * -lr), &(s.exp_avg_sq.sqrt() + eps));
+}
+
+/// Adam's update number `step` of one parameter: PyTorch's `torch.optim.Adam` (single-tensor,
+/// no weight decay, no amsgrad) in one pass over the memory of the parameter, its gradient and
+/// the two moments, split across libtorch's threads. The chain of tensor ops PyTorch runs reads
+/// and writes each of them several times and allocates three temporaries: for the large dense
+/// layers (InfoGAN's 8192 × 1024) that is most of a step's optimizer time.
+fn adam_update(s: &mut Slot, grad: &Tensor, AdamConfig { lr, beta1, beta2, eps }: AdamConfig, step: i32) {
+    let bias1 = 1.0 - beta1.powi(step);
+    let bias2_sqrt = (1.0 - beta2.powi(step)).sqrt();
+    let k = AdamScalars {
+        weight1: (1.0 - beta1) as f32,
+        beta2: beta2 as f32,
+        weight2: (1.0 - beta2) as f32,
+        bias2_sqrt: bias2_sqrt as f32,
+        eps: eps as f32,
+        neg_step: (-lr / bias1) as f32,
+    };
+    let tensors = [&s.param, &s.exp_avg, &s.exp_avg_sq];
+    assert!(
+        tensors.iter().all(|t| dense_f32(t) && t.stride() == s.param.stride()),
+        "Adam {}: the parameter and its moments must be dense f32 tensors of one layout",
+        s.name
+    );
+    // The gradient in the parameter's layout (autograd may return another one, e.g. NCHW for a
+    // channels-last weight).
+    let grad = if dense_f32(grad) && grad.stride() == s.param.stride() {
+        grad.shallow_clone()
+    } else {
+        let mut copy = s.param.empty_like();
+        copy.copy_(grad);
+        copy
+    };
+    let n = s.param.numel();
+    let address = |t: &Tensor| t.data_ptr() as usize;
+    let (p, g, m, v) = (address(&s.param), address(&grad), address(&s.exp_avg), address(&s.exp_avg_sq));
+    let update = |from: usize, len: usize| {
+        // SAFETY: the four tensors are dense f32 blocks of `n` elements (checked above), in
+        // separate storages (a parameter, a fresh gradient and the two moments allocated for the
+        // parameter), the ranges [from, from + len) of concurrent calls do not overlap, and
+        // nothing else reads or writes these tensors during the update.
+        unsafe {
+            let at = |address: usize| (address as *mut f32).add(from);
+            adam_elements(
+                std::slice::from_raw_parts_mut(at(p), len),
+                std::slice::from_raw_parts(at(g), len),
+                std::slice::from_raw_parts_mut(at(m), len),
+                std::slice::from_raw_parts_mut(at(v), len),
+                &k,
+            )
+        }
+    };
+    let threads = (tch::get_num_threads().max(1) as usize).min(n.div_ceil(1 << 15));
+    if threads <= 1 {
+        return update(0, n);
+    }
+    let chunk = n.div_ceil(threads);
+    std::thread::scope(|scope| {
+        for from in (0..n).step_by(chunk) {
+            scope.spawn(move || update(from, chunk.min(n - from)));
+        }
+    });
+}
+
+/// One Adam update's constants, as PyTorch's kernels use them (f32).
+struct AdamScalars {
+    /// 1 − β1, the weight of `lerp_`.
+    weight1: f32,
+    beta2: f32,
+    /// 1 − β2.
+    weight2: f32,
+    /// √(1 − β2^t).
+    bias2_sqrt: f32,
+    eps: f32,
+    /// −lr / (1 − β1^t).
+    neg_step: f32,
+}
+
+/// Adam element by element, in the order of f32 operations of PyTorch's chain of kernels:
+/// m ← lerp(m, g, 1 − β1); v ← β2 v + ((1 − β2) g) g; θ ← θ − step · m / (√v / √(1 − β2^t) + ε).
+fn adam_elements(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: &AdamScalars) {
+    let small = k.weight1 < 0.5;
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        // ATen's lerp: from the start for small weights, from the end otherwise.
+        *m = if small { *m + k.weight1 * (g - *m) } else { g - (g - *m) * (1.0 - k.weight1) };
+        *v = *v * k.beta2 + k.weight2 * g * g;
+        *p += k.neg_step * (*m / (v.sqrt() / k.bias2_sqrt + k.eps));
+    }
+}
+
+/// Whether `t` is a CPU float tensor whose elements fill its memory without gaps or overlap
+/// (contiguous in some order of its dimensions, as channels-last weights are).
+fn dense_f32(t: &Tensor) -> bool {
+    if t.kind() != tch::Kind::Float || t.device() != tch::Device::Cpu {
+        return false;
+    }
+    let mut dims: Vec<(i64, i64)> = t.stride().into_iter().zip(t.size()).filter(|&(_, n)| n != 1).collect();
+    dims.sort();
+    let mut expected = 1;
+    for (stride, n) in dims {
+        if stride != expected {
+            return false;
+        }
+        expected *= n;
+    }
+    true
+}
+
 /// The tensor saved under `key`; `what` names the state in the error when it is missing.
 fn saved<'a>(tensors: &'a HashMap<String, Tensor>, key: &str, what: &str) -> Result<&'a Tensor> {
     tensors.get(key).with_context(|| format!("{what}: missing {key}"))
@@ -271,4 +361,41 @@ fn restore(tensors: &HashMap<String, Tensor>, key: &str, what: &str, dst: &mut T
     ensure!(src.size() == dst.size(), "{what} {key}: shape {:?}, expected {:?}", src.size(), dst.size());
     tch::no_grad(|| dst.copy_(src));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    fn slot(values: &Tensor) -> Slot {
+        let param = crate::perf::channels_last(values);
+        Slot { name: "w".into(), exp_avg: param.zeros_like(), exp_avg_sq: param.zeros_like(), param }
+    }
+
+    /// Three Adam steps in one pass match PyTorch's chain of tensor ops, with the gradient in the
+    /// parameter's (channels-last) layout or in another one (NCHW).
+    #[test]
+    fn one_pass_adam_matches_the_chain_of_tensor_ops_in_any_gradient_layout() {
+        let opts = (Kind::Float, Device::Cpu);
+        let w = Tensor::randn([64, 32, 4, 4], opts);
+        let grads: Vec<Tensor> = (0..3).map(|_| Tensor::randn([64, 32, 4, 4], opts)).collect();
+        let c = AdamConfig { lr: 1e-3, beta1: 0.5, beta2: 0.999, eps: 1e-8 };
+        let (mut nhwc, mut nchw) = (slot(&w), slot(&w));
+        let (mut p, mut m, mut v) = (w.copy(), w.zeros_like(), w.zeros_like());
+        for (t, g) in grads.iter().enumerate() {
+            let step = t as i32 + 1;
+            adam_update(&mut nhwc, &crate::perf::channels_last(g), c, step);
+            adam_update(&mut nchw, g, c, step);
+            // torch.optim.Adam's single-tensor update.
+            let _ = m.lerp_(g, 1.0 - c.beta1);
+            v = &v * c.beta2 + g * g * (1.0 - c.beta2);
+            let denom = v.sqrt() / (1.0 - c.beta2.powi(step)).sqrt() + c.eps;
+            p = &p - &m / denom * (c.lr / (1.0 - c.beta1.powi(step)));
+        }
+        let diff = |a: &Tensor| (a - &p).abs().max().double_value(&[]);
+        assert!(diff(&nhwc.param) < 1e-6 && diff(&nchw.param) < 1e-6, "{} {}", diff(&nhwc.param), diff(&nchw.param));
+        assert!(diff(&w) > 1e-3, "the steps moved the weights");
+        assert_eq!(nhwc.param.stride(), crate::perf::channels_last(&w).stride(), "the layout is kept");
+    }
 }

@@ -259,7 +259,6 @@ impl Gan {
 
         // Maximise log D(x) + log(1 − D(G(z))) (or the objective's own D loss; plus the class
         // log-likelihood in ACGAN; minus the gradient penalty in WGAN-GP).
-        self.opt_d.zero_grad();
         let on_real = self.discriminator.judge(real, labels, true);
         let on_fake = self.discriminator.judge(&fake.detach(), labels, true);
         let mut d_loss = objective.discriminator_loss(&on_real.score, &on_fake.score);
@@ -284,8 +283,7 @@ impl Gan {
             d_loss += &gp;
             penalty = Some(gp.double_value(&[]));
         }
-        d_loss.backward();
-        self.opt_d.step();
+        self.opt_d.minimize(&d_loss);
         if let Objective::Wasserstein { clip } = objective {
             crate::losses::clip_weights(&self.vs_d, clip);
         }
@@ -315,14 +313,10 @@ impl Gan {
         z: &Tensor,
         critic: Critique,
     ) -> StepRecord {
-        self.opt_g.zero_grad();
-        // D's weights take no part in G's update: frozen, the backward pass skips their
-        // gradients (D's own step starts from zero gradients anyway).
-        self.vs_d.freeze();
+        // Only G's weights get gradients: on the way back through D, autograd computes the
+        // gradients with respect to D's activations, not D's weights.
         let (g_loss, info) = self.generator_loss(fake, labels, z);
-        g_loss.backward();
-        self.vs_d.unfreeze();
-        self.opt_g.step();
+        self.opt_g.minimize(&g_loss);
         if let Some(average) = &mut self.average {
             average.update();
         }

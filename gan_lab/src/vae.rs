@@ -258,9 +258,7 @@ impl VaeModel {
             let z = with_seed(mix(t.seed, 1_000_003 + self.step as u64), || reparameterize(&mu, &log_variance));
             let decoded = self.net.decode(&z, true);
             let loss = vae_loss(&decoded, &x, &mu, &log_variance, t.lambda_kl, t.reconstruction);
-            self.opt.zero_grad();
-            loss.total.backward();
-            self.opt.step();
+            self.opt.minimize(&loss.total);
             let record = VaeStep {
                 step: self.step,
                 loss: loss.total.double_value(&[]),

@@ -66,13 +66,11 @@ impl Evaluator {
         let steps = epochs * batcher.batches_per_epoch(train);
         for step in 0..steps {
             let (x, y) = batcher.batch(train, step);
-            opt.zero_grad();
             // Shifts and dropout draw random numbers: seeded per step.
-            with_seed(mix(seed, 4 + step as u64), || {
-                let logits = ev.net.logits(&random_shift(&x, 2), true);
-                logits.cross_entropy_for_logits(&y.expect("labels")).backward();
+            let loss = with_seed(mix(seed, 4 + step as u64), || {
+                ev.net.logits(&random_shift(&x, 2), true).cross_entropy_for_logits(&y.expect("labels"))
             });
-            opt.step();
+            opt.minimize(&loss);
         }
         Ok(ev)
     }
