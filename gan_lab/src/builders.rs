@@ -49,6 +49,8 @@ pub trait Family: Clone + std::fmt::Debug + Serialize + DeserializeOwned {
     fn validate(&self) -> Result<()>;
     /// The untrained networks, their variables under `g` and `d`.
     fn networks(&self, g: &nn::Path, d: &nn::Path) -> (Box<dyn GeneratorNet>, Box<dyn DiscriminatorNet>);
+    /// The architecture settings as JSON (stored in checkpoints): `architecture_json(self)`.
+    fn architecture(&self) -> Result<serde_json::Value>;
     /// The family's training defaults.
     fn training() -> TrainConfig {
         TrainConfig::default()
@@ -56,6 +58,53 @@ pub trait Family: Clone + std::fmt::Debug + Serialize + DeserializeOwned {
     /// Adjusts the architecture to a newly chosen objective (a DCGAN critic drops BatchNorm for
     /// the gradient penalty).
     fn adapt_to(&mut self, _objective: Objective) {}
+}
+
+/// A family's settings as JSON, for [`Family::architecture`]. Each family's impl calls it, so that
+/// it is compiled once, in the library.
+fn architecture_json(model: &impl Serialize) -> Result<serde_json::Value> {
+    Ok(serde_json::to_value(model)?)
+}
+
+/// What the builder's work (checks, building, training, outputs) needs of a family, as a trait
+/// object: that work is compiled once, in the library, instead of once per family in each crate
+/// that trains one (in a notebook, every cell that trains a model would compile it again).
+trait FamilyObject {
+    fn name(&self) -> &'static str;
+    fn architecture(&self) -> Result<serde_json::Value>;
+    fn latent_dim(&self) -> i64;
+    fn classes(&self) -> i64;
+    fn codes(&self) -> Codes;
+    fn image(&self) -> (i64, i64);
+    fn validate(&self) -> Result<()>;
+    fn networks(&self, g: &nn::Path, d: &nn::Path) -> (Box<dyn GeneratorNet>, Box<dyn DiscriminatorNet>);
+}
+
+impl<F: Family> FamilyObject for F {
+    fn name(&self) -> &'static str {
+        F::NAME
+    }
+    fn architecture(&self) -> Result<serde_json::Value> {
+        Family::architecture(self)
+    }
+    fn latent_dim(&self) -> i64 {
+        Family::latent_dim(self)
+    }
+    fn classes(&self) -> i64 {
+        Family::classes(self)
+    }
+    fn codes(&self) -> Codes {
+        Family::codes(self)
+    }
+    fn image(&self) -> (i64, i64) {
+        Family::image(self)
+    }
+    fn validate(&self) -> Result<()> {
+        Family::validate(self)
+    }
+    fn networks(&self, g: &nn::Path, d: &nn::Path) -> (Box<dyn GeneratorNet>, Box<dyn DiscriminatorNet>) {
+        Family::networks(self, g, d)
+    }
 }
 
 /// Each objective's optimizers and critic schedule, from the papers the seeds follow: WGAN
@@ -87,6 +136,9 @@ fn check_classes(classes: i64) -> Result<()> {
 
 impl Family for DcganConfig {
     const NAME: &'static str = "dcgan";
+    fn architecture(&self) -> Result<serde_json::Value> {
+        architecture_json(self)
+    }
     fn latent_dim(&self) -> i64 {
         self.latent_dim
     }
@@ -111,6 +163,9 @@ impl Family for DcganConfig {
 
 impl Family for SaganConfig {
     const NAME: &'static str = "sagan";
+    fn architecture(&self) -> Result<serde_json::Value> {
+        architecture_json(self)
+    }
     fn latent_dim(&self) -> i64 {
         self.latent_dim
     }
@@ -149,6 +204,9 @@ impl Family for SaganConfig {
 
 impl Family for CdcganConfig {
     const NAME: &'static str = "cdcgan";
+    fn architecture(&self) -> Result<serde_json::Value> {
+        architecture_json(self)
+    }
     fn latent_dim(&self) -> i64 {
         self.latent_dim
     }
@@ -174,6 +232,9 @@ impl Family for CdcganConfig {
 
 impl Family for AcganConfig {
     const NAME: &'static str = "acgan";
+    fn architecture(&self) -> Result<serde_json::Value> {
+        architecture_json(self)
+    }
     fn latent_dim(&self) -> i64 {
         self.dcgan.latent_dim
     }
@@ -201,6 +262,9 @@ impl Family for AcganConfig {
 
 impl Family for InfoganConfig {
     const NAME: &'static str = "infogan";
+    fn architecture(&self) -> Result<serde_json::Value> {
+        architecture_json(self)
+    }
     fn latent_dim(&self) -> i64 {
         self.dcgan.latent_dim
     }
@@ -376,6 +440,44 @@ impl<F: Family> Builder<F> {
         Ok(Builder { model, train, out_dir: None, resume: Some(dir) })
     }
 
+    /// The settings with the family as a trait object: what [`Builder::build`], [`Builder::check`]
+    /// and [`Builder::train`] hand to the library's one compiled copy of their work.
+    fn setup(&self) -> Setup<'_> {
+        Setup {
+            model: &self.model,
+            train: &self.train,
+            out_dir: self.out_dir.as_deref(),
+            resume: self.resume.as_deref(),
+        }
+    }
+
+    /// The untrained networks and optimizers, seeded (or loaded from the resumed checkpoint).
+    pub fn build(&self) -> Result<Gan> {
+        self.setup().build()
+    }
+
+    /// Checks the settings against `data` and the output folder, without training.
+    pub fn check(&self, data: &Dataset) -> Result<()> {
+        self.setup().check(data)
+    }
+
+    /// Trains on `data` and returns the trained model with its history. With an output folder,
+    /// writes a checkpoint every `checkpoint_every` steps and at the end, plus the pictures.
+    /// In quick mode (`GAN_LAB_QUICK=1`) the run is cut to a few steps.
+    pub fn train(&self, data: &Dataset) -> Result<Gan> {
+        self.setup().train(data)
+    }
+}
+
+/// A [`Builder`]'s settings, the family behind a trait object.
+struct Setup<'a> {
+    model: &'a dyn FamilyObject,
+    train: &'a TrainConfig,
+    out_dir: Option<&'a Path>,
+    resume: Option<&'a Path>,
+}
+
+impl Setup<'_> {
     fn validate(&self) -> Result<()> {
         self.model.validate()?;
         let t = &self.train;
@@ -406,23 +508,21 @@ impl<F: Family> Builder<F> {
         Ok(())
     }
 
-    /// The untrained networks and optimizers, seeded (or loaded from the resumed checkpoint).
-    pub fn build(&self) -> Result<Gan> {
+    fn build(&self) -> Result<Gan> {
         self.validate()?;
-        let c = &self.model;
         let (vs_g, vs_d) = (VarStore::new(Device::Cpu), VarStore::new(Device::Cpu));
         let (generator, discriminator) =
-            train::with_seed(train::mix(self.train.seed, 1), || c.networks(&vs_g.root(), &vs_d.root()));
+            train::with_seed(train::mix(self.train.seed, 1), || self.model.networks(&vs_g.root(), &vs_d.root()));
         if self.train.channels_last {
             crate::perf::use_channels_last(&vs_g);
             crate::perf::use_channels_last(&vs_d);
         }
         let mut gan = Gan {
-            family: F::NAME.into(),
-            architecture: serde_json::to_value(c)?,
-            latent_dim: c.latent_dim() + c.codes().width(),
-            classes: c.classes(),
-            codes: c.codes(),
+            family: self.model.name().into(),
+            architecture: self.model.architecture()?,
+            latent_dim: self.model.latent_dim() + self.model.codes().width(),
+            classes: self.model.classes(),
+            codes: self.model.codes(),
             opt_g: Optimizer::new(&vs_g, self.train.optimizer_g),
             opt_d: Optimizer::new(&vs_d, self.train.optimizer_d),
             average: (self.train.average_generator > 0.0)
@@ -437,15 +537,14 @@ impl<F: Family> Builder<F> {
             fixed_noise: tch::Tensor::new(),
             snapshots: Vec::new(),
         };
-        if let Some(dir) = &self.resume {
+        if let Some(dir) = self.resume {
             checkpoint::load(&mut gan, dir)?;
         }
         gan.fixed_noise = gan.draw_latent(64, train::mix(gan.config.seed, 2));
         Ok(gan)
     }
 
-    /// Checks the settings against `data` and the output folder, without training.
-    pub fn check(&self, data: &Dataset) -> Result<()> {
+    fn check(&self, data: &Dataset) -> Result<()> {
         self.validate()?;
         let (channels, size) = self.model.image();
         ensure!(
@@ -463,7 +562,7 @@ impl<F: Family> Builder<F> {
                 bail!(
                     "dataset {} has no labels, but {} generates by class: use a labelled dataset such as mnist",
                     data.name,
-                    F::NAME
+                    self.model.name()
                 )
             };
             let top = labels.max().int64_value(&[]);
@@ -475,16 +574,13 @@ impl<F: Family> Builder<F> {
             );
         }
         data.check_batch_size(self.train.batch_size)?;
-        if let Some(out) = &self.out_dir {
+        if let Some(out) = self.out_dir {
             crate::files::ensure_writable_dir(out)?;
         }
         Ok(())
     }
 
-    /// Trains on `data` and returns the trained model with its history. With an output folder,
-    /// writes a checkpoint every `checkpoint_every` steps and at the end, plus the pictures.
-    /// In quick mode (`GAN_LAB_QUICK=1`) the run is cut to a few steps.
-    pub fn train(&self, data: &Dataset) -> Result<Gan> {
+    fn train(&self, data: &Dataset) -> Result<Gan> {
         self.check(data)?;
         let mut gan = self.build()?;
         if train::quick_mode() {
@@ -495,13 +591,13 @@ impl<F: Family> Builder<F> {
                 gan.config.metrics_samples = gan.config.metrics_samples.min(500);
             }
         }
-        let out = self.out_dir.clone();
+        let out = self.out_dir;
         let every = gan.config.checkpoint_every;
         let outcome = gan.train(data, |g| match &out {
             Some(dir) if every > 0 && g.step % every == 0 => checkpoint::save(g, &dir.join("checkpoint")),
             _ => Ok(()),
         })?;
-        if let Some(dir) = &self.out_dir {
+        if let Some(dir) = self.out_dir {
             save_run(&gan, dir)?;
             if outcome == Outcome::Interrupted {
                 bail!(

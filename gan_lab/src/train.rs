@@ -358,6 +358,12 @@ impl Gan {
     /// Trains until `self.config.steps` steps are done, calling `after_step` after each (for
     /// checkpoints). Stops early, in a consistent state, when [`request_stop`] is called.
     pub fn train(&mut self, data: &Dataset, mut after_step: impl FnMut(&Gan) -> Result<()>) -> Result<Outcome> {
+        self.train_with(data, &mut after_step)
+    }
+
+    /// [`Gan::train`] with the callback behind a reference: the loop is compiled once, in the
+    /// library, not again for each callback in each crate (each notebook cell) that trains.
+    fn train_with(&mut self, data: &Dataset, after_step: &mut dyn FnMut(&Gan) -> Result<()>) -> Result<Outcome> {
         let c = self.config.clone();
         ensure!(c.steps >= 0, "steps = {}: expected 0 or more", c.steps);
         ensure!(
