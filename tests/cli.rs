@@ -167,4 +167,14 @@ fn bench_prints_both_sides_and_refuses_unknown_models() {
     }
     assert!(stdout.contains("1 threads"), "{stdout}");
     assert_eq!(std::fs::read_to_string(&table).unwrap().lines().count(), 4, "the table saved with --out");
+
+    // In bfloat16 both sides run in it (each reports its precision, and the bench checks them).
+    if gan_lab::perf::bf16_supported() {
+        let out =
+            gan_lab().args(["bench", "--models", "vae", "--batch", "8", "--rounds", "1", "--bf16"]).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(stdout.lines().filter(|l| l.starts_with("| vae (bf16) | 8 |")).count(), 2, "{stdout}");
+        assert!(stdout.contains("bfloat16 forward passes on both sides"), "{stdout}");
+    }
 }

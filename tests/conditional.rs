@@ -207,7 +207,17 @@ fn the_averaged_generator_is_the_bias_corrected_moving_average_and_survives_resu
     let dir = tempfile::tempdir().unwrap();
     let b = builder.average_generator(0.9);
     let whole = b.clone().steps(5).train(&data).unwrap();
-    b.clone().steps(2).out_dir(dir.path()).train(&data).unwrap();
+    let part = b.clone().steps(2).out_dir(dir.path()).train(&data).unwrap();
+    // The run's pictures come from the averaged generator, not the live one.
+    let z = part.fixed_noise.narrow(0, 0, 8);
+    let png = |images: &Tensor, name: &str| {
+        let path = dir.path().join(name);
+        gan_lab::viz::save_grid(images, 8, &path).unwrap();
+        std::fs::read(path).unwrap()
+    };
+    let written = std::fs::read(dir.path().join("class_grid.png")).unwrap();
+    assert_eq!(written, png(&part.with_average(|g| g.class_grid(&z).unwrap()).unwrap(), "averaged.png"));
+    assert_ne!(written, png(&part.class_grid(&z).unwrap(), "live.png"));
     let resumed = b.clone().steps(5).resume(dir.path().join("checkpoint")).train(&data).unwrap();
     let avg = |g: &gan_lab::Gan| g.with_average(|g| all_weights(g)[name].copy()).unwrap();
     assert!(avg(&whole).equal(&avg(&resumed)), "the average after resume differs from one run's");
@@ -215,6 +225,10 @@ fn the_averaged_generator_is_the_bias_corrected_moving_average_and_survives_resu
 
     let e = err_of(Cdcgan::mnist32().average_generator(1.0).build());
     assert!(e.contains("average_generator") && e.contains("[0, 1)"), "{e}");
-    let e = err_of(Cdcgan::mnist32().ngf(8).ndf(8).steps(0).build().unwrap().with_average(|_| ()));
+    // The lesson's cDCGAN keeps one by default; turned off, asking for it is a clear error.
+    let default = Cdcgan::mnist32().ngf(8).ndf(8).steps(0).build().unwrap();
+    assert_eq!(default.average.as_ref().map(|a| a.decay), Some(gan_lab::builders::CDCGAN_AVERAGE));
+    let e =
+        err_of(Cdcgan::mnist32().ngf(8).ndf(8).steps(0).average_generator(0.0).build().unwrap().with_average(|_| ()));
     assert!(e.contains("no averaged generator"), "{e}");
 }

@@ -29,6 +29,8 @@ pub struct Case {
     pub batch: i64,
     pub steps: i64,
     pub warmup: i64,
+    /// Forward passes in bfloat16 on both sides (gan_lab's `bf16`, the reference's autocast).
+    pub bf16: bool,
 }
 
 impl Case {
@@ -43,7 +45,15 @@ impl Case {
             "infogan" => 12,
             _ => 6,
         };
-        Ok(Case { model: model.into(), batch, steps, warmup: 3 })
+        Ok(Case { model: model.into(), batch, steps, warmup: 3, bf16: false })
+    }
+
+    /// The model's name, with "(bf16)" when the case runs in bfloat16.
+    pub fn label(&self) -> String {
+        match self.bf16 {
+            true => format!("{} (bf16)", self.model),
+            false => self.model.clone(),
+        }
     }
 
     /// The lesson set: DCGAN at batch 64 and 128, then the other models at 64.
@@ -63,6 +73,27 @@ pub struct Measure {
     #[serde(default)]
     pub flops_per_step: Option<f64>,
     pub threads: i64,
+    /// What the run really computed its forward passes in.
+    #[serde(default)]
+    pub precision: Option<Precision>,
+}
+
+/// The precision of a run's forward passes, as both sides report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    Fp32,
+    Bf16,
+}
+
+impl Precision {
+    pub fn of(bf16: bool) -> Precision {
+        if bf16 {
+            Precision::Bf16
+        } else {
+            Precision::Fp32
+        }
+    }
 }
 
 /// Peak resident memory of this process so far, in MB (Linux; 0 elsewhere).
@@ -104,6 +135,7 @@ fn random_data(n: i64) -> Dataset {
 
 /// Trains `gan` for `warmup` steps, then times `steps` more through the library's training loop.
 fn time_gan(mut gan: Gan, data: &Dataset, case: &Case) -> Result<f64> {
+    ensure!(gan.config.bf16 == case.bf16, "the model's precision is not the case's");
     gan.config.snapshot_every = 0;
     gan.config.metrics_every = 0;
     gan.config.steps = case.warmup;
@@ -120,13 +152,17 @@ pub fn measure(case: &Case, threads: i64) -> Result<Measure> {
     std::env::set_var("GAN_LAB_PROGRESS", "off");
     let data = random_data(case.batch * 4);
     let b = case.batch;
+    let bf16 = case.bf16;
     let seconds = match case.model.as_str() {
-        "dcgan" => time_gan(Dcgan::mnist32().batch_size(b).build()?, &data, case)?,
-        "cdcgan" => time_gan(Cdcgan::mnist32().batch_size(b).build()?, &data, case)?,
-        "wgan-gp" => time_gan(Dcgan::mnist32().objective(Objective::wgan_gp()).batch_size(b).build()?, &data, case)?,
-        "infogan" => time_gan(Infogan::mnist32().batch_size(b).build()?, &data, case)?,
+        "dcgan" => time_gan(Dcgan::mnist32().batch_size(b).bf16(bf16).build()?, &data, case)?,
+        "cdcgan" => time_gan(Cdcgan::mnist32().batch_size(b).bf16(bf16).build()?, &data, case)?,
+        "wgan-gp" => {
+            time_gan(Dcgan::mnist32().objective(Objective::wgan_gp()).batch_size(b).bf16(bf16).build()?, &data, case)?
+        }
+        "infogan" => time_gan(Infogan::mnist32().batch_size(b).bf16(bf16).build()?, &data, case)?,
         "vae" => {
-            let mut vae = Vae::mnist32().batch_size(b).steps(case.warmup).build()?;
+            let mut vae = Vae::mnist32().batch_size(b).bf16(bf16).steps(case.warmup).build()?;
+            ensure!(vae.train.bf16 == bf16, "the VAE's precision is not the case's");
             vae.fit(&data, None)?;
             vae.train.steps = case.warmup + case.steps;
             let started = Instant::now();
@@ -140,6 +176,7 @@ pub fn measure(case: &Case, threads: i64) -> Result<Measure> {
         peak_rss_mb: peak_rss_mb(),
         flops_per_step: None,
         threads: tch::get_num_threads() as i64,
+        precision: Some(Precision::of(bf16)),
     })
 }
 
@@ -177,6 +214,7 @@ fn median_measure(runs: &[Measure]) -> Measure {
         peak_rss_mb: runs.iter().map(|m| m.peak_rss_mb).fold(0.0, f64::max),
         flops_per_step: runs.iter().find_map(|m| m.flops_per_step),
         threads: runs[0].threads,
+        precision: runs[0].precision,
     }
 }
 
@@ -203,13 +241,21 @@ pub fn compare(
             for n in [case.batch, case.steps, case.warmup, threads] {
                 reference.arg(n.to_string());
             }
-            let what = format!("{} batch {}", case.model, case.batch);
+            if case.bf16 {
+                worker.arg("--bf16");
+                reference.arg("bf16");
+            }
+            let what = format!("{} batch {}", case.label(), case.batch);
             if round % 2 == 0 {
                 ours.push(run_child(worker, &format!("gan_lab {what}"))?);
                 theirs.push(run_child(reference, &format!("PyTorch reference {what}"))?);
             } else {
                 theirs.push(run_child(reference, &format!("PyTorch reference {what}"))?);
                 ours.push(run_child(worker, &format!("gan_lab {what}"))?);
+            }
+            for (side, m) in [("gan_lab", &ours[round]), ("the PyTorch reference", &theirs[round])] {
+                let want = Precision::of(case.bf16);
+                ensure!(m.precision == Some(want), "{what}: {side} ran in {:?}, not {want:?}", m.precision);
             }
             eprintln!(
                 "{what}, round {}: gan_lab {:.1} ms, PyTorch {:.1} ms per step",
@@ -242,7 +288,7 @@ pub fn table(rows: &[Row], peak_gflops: f64) -> String {
             };
             out += &format!(
                 "| {} | {} | {name} | {:.1} | {:.0} | {:.0} | {:.1} | {:.0}% | {speedup} |\n",
-                r.case.model,
+                r.case.label(),
                 r.case.batch,
                 m.ms_per_step,
                 1000.0 * r.case.batch as f64 / m.ms_per_step,

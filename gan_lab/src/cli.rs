@@ -95,6 +95,10 @@ enum Command {
         /// Writes the table here as well (Markdown).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Run the cases with bfloat16 forward passes on both sides (gan_lab's bf16, the reference
+        /// under torch.autocast; CPUs with avx512_bf16); % of matmul peak stays against fp32's.
+        #[arg(long)]
+        bf16: bool,
         /// Measure gan_lab's side of one case in this process (used by the benchmark itself).
         #[arg(long, hide = true)]
         worker: bool,
@@ -204,10 +208,14 @@ struct RunArgs {
     /// Score the generator (IS, Mode score, FID on the frozen evaluator) every this many steps; 0: off.
     #[arg(long, default_value_t = 0)]
     metrics_every: i64,
-    /// Also keep a moving average of G's weights with this decay (e.g. 0.99) and report the
-    /// averaged generator's class accuracy beside the live one's; 0: off.
-    #[arg(long, default_value_t = 0.0)]
-    average_generator: f64,
+    /// Keep a moving average of G's weights with this decay (e.g. 0.97) and report the averaged
+    /// generator's class accuracy beside the live one's; 0: off. Default: the model's (0.97 for
+    /// cdcgan, off for the others).
+    #[arg(long)]
+    average_generator: Option<f64>,
+    /// Run the forward passes in bfloat16 (CPUs with avx512_bf16; weights and optimizers stay float32).
+    #[arg(long)]
+    bf16: bool,
     /// Output folder (default: runs/<model>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -301,8 +309,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(TrainCommand::Acgan(a)) => train(Acgan::mnist32(), &a, 32, 1),
         Command::Train(TrainCommand::Infogan(a)) => train(Infogan::mnist32(), &a, 32, 1),
         Command::Train(TrainCommand::Vae(a)) => train_vae(&a),
-        Command::Bench { models, batch, rounds, threads, out, worker } => {
-            bench(&models, &batch, rounds, threads.unwrap_or(tch::get_num_threads() as i64), out.as_deref(), worker)
+        Command::Bench { models, batch, rounds, threads, bf16, out, worker } => {
+            let threads = threads.unwrap_or(tch::get_num_threads() as i64);
+            bench(&models, &batch, rounds, threads, bf16, out.as_deref(), worker)
         }
         Command::Compare(CompareCommand::VaeGan { steps, lambdas, seed, out }) => {
             compare_vae_gan(steps, &lambdas, seed, &out)
@@ -449,10 +458,13 @@ fn train<F: Family>(builder: Builder<F>, a: &RunArgs, image_size: i64, channels:
         .lr(a.lr)
         .metrics_every(a.metrics_every)
         .snapshot_every(a.snapshot_every)
-        .average_generator(a.average_generator)
+        .bf16(a.bf16)
         .out_dir(&out);
     if let Some(n) = a.latent_dim {
         builder = builder.latent_dim(n);
+    }
+    if let Some(decay) = a.average_generator {
+        builder = builder.average_generator(decay);
     }
     if let Some(lr) = a.lr_g {
         builder = builder.lr_g(lr);
@@ -479,11 +491,12 @@ fn train<F: Family>(builder: Builder<F>, a: &RunArgs, image_size: i64, channels:
     let seconds = started.elapsed().as_secs_f64();
     let done = (gan.step - first_step).max(1);
     println!(
-        "trained {} steps in {:.1} s ({:.1} ms per step, {} threads); outputs in {}",
+        "trained {} steps in {:.1} s ({:.1} ms per step, {} threads, {}); outputs in {}",
         gan.step - first_step,
         seconds,
         1000.0 * seconds / done as f64,
         tch::get_num_threads(),
+        if gan.config.bf16 { "bfloat16 forward passes" } else { "float32" },
         out.display()
     );
     if source == Source::Mnist && image_size == 32 && channels == 1 {
@@ -491,9 +504,10 @@ fn train<F: Family>(builder: Builder<F>, a: &RunArgs, image_size: i64, channels:
         let report = ConfidenceReport::measure(&ev, &gan.sample(1000, 1), &untrained.sample(1000, 1))?;
         println!("{report}");
         if gan.classes > 0 {
-            println!("{}", gan.class_accuracy(&ev, 10_000, 1)?);
-            if gan.average.is_some() {
-                println!("averaged generator: {}", gan.with_average(|g| g.class_accuracy(&ev, 10_000, 1))??);
+            println!("live generator: {}", gan.class_accuracy(&ev, 10_000, 1)?);
+            if let Some(average) = &gan.average {
+                let accuracy = gan.with_average(|g| g.class_accuracy(&ev, 10_000, 1))??;
+                println!("averaged generator (β {}): {accuracy}", average.decay);
             }
         }
         if !gan.codes.categorical.is_empty() {
@@ -627,10 +641,14 @@ fn bench(
     batches: &[i64],
     rounds: usize,
     threads: i64,
+    bf16: bool,
     out: Option<&std::path::Path>,
     worker: bool,
 ) -> Result<()> {
     use crate::bench::{self, Case};
+    if bf16 {
+        crate::perf::check_bf16().context("--bf16")?;
+    }
     anyhow::ensure!(threads >= 1, "--threads {threads}: expected 1 or more");
     let cases = if models.is_empty() {
         Case::lessons()
@@ -643,6 +661,7 @@ fn bench(
         }
         cases
     };
+    let cases: Vec<Case> = cases.into_iter().map(|c| Case { bf16, ..c }).collect();
     if worker {
         anyhow::ensure!(cases.len() == 1, "--worker measures one case: give one model and one batch size");
         println!("{}", serde_json::to_string(&bench::measure(&cases[0], threads)?)?);
@@ -660,8 +679,9 @@ fn bench(
     println!("{table}");
     println!(
         "{threads} threads; fp32 matmul peak {:.1} GFLOP/s (best of the measures before, {peak:.1}, and after, \
-         {peak_after:.1}); medians of {rounds} alternating runs per side; FLOPs per step counted by PyTorch's flop counter",
-        peak.max(peak_after)
+         {peak_after:.1}); medians of {rounds} alternating runs per side; FLOPs per step counted by PyTorch's flop counter{}",
+        peak.max(peak_after),
+        if bf16 { "; bfloat16 forward passes on both sides" } else { "" }
     );
     if let Some(path) = out {
         crate::files::write_atomic(path, table.as_bytes())?;

@@ -8,8 +8,13 @@
 //!   time; glibc hands big blocks back to the kernel and maps them again, and the page faults of
 //!   fresh pages cost as much system time as the arithmetic. Training keeps freed memory in the
 //!   process instead (peak memory is unchanged: it is the same blocks).
+//! - **bfloat16, optional.** On CPUs with `avx512_bf16`, [`with_bf16`] runs the forward passes
+//!   under libtorch's CPU autocast, PyTorch's `torch.autocast("cpu", dtype=torch.bfloat16)`:
+//!   convolutions, transposed convolutions and linear layers compute in bfloat16 (8 bits of
+//!   mantissa instead of 23), losses in float32, and the weights, their gradients and the
+//!   optimizers stay float32. Off by default (`TrainConfig::bf16`).
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use std::path::Path;
 use tch::{nn::VarStore, Tensor};
 
@@ -68,5 +73,139 @@ pub fn tune_allocator() {
                 }
             }
         });
+    }
+}
+
+/// Whether this CPU computes bfloat16 dot products natively (`avx512_bf16`); without them
+/// bfloat16 is emulated and slower than float32.
+pub fn bf16_supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// A clear error when bfloat16 training is asked for on a CPU without `avx512_bf16`.
+pub fn check_bf16() -> Result<()> {
+    ensure!(
+        bf16_supported(),
+        "bf16: this CPU has no avx512_bf16 instructions, so bfloat16 would be emulated and slower \
+         than float32; train without bf16"
+    );
+    Ok(())
+}
+
+/// libtorch's CPU autocast (ATen's `at::autocast`, the functions behind PyTorch's
+/// `torch.autocast("cpu")`; the tch API reaches only the CUDA one). libtorch is pinned to one
+/// version by torch-sys, and these functions take and return plain integers and booleans.
+mod autocast {
+    /// c10::DeviceType::CPU.
+    pub const CPU: i8 = 0;
+    /// c10::ScalarType::BFloat16.
+    pub const BFLOAT16: i8 = 15;
+    extern "C" {
+        #[link_name = "_ZN2at8autocast20set_autocast_enabledEN3c1010DeviceTypeEb"]
+        pub fn set_autocast_enabled(device: i8, enabled: bool);
+        #[link_name = "_ZN2at8autocast19is_autocast_enabledEN3c1010DeviceTypeE"]
+        pub fn is_autocast_enabled(device: i8) -> bool;
+        #[link_name = "_ZN2at8autocast18get_autocast_dtypeEN3c1010DeviceTypeE"]
+        pub fn get_autocast_dtype(device: i8) -> i8;
+        #[link_name = "_ZN2at8autocast18set_autocast_dtypeEN3c1010DeviceTypeENS1_10ScalarTypeE"]
+        pub fn set_autocast_dtype(device: i8, dtype: i8);
+        #[link_name = "_ZN2at8autocast17increment_nestingEv"]
+        pub fn increment_nesting() -> i32;
+        #[link_name = "_ZN2at8autocast17decrement_nestingEv"]
+        pub fn decrement_nesting() -> i32;
+        #[link_name = "_ZN2at8autocast11clear_cacheEv"]
+        pub fn clear_cache();
+    }
+}
+
+/// Runs `f` with the CPU's bfloat16 autocast on when `enabled` (else just runs it), exactly as
+/// PyTorch's `with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):` does: the
+/// previous state comes back afterwards, even if `f` panics, and the bfloat16 copies of the
+/// weights made inside are dropped when the outermost region ends (the optimizer changes the
+/// weights next). Run the backward pass outside.
+pub fn with_bf16<T>(enabled: bool, f: impl FnOnce() -> T) -> T {
+    if !enabled {
+        return f();
+    }
+    struct Restore {
+        enabled: bool,
+        dtype: i8,
+    }
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: plain-value calls into libtorch's thread-local autocast state.
+            unsafe {
+                autocast::set_autocast_enabled(autocast::CPU, self.enabled);
+                autocast::set_autocast_dtype(autocast::CPU, self.dtype);
+                if autocast::decrement_nesting() == 0 {
+                    autocast::clear_cache();
+                }
+            }
+        }
+    }
+    // SAFETY: as above.
+    let _restore = unsafe {
+        let restore = Restore {
+            enabled: autocast::is_autocast_enabled(autocast::CPU),
+            dtype: autocast::get_autocast_dtype(autocast::CPU),
+        };
+        autocast::set_autocast_enabled(autocast::CPU, true);
+        autocast::set_autocast_dtype(autocast::CPU, autocast::BFLOAT16);
+        autocast::increment_nesting();
+        restore
+    };
+    f()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    fn conv(x: &Tensor, w: &Tensor) -> Tensor {
+        x.conv2d::<&Tensor>(w, None, [1, 1], [0, 0], [1, 1], 1)
+    }
+
+    #[test]
+    fn bf16_regions_compute_convolutions_in_bfloat16_and_restore_float32_after() {
+        let vs = VarStore::new(Device::Cpu);
+        let w = vs.root().randn_standard("w", &[4, 3, 3, 3]);
+        let x = Tensor::randn([2, 3, 8, 8], (Kind::Float, Device::Cpu));
+        assert_eq!(with_bf16(false, || conv(&x, &w)).kind(), Kind::Float);
+        let inside = with_bf16(true, || {
+            // Nested regions, as PyTorch allows; the inner one must not switch the outer one off.
+            let inner = with_bf16(true, || conv(&x, &w));
+            (inner.kind(), conv(&x, &w).kind(), conv(&x, &w).sum(Kind::Float).kind())
+        });
+        assert_eq!(inside, (Kind::BFloat16, Kind::BFloat16, Kind::Float));
+        assert_eq!(conv(&x, &w).kind(), Kind::Float, "autocast is off again after the region");
+        let caught = std::panic::catch_unwind(|| with_bf16(true, || panic!("inside")));
+        assert!(caught.is_err());
+        assert_eq!(conv(&x, &w).kind(), Kind::Float, "autocast is off again after a panic");
+
+        // The weight gradient comes back in float32, for the float32 optimizer.
+        let loss = with_bf16(true, || conv(&x, &w).square().mean(Kind::Float));
+        let grads = Tensor::run_backward(&[loss], &[&w], false, false);
+        assert_eq!(grads[0].kind(), Kind::Float);
+    }
+
+    #[test]
+    fn each_bf16_region_sees_the_weights_as_they_are_now() {
+        // Autocast caches its bfloat16 copies of the weights; an update between two regions
+        // must reach the second one.
+        let vs = VarStore::new(Device::Cpu);
+        let w = vs.root().ones("w", &[1, 1, 1, 1]);
+        let x = Tensor::ones([1, 1, 2, 2], (Kind::Float, Device::Cpu));
+        let before = with_bf16(true, || conv(&x, &w).double_value(&[0, 0, 0, 0]));
+        let _ = tch::no_grad(|| w.shallow_clone().fill_(3.0));
+        let after = with_bf16(true, || conv(&x, &w).double_value(&[0, 0, 0, 0]));
+        assert_eq!((before, after), (1.0, 3.0));
     }
 }

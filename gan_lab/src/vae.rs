@@ -37,6 +37,9 @@ pub struct VaeTraining {
     /// Channels-last weights and batches ([`crate::perf`]).
     #[serde(default = "yes")]
     pub channels_last: bool,
+    /// Forward passes in bfloat16 ([`crate::perf::with_bf16`]; CPUs with `avx512_bf16`).
+    #[serde(default)]
+    pub bf16: bool,
 }
 
 fn yes() -> bool {
@@ -55,6 +58,7 @@ impl Default for VaeTraining {
             reconstruction: Reconstruction::Mse,
             optimizer: AdamConfig::dcgan().into(),
             channels_last: true,
+            bf16: false,
         }
     }
 }
@@ -141,6 +145,11 @@ impl Vae {
         self.train.seed = seed;
         self
     }
+    /// Forward passes in bfloat16 on CPUs with `avx512_bf16` (off by default).
+    pub fn bf16(mut self, on: bool) -> Self {
+        self.train.bf16 = on;
+        self
+    }
     /// Measures the reconstruction MSE on `data` after every epoch (`VaeHistory::epochs`).
     pub fn held_out(mut self, data: &Dataset) -> Self {
         self.held_out = Some(data.shallow_clone());
@@ -160,6 +169,9 @@ impl Vae {
         ensure!(t.lambda_kl.is_finite() && t.lambda_kl >= 0.0, "lambda_kl = {}: expected 0 or more", t.lambda_kl);
         let lr = t.optimizer.lr();
         ensure!(lr.is_finite() && lr > 0.0, "lr = {lr}: expected a positive learning rate");
+        if t.bf16 {
+            crate::perf::check_bf16()?;
+        }
         Ok(())
     }
 
@@ -254,10 +266,12 @@ impl VaeModel {
             }
             let (x, _) = batcher.batch(data, self.step);
             let x = if t.channels_last { crate::perf::channels_last(&x) } else { x };
-            let (mu, log_variance) = self.net.encode(&x, true);
-            let z = with_seed(mix(t.seed, 1_000_003 + self.step as u64), || reparameterize(&mu, &log_variance));
-            let decoded = self.net.decode(&z, true);
-            let loss = vae_loss(&decoded, &x, &mu, &log_variance, t.lambda_kl, t.reconstruction);
+            let loss = crate::perf::with_bf16(t.bf16, || {
+                let (mu, log_variance) = self.net.encode(&x, true);
+                let z = with_seed(mix(t.seed, 1_000_003 + self.step as u64), || reparameterize(&mu, &log_variance));
+                let decoded = self.net.decode(&z, true);
+                vae_loss(&decoded, &x, &mu, &log_variance, t.lambda_kl, t.reconstruction)
+            });
             self.opt.minimize(&loss.total);
             let record = VaeStep {
                 step: self.step,

@@ -6,8 +6,10 @@ Prints one JSON line: milliseconds per training step (every D and G update of th
 resident memory, the floating-point operations of one step (forward and backward, counted by
 torch.utils.flop_counter on one extra step), the thread count and the torch version.
 
-Usage: python bench_reference.py MODEL BATCH STEPS WARMUP THREADS
-MODEL is one of dcgan, cdcgan, vae, wgan-gp, infogan.
+Usage: python bench_reference.py MODEL BATCH STEPS WARMUP THREADS [fp32|bf16]
+MODEL is one of dcgan, cdcgan, vae, wgan-gp, infogan. With bf16, the forward passes run under
+torch.autocast("cpu", dtype=torch.bfloat16), the backward passes outside it, as PyTorch's
+mixed-precision recipe does.
 """
 
 import json
@@ -27,6 +29,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conditional_reference import ConditionalDiscriminator, ConditionalGenerator  # noqa: E402
 from dcgan_reference import Discriminator, Generator  # noqa: E402
 from vae_reference import Vae  # noqa: E402
+
+
+BF16 = False
+
+
+def amp():
+    """The forward passes' precision: bfloat16 autocast when the run asks for it."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=BF16)
 
 
 def adam(model, lr=2e-4, betas=(0.5, 0.999)):
@@ -110,14 +120,18 @@ def dcgan_step(batch):
 
     def step():
         z = torch.randn(batch, 100)
-        fake = g(z)
+        with amp():
+            fake = g(z)
+            d_real, d_fake = d(x), d(fake.detach())
+            d_loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
         opt_d.zero_grad()
-        d_real, d_fake = d(x), d(fake.detach())
-        (bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))).backward()
+        d_loss.backward()
         opt_d.step()
+        with amp():
+            d_fake_g = d(fake)
+            g_loss = bce(d_fake_g, torch.ones_like(d_fake_g))
         opt_g.zero_grad()
-        d_fake_g = d(fake)
-        bce(d_fake_g, torch.ones_like(d_fake_g)).backward()
+        g_loss.backward()
         opt_g.step()
 
     return step
@@ -132,14 +146,18 @@ def cdcgan_step(batch):
 
     def step():
         z = torch.randn(batch, 100)
-        fake = g(z, y)
+        with amp():
+            fake = g(z, y)
+            real_logits, fake_logits = d(x, y), d(fake.detach(), y)
+            d_loss = bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))
         opt_d.zero_grad()
-        real_logits, fake_logits = d(x, y), d(fake.detach(), y)
-        (bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))).backward()
+        d_loss.backward()
         opt_d.step()
+        with amp():
+            logits = d(fake, y)
+            g_loss = bce(logits, torch.ones_like(logits))
         opt_g.zero_grad()
-        logits = d(fake, y)
-        bce(logits, torch.ones_like(logits)).backward()
+        g_loss.backward()
         opt_g.step()
 
     return step
@@ -151,12 +169,14 @@ def vae_step(batch):
     x = torch.rand(batch, 1, 32, 32) * 2 - 1
 
     def step():
-        mu, log_variance = vae.encode(x)
-        z = mu + (0.5 * log_variance).exp() * torch.randn_like(mu)
-        decoded = vae.decode(z)
-        kl = 0.5 * (log_variance.exp() + mu.square() - 1 - log_variance).mean()
+        with amp():
+            mu, log_variance = vae.encode(x)
+            z = mu + (0.5 * log_variance).exp() * torch.randn_like(mu)
+            decoded = vae.decode(z)
+            kl = 0.5 * (log_variance.exp() + mu.square() - 1 - log_variance).mean()
+            loss = F.mse_loss(decoded, x) + 1e-2 * kl
         opt.zero_grad()
-        (F.mse_loss(decoded, x) + 1e-2 * kl).backward()
+        loss.backward()
         opt.step()
 
     return step
@@ -169,16 +189,20 @@ def wgan_gp_step(batch, n_critic=5, lam=10.0):
 
     def step():
         for _ in range(n_critic):
-            fake = g(torch.randn(batch, 100))
+            with amp():
+                fake = g(torch.randn(batch, 100))
+                alpha = torch.rand(batch, 1, 1, 1)
+                mixed = (alpha * x + (1 - alpha) * fake.detach()).requires_grad_(True)
+                (grad,) = torch.autograd.grad(d(mixed).sum(), mixed, create_graph=True)
+                penalty = lam * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+                d_loss = d(fake.detach()).mean() - d(x).mean() + penalty
             opt_d.zero_grad()
-            alpha = torch.rand(batch, 1, 1, 1)
-            mixed = (alpha * x + (1 - alpha) * fake.detach()).requires_grad_(True)
-            (grad,) = torch.autograd.grad(d(mixed).sum(), mixed, create_graph=True)
-            penalty = lam * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
-            (d(fake.detach()).mean() - d(x).mean() + penalty).backward()
+            d_loss.backward()
             opt_d.step()
+        with amp():
+            g_loss = -d(fake).mean()
         opt_g.zero_grad()
-        (-d(fake).mean()).backward()
+        g_loss.backward()
         opt_g.step()
 
     return step
@@ -194,15 +218,19 @@ def infogan_step(batch):
         values = torch.randint(0, 10, (batch,))
         continuous = torch.rand(batch, 2) * 2 - 1
         z = torch.cat([torch.randn(batch, 62), F.one_hot(values, 10).float(), continuous], 1)
-        fake = g(z)
+        with amp():
+            fake = g(z)
+            (real_score, _), (fake_score, q) = d(x), d(fake.detach())
+            d_loss = bce(real_score, torch.ones_like(real_score)) + bce(fake_score, torch.zeros_like(fake_score))
+            d_loss = d_loss + information(q, values, continuous)
         opt_d.zero_grad()
-        (real_score, _), (fake_score, q) = d(x), d(fake.detach())
-        d_loss = bce(real_score, torch.ones_like(real_score)) + bce(fake_score, torch.zeros_like(fake_score))
-        (d_loss + information(q, values, continuous)).backward()
+        d_loss.backward()
         opt_d.step()
+        with amp():
+            score, q = d(fake)
+            g_loss = bce(score, torch.ones_like(score)) + information(q, values, continuous)
         opt_g.zero_grad()
-        score, q = d(fake)
-        (bce(score, torch.ones_like(score)) + information(q, values, continuous)).backward()
+        g_loss.backward()
         opt_g.step()
 
     return step
@@ -234,7 +262,11 @@ MODELS = {"dcgan": dcgan_step, "cdcgan": cdcgan_step, "vae": vae_step, "wgan-gp"
           "infogan": infogan_step}
 
 
-def main(model, batch, steps, warmup, threads):
+def main(model, batch, steps, warmup, threads, precision="fp32"):
+    global BF16
+    if precision not in ("fp32", "bf16"):
+        sys.exit(f"precision `{precision}`: expected fp32 or bf16")
+    BF16 = precision == "bf16"
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     step = MODELS[model](batch)
@@ -253,8 +285,9 @@ def main(model, batch, steps, warmup, threads):
         "flops_per_step": counter.get_total_flops(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "precision": precision,
     }))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), *sys.argv[6:7])

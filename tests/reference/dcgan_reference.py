@@ -55,13 +55,20 @@ class Discriminator(nn.Module):
         return torch.sigmoid(self.conv4(x)).view(-1)  # D(x) in [0, 1]
 
 
-def main(workdir):
+def main(workdir, precision="fp32"):
+    """With precision bf16, the forward passes run under torch.autocast("cpu", bfloat16), on
+    channels-last weights and batch as gan_lab lays them out; the backward passes outside."""
     torch.use_deterministic_algorithms(True)
+    bf16 = {"fp32": False, "bf16": True}[precision]
     g, d = Generator(), Discriminator()
     g.load_state_dict(load_file(f"{workdir}/generator.safetensors"), strict=False)
     d.load_state_dict(load_file(f"{workdir}/discriminator.safetensors"), strict=False)
     inputs = load_file(f"{workdir}/inputs.safetensors")
     x, z = inputs["x"], inputs["z"]
+    if bf16:
+        g, d = g.to(memory_format=torch.channels_last), d.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    amp = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
     g.train()
     d.train()
     opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -72,24 +79,26 @@ def main(workdir):
     # The outputs and weights of the first step, the losses of STEPS steps: Adam's first update
     # is lr·sign(grad) whatever its betas, so only the later losses check the moment estimates.
     for step in range(STEPS):
-        fake = g(z)
         # (1) Update D: maximize log(D(x)) + log(1 - D(G(z)))
         opt_d.zero_grad()
-        d_real = d(x)
-        d_fake = d(fake.detach())
-        d_loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
+        with amp():
+            fake = g(z)
+            d_real = d(x)
+            d_fake = d(fake.detach())
+            d_loss = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
         d_loss.backward()
         opt_d.step()
         # (2) Update G: maximize log(D(G(z)))
         opt_g.zero_grad()
-        d_fake_g = d(fake)
-        g_loss = bce(d_fake_g, torch.ones_like(d_fake_g))
+        with amp():
+            d_fake_g = d(fake)
+            g_loss = bce(d_fake_g, torch.ones_like(d_fake_g))
         g_loss.backward()
         opt_g.step()
         if step == 0:
-            out["fake"] = fake.detach().clone()
-            out["d_real"] = d_real.detach().clone()
-            out["d_fake"] = d_fake.detach().clone()
+            out["fake"] = fake.detach().float().contiguous()
+            out["d_real"] = d_real.detach().float().clone()
+            out["d_fake"] = d_fake.detach().float().clone()
             # Weights after one step.
             for prefix, model in (("generator.", g), ("discriminator.", d)):
                 for name, t in model.state_dict().items():
@@ -101,4 +110,4 @@ def main(workdir):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])
