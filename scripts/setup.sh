@@ -42,8 +42,14 @@ TORCH_DIR="$("$VENV/bin/python" -c 'import torch, os; print(os.path.dirname(torc
 export LIBTORCH="$TORCH_DIR"
 export LD_LIBRARY_PATH="$TORCH_DIR/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export GAN_LAB_PYTHON="$VENV/bin/python"
-# Compiled dependencies (tch's C++ shim above all) are shared by every clone on the machine.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$GAN_LAB_HOME/target}"
+# Compiled dependencies (tch's C++ shim above all) are shared by every clone on the machine. A
+# student edition (no solutions/) builds a crate of the same name and version with the exercises
+# stubbed: it gets a directory of its own, so that neither build ever stands in for the other.
+if [ -d "$GAN_LAB_ROOT/solutions" ]; then
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$GAN_LAB_HOME/target}"
+else
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$GAN_LAB_HOME/target-student}"
+fi
 
 # Fashion-MNIST, the course's second dataset, comes from Debian's package.
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then

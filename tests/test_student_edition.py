@@ -3,7 +3,11 @@ fails until written, writing one exercise turns exactly that one green, no solut
 leaks, its notebooks are valid nbformat 4; and the grader catches typical student bugs planted in a
 copy of the master.
 
-Run by scripts/test after `cargo test` (its environment shares the compiled dependencies).
+Run by scripts/test after `cargo test`. The editions and copies build in the student editions'
+target directory (beside the master's, reused from run to run): they compile a crate of the same name
+and version as the master's, and a student's stubs or a planted bug must never take the place of
+the master's build of `gan-lab` in the shared directory. Copies get fresh modification times, so
+cargo never takes an older build for theirs.
 """
 import json
 import os
@@ -19,9 +23,17 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 BEGIN, END = re.compile(r"^\s*// BEGIN (SOLUTION|HIDDEN TESTS)"), re.compile(r"^\s*// END (SOLUTION|HIDDEN TESTS)")
 
 
+def cargo(cwd, *args):
+    """`cargo ARGS` in `cwd`; outside the master, into the student editions' target directory
+    (the one scripts/setup.sh gives a student edition)."""
+    env = dict(os.environ)
+    if pathlib.Path(cwd).resolve() != ROOT and "CARGO_TARGET_DIR" in env:
+        env["CARGO_TARGET_DIR"] = env["CARGO_TARGET_DIR"].rstrip("/") + "-student"
+    return subprocess.run(["cargo", *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
 def gan_lab(cwd, *args):
-    return subprocess.run(["cargo", "run", "--release", "--quiet", "--bin", "gan-lab", "--", *args],
-                          cwd=cwd, capture_output=True, text=True)
+    return cargo(cwd, "run", "--release", "--quiet", "--bin", "gan-lab", "--", *args)
 
 
 def grade(cwd):
@@ -98,7 +110,7 @@ def test_notebooks_are_valid_nbformat_4(edition):
 
 
 def test_edition_builds_and_every_exercise_fails(edition):
-    tests = subprocess.run(["cargo", "test", "--release"], cwd=edition, capture_output=True, text=True)
+    tests = cargo(edition, "test", "--release")
     assert "error[" not in tests.stderr, tests.stderr[-3000:]
     failed = [l for l in tests.stdout.splitlines() if l.startswith("test result: FAILED")]
     assert len(failed) == 1 and failed[0].startswith("test result: FAILED. 0 passed"), tests.stdout[-3000:]
@@ -111,7 +123,7 @@ def test_edition_builds_and_every_exercise_fails(edition):
 
 def test_writing_one_exercise_turns_only_it_green(edition, tmp_path):
     copy = tmp_path / "student"
-    shutil.copytree(edition, copy, ignore=shutil.ignore_patterns("target"))
+    shutil.copytree(edition, copy, ignore=shutil.ignore_patterns("target"), copy_function=shutil.copy)
     viz = copy / "gan_lab/src/viz.rs"
     text = viz.read_text()
     stub = re.search(r'    // YOUR CODE HERE\n    todo!\("exercise dcgan.interpolate[^\n]*\n', text)
@@ -187,7 +199,7 @@ def test_grader_catches_planted_bugs(tmp_path):
     copy = tmp_path / "master"
     for f in tracked(ROOT):
         (copy / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / f, copy / f)
+        shutil.copy(ROOT / f, copy / f)
     planted = [(name, *bug) for name, bug in BUGS.items()] + [(name, *bug[:3]) for name, bug in GUARDED.items()]
     for name, file, good, bad in planted:
         path = copy / file
@@ -200,6 +212,5 @@ def test_grader_catches_planted_bugs(tmp_path):
     for exercise in BUGS:
         print(f"{exercise}: {results[exercise]['tests'] and next(t['hint'] for t in results[exercise]['tests'] if not t['passed'])}")
     for bug, (*_, (target, test)) in GUARDED.items():
-        run = subprocess.run(["cargo", "test", "--release", "--test", target, "--", "--exact", test],
-                             cwd=copy, capture_output=True, text=True)
+        run = cargo(copy, "test", "--release", "--test", target, "--", "--exact", test)
         assert "test result: FAILED. 0 passed; 1 failed" in run.stdout, f"{bug}: {test} did not fail\n{run.stdout[-2000:]}"
