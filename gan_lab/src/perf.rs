@@ -77,7 +77,7 @@ pub fn tune_allocator() {
 }
 
 /// Whether this CPU computes bfloat16 dot products natively (`avx512_bf16`); without them
-/// bfloat16 is emulated and slower than float32.
+/// libtorch emulates bfloat16 arithmetic.
 pub fn bf16_supported() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -93,8 +93,8 @@ pub fn bf16_supported() -> bool {
 pub fn check_bf16() -> Result<()> {
     ensure!(
         bf16_supported(),
-        "bf16: this CPU has no avx512_bf16 instructions, so bfloat16 would be emulated and slower \
-         than float32; train without bf16"
+        "bf16: this CPU has no avx512_bf16 instructions, so bfloat16 would only be emulated; \
+         train without bf16"
     );
     Ok(())
 }
