@@ -50,6 +50,9 @@ if [ -d "$GAN_LAB_ROOT/solutions" ]; then
 else
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$GAN_LAB_HOME/target-student}"
 fi
+# gan_lab compiles in the path of its checkout (datasets/, notebooks/); naming the checkout makes
+# cargo rebuild gan_lab itself, not just reuse another clone's build from the shared directory.
+export GAN_LAB_CHECKOUT="$GAN_LAB_ROOT"
 
 # Fashion-MNIST, the course's second dataset, comes from Debian's package.
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then

@@ -5,6 +5,7 @@ mod common;
 use common::{all_weights, err_of, shapes};
 use gan_lab::data::{Dataset, Split};
 use gan_lab::metrics::{ClassAccuracy, Evaluator};
+use gan_lab::train::with_seed;
 use gan_lab::{checkpoint, Acgan, Cdcgan, Dcgan};
 use std::collections::BTreeMap;
 use tch::{nn, Kind, Tensor};
@@ -73,7 +74,7 @@ fn acgan_appends_the_class_to_z_and_adds_a_dense_class_head() {
     assert_eq!(d["conv4.weight"], [1, 128, 4, 4], "the DCGAN's real/fake head stays");
     assert_eq!(d["classify.weight"], [10, 128 * 4 * 4], "one dense layer from D's last maps to 10 class logits");
     assert_eq!(d["classify.bias"], [10]);
-    let x = gan.class_grid(&Tensor::randn([3, 100], (Kind::Float, tch::Device::Cpu))).unwrap();
+    let x = gan.class_grid(&with_seed(11, || Tensor::randn([3, 100], (Kind::Float, tch::Device::Cpu)))).unwrap();
     let judged = gan.discriminator.judge(&x, None, false);
     assert_eq!(judged.score.size(), [30]);
     assert_eq!(judged.classes.expect("class logits").size(), [30, 10]);
@@ -83,7 +84,7 @@ fn acgan_appends_the_class_to_z_and_adds_a_dense_class_head() {
 fn the_class_loss_reaches_both_players_only_when_weighted() {
     let data = small_data();
     let (real, labels) = (data.images.narrow(0, 0, 16), data.labels.as_ref().unwrap().narrow(0, 0, 16));
-    let z = Tensor::randn([16, 100], (Kind::Float, tch::Device::Cpu));
+    let z = with_seed(12, || Tensor::randn([16, 100], (Kind::Float, tch::Device::Cpu)));
     let step = |weight: f64| {
         let mut gan = Acgan::mnist32().class_weight(weight).seed(3).build().unwrap();
         let before = all_weights(&gan);
@@ -106,7 +107,7 @@ fn the_class_loss_reaches_both_players_only_when_weighted() {
 #[test]
 fn class_grid_puts_a_class_in_each_row_and_a_noise_vector_in_each_column() {
     let gan = Cdcgan::mnist32().ngf(8).ndf(8).build().unwrap();
-    let z = Tensor::randn([4, 100], (Kind::Float, tch::Device::Cpu));
+    let z = with_seed(13, || Tensor::randn([4, 100], (Kind::Float, tch::Device::Cpu)));
     let grid = gan.class_grid(&z).unwrap();
     assert_eq!(grid.size(), [40, 1, 32, 32]);
     let one = gan.generate_labeled(&z.get(2).unsqueeze(0), &Tensor::from_slice(&[7i64])).unwrap();
@@ -119,7 +120,7 @@ fn class_grid_puts_a_class_in_each_row_and_a_noise_vector_in_each_column() {
 #[test]
 fn bad_labels_and_unlabelled_data_are_named_in_the_error() {
     let gan = Cdcgan::mnist32().ngf(8).ndf(8).build().unwrap();
-    let z = Tensor::randn([3, 100], (Kind::Float, tch::Device::Cpu));
+    let z = with_seed(14, || Tensor::randn([3, 100], (Kind::Float, tch::Device::Cpu)));
     let e = err_of(gan.generate_labeled(&z, &Tensor::from_slice(&[1i64, 10, 2])));
     assert!(e.contains("labels") && e.contains("0..=9") && e.contains("10"), "{e}");
     let e = err_of(gan.generate_labeled(&z, &Tensor::from_slice(&[-1i64, 0, 2])));
@@ -157,7 +158,7 @@ fn conditional_training_is_deterministic_and_checkpoints_keep_the_family() {
     let e = err_of(Dcgan::from_checkpoint(dir.path().join("ck")));
     assert!(e.contains("cdcgan") && e.contains("not a dcgan"), "{e}");
     let back = Cdcgan::from_checkpoint(dir.path().join("ck")).unwrap().build().unwrap();
-    let z = Tensor::randn([2, 100], (Kind::Float, tch::Device::Cpu));
+    let z = with_seed(15, || Tensor::randn([2, 100], (Kind::Float, tch::Device::Cpu)));
     assert!(back.class_grid(&z).unwrap().equal(&a.class_grid(&z).unwrap()));
 }
 
@@ -199,7 +200,7 @@ fn the_averaged_generator_is_the_bias_corrected_moving_average_and_survives_resu
     assert!(!averaged.equal(&live), "the averaged weights are the live ones");
     assert!(all_weights(&gan)[name].equal(&live), "the live weights were not put back exactly");
     // Sampling from the average differs from sampling from the live weights.
-    let z = Tensor::randn([2, 100], (Kind::Float, tch::Device::Cpu));
+    let z = with_seed(16, || Tensor::randn([2, 100], (Kind::Float, tch::Device::Cpu)));
     let from_average = gan.with_average(|g| g.class_grid(&z).unwrap()).unwrap();
     assert!(!from_average.equal(&gan.class_grid(&z).unwrap()));
 

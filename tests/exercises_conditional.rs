@@ -13,6 +13,7 @@ mod common;
 use common::{assert_gradients_reach_every_layer, close, fill_like_reference, values};
 use gan_lab::losses::class_loss;
 use gan_lab::models::cdcgan::{label_map, CdcganConfig, Discriminator, Generator};
+use gan_lab::train::with_seed;
 use tch::{nn, Kind, Tensor};
 
 fn reference_z() -> Tensor {
@@ -30,8 +31,8 @@ fn reference_labels() -> Tensor {
 fn networks() -> (nn::VarStore, Generator, nn::VarStore, Discriminator) {
     let c = CdcganConfig::mnist32();
     let (vs_g, vs_d) = (nn::VarStore::new(tch::Device::Cpu), nn::VarStore::new(tch::Device::Cpu));
-    let g = Generator::new(&vs_g.root(), &c);
-    let d = Discriminator::new(&vs_d.root(), &c);
+    let g = with_seed(0, || Generator::new(&vs_g.root(), &c));
+    let d = with_seed(1, || Discriminator::new(&vs_d.root(), &c));
     (vs_g, g, vs_d, d)
 }
 

@@ -11,6 +11,7 @@ mod common;
 use common::{close, fake, real, values};
 use gan_lab::losses::{clip_weights, gradient_penalty, wasserstein_critic_loss, wasserstein_generator_loss};
 use gan_lab::models::layers::{attention_weights, power_iteration};
+use gan_lab::train::with_seed;
 use tch::{nn, Device, Kind, Tensor};
 
 // ---- losses.wasserstein_critic ----
@@ -89,9 +90,9 @@ fn clip_weights__keeps_weights_inside_the_box() {
 
 fn batch(seed: i64) -> (Tensor, Tensor, Tensor) {
     tch::manual_seed(seed);
-    let r = Tensor::randn([6, 1, 3, 3], (Kind::Float, Device::Cpu));
-    let f = Tensor::randn([6, 1, 3, 3], (Kind::Float, Device::Cpu));
-    let a = Tensor::rand([6, 1, 1, 1], (Kind::Float, Device::Cpu));
+    let r = with_seed(11, || Tensor::randn([6, 1, 3, 3], (Kind::Float, Device::Cpu)));
+    let f = with_seed(12, || Tensor::randn([6, 1, 3, 3], (Kind::Float, Device::Cpu)));
+    let a = with_seed(13, || Tensor::rand([6, 1, 1, 1], (Kind::Float, Device::Cpu)));
     (r, f, a)
 }
 

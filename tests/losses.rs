@@ -7,6 +7,7 @@ use gan_lab::data::{Dataset, Split};
 use gan_lab::losses::{self, CriticSchedule, Objective};
 use gan_lab::models::layers::{power_iteration, Norm, SelfAttention, SnConv, Upsample};
 use gan_lab::optim::{OptimizerConfig, RmsPropConfig};
+use gan_lab::train::with_seed;
 use gan_lab::{Dcgan, Sagan};
 use std::collections::BTreeMap;
 use tch::nn::{self, Module, ModuleT};
@@ -114,10 +115,10 @@ fn linear_critic(w: &Tensor) -> impl Fn(&Tensor) -> Tensor + '_ {
 
 #[test]
 fn gradient_penalty_is_zero_for_a_1_lipschitz_linear_critic_and_reaches_the_weights() {
-    let real = Tensor::randn([8, 1, 4, 4], (Kind::Float, Device::Cpu));
-    let fake = Tensor::randn([8, 1, 4, 4], (Kind::Float, Device::Cpu));
-    let alpha = Tensor::rand([8, 1, 1, 1], (Kind::Float, Device::Cpu));
-    let dir = Tensor::randn([1, 1, 4, 4], (Kind::Float, Device::Cpu));
+    let real = with_seed(11, || Tensor::randn([8, 1, 4, 4], (Kind::Float, Device::Cpu)));
+    let fake = with_seed(12, || Tensor::randn([8, 1, 4, 4], (Kind::Float, Device::Cpu)));
+    let alpha = with_seed(13, || Tensor::rand([8, 1, 1, 1], (Kind::Float, Device::Cpu)));
+    let dir = with_seed(14, || Tensor::randn([1, 1, 4, 4], (Kind::Float, Device::Cpu)));
     let unit = (&dir / dir.norm()).set_requires_grad(true);
     let gp = losses::gradient_penalty(&linear_critic(&unit), &real, &fake, &alpha, 10.0).double_value(&[]);
     assert!(gp.abs() < 1e-8, "‖∇f‖ = 1 everywhere: penalty {gp:e}");
@@ -147,7 +148,7 @@ fn spectral_norm_matches_the_largest_singular_value() {
     assert!((sigma - svd).abs() < 1e-4 * svd, "power iteration σ {sigma} vs SVD {svd}");
     // The persistent vector converges over training forward passes; the normalised weight then
     // has spectral norm 1.
-    let x = Tensor::randn([2, 6, 5, 5], (Kind::Float, Device::Cpu));
+    let x = with_seed(15, || Tensor::randn([2, 6, 5, 5], (Kind::Float, Device::Cpu)));
     for _ in 0..50 {
         let _ = conv.forward_t(&x, true);
     }
@@ -161,7 +162,7 @@ fn spectral_norm_matches_the_largest_singular_value() {
 fn self_attention_starts_as_the_identity_and_attends_over_positions() {
     let vs = nn::VarStore::new(Device::Cpu);
     let a = SelfAttention::new(&vs.root(), 16);
-    let x = Tensor::randn([2, 16, 4, 4], (Kind::Float, Device::Cpu));
+    let x = with_seed(16, || Tensor::randn([2, 16, 4, 4], (Kind::Float, Device::Cpu)));
     assert!(a.forward(&x).equal(&x), "γ starts at 0: the block is the identity");
     let beta = a.attention_map(&x);
     assert_eq!(beta.size(), [2, 16, 16]);
@@ -179,7 +180,7 @@ fn self_attention_starts_as_the_identity_and_attends_over_positions() {
 fn upsampling_options_build_32x32_generators() {
     for up in [Upsample::TransposedConv, Upsample::NearestConv, Upsample::BilinearConv] {
         let gan = Dcgan::mnist32().upsample(up).build().unwrap();
-        let x = gan.generate(&Tensor::randn([3, 100], (Kind::Float, Device::Cpu)));
+        let x = gan.generate(&with_seed(17, || Tensor::randn([3, 100], (Kind::Float, Device::Cpu))));
         assert_eq!(x.size(), [3, 1, 32, 32], "{up:?}");
         let w = gan.vs_g.variables()["convt2.weight"].size();
         let expected = if up == Upsample::TransposedConv { vec![128, 64, 4, 4] } else { vec![64, 128, 3, 3] };

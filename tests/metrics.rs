@@ -3,6 +3,7 @@
 
 use gan_lab::data::{Dataset, Split};
 use gan_lab::metrics::{self, Evaluator, RealReference};
+use gan_lab::train::with_seed;
 use gan_lab::Dcgan;
 use std::process::Command;
 use tch::{Kind, Tensor};
@@ -32,7 +33,8 @@ fn frechet_distance_matches_the_closed_form_for_gaussians() {
     let fd = metrics::frechet_distance(&mu1, &c1, &mu2, &c2);
     assert!((fd - expected).abs() < 1e-9, "{fd} vs {expected}");
     // The same Gaussians in a rotated basis: the distance does not change.
-    let (q, _) = Tensor::linalg_qr(&Tensor::randn([4, 4], (Kind::Double, tch::Device::Cpu)), "reduced");
+    let (q, _) =
+        Tensor::linalg_qr(&with_seed(11, || Tensor::randn([4, 4], (Kind::Double, tch::Device::Cpu))), "reduced");
     let rot = |c: &Tensor| q.matmul(c).matmul(&q.tr());
     let fd_rot = metrics::frechet_distance(&q.matmul(&mu1), &rot(&c1), &q.matmul(&mu2), &rot(&c2));
     assert!((fd_rot - expected).abs() < 1e-8, "rotated: {fd_rot} vs {expected}");
@@ -91,7 +93,7 @@ fn real_digits_set_the_ceilings() {
     let ev = Evaluator::shipped().unwrap();
     let train = Dataset::mnist(Split::Train).unwrap();
     let reference = RealReference::new(&ev, &train.images);
-    let noise = Tensor::rand([2000, 1, 32, 32], (Kind::Float, tch::Device::Cpu)) * 2.0 - 1.0;
+    let noise = with_seed(12, || Tensor::rand([2000, 1, 32, 32], (Kind::Float, tch::Device::Cpu))) * 2.0 - 1.0;
     let scores = reference.score(&ev, &noise);
     eprintln!("real ceiling: {}\nnoise:        {scores}", reference.ceiling);
     assert!(reference.ceiling.inception.mean > 8.0, "{}", reference.ceiling);
@@ -107,7 +109,7 @@ fn collapse_signals_tell_a_collapsed_set_from_real_digits() {
     assert!(healthy.entropy > 2.2 && healthy.near_duplicate_rate < 0.02, "{healthy}");
     // A collapsed generator: one digit, repeated with a little noise.
     let one = real.get(0).unsqueeze(0).repeat([200, 1, 1, 1]);
-    let collapsed = (&one + Tensor::randn_like(&one) * 0.02).clamp(-1.0, 1.0);
+    let collapsed = (&one + with_seed(13, || Tensor::randn_like(&one)) * 0.02).clamp(-1.0, 1.0);
     let signals = metrics::collapse_signals(&ev, &collapsed);
     assert!(signals.entropy < 0.1 && signals.top_over_representation > 9.9, "{signals}");
     assert!(signals.near_duplicate_rate > 0.99, "{signals}");

@@ -6,8 +6,9 @@ copy of the master.
 Run by scripts/test after `cargo test`. The editions and copies build in the student editions'
 target directory (beside the master's, reused from run to run): they compile a crate of the same name
 and version as the master's, and a student's stubs or a planted bug must never take the place of
-the master's build of `gan-lab` in the shared directory. Copies get fresh modification times, so
-cargo never takes an older build for theirs.
+the master's build of `gan-lab` in the shared directory. Each build names its checkout
+(GAN_LAB_CHECKOUT, as scripts/setup.sh does) and copies get fresh modification times, so cargo
+never takes another checkout's build for theirs.
 """
 import json
 import os
@@ -26,7 +27,7 @@ BEGIN, END = re.compile(r"^\s*// BEGIN (SOLUTION|HIDDEN TESTS)"), re.compile(r"^
 def cargo(cwd, *args):
     """`cargo ARGS` in `cwd`; outside the master, into the student editions' target directory
     (the one scripts/setup.sh gives a student edition)."""
-    env = dict(os.environ)
+    env = dict(os.environ, GAN_LAB_CHECKOUT=str(pathlib.Path(cwd).resolve()))
     if pathlib.Path(cwd).resolve() != ROOT and "CARGO_TARGET_DIR" in env:
         env["CARGO_TARGET_DIR"] = env["CARGO_TARGET_DIR"].rstrip("/") + "-student"
     return subprocess.run(["cargo", *args], cwd=cwd, env=env, capture_output=True, text=True)
