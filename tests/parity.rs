@@ -33,8 +33,7 @@ fn differences(bf16: bool, precision: &str) -> (Vec<(String, f64)>, f64, f64) {
     write_tensors(&variables(&gan.vs_g), &dir.path().join("generator.safetensors")).unwrap();
     write_tensors(&variables(&gan.vs_d), &dir.path().join("discriminator.safetensors")).unwrap();
     let x = Dataset::mnist(Split::Test).unwrap().take(32).images;
-    tch::manual_seed(4);
-    let z = with_seed(11, || Tensor::randn([32, 100], (Kind::Float, tch::Device::Cpu)));
+    let z = with_seed(4, || Tensor::randn([32, 100], (Kind::Float, tch::Device::Cpu)));
     Tensor::write_safetensors(&[("x", &x), ("z", &z)], dir.path().join("inputs.safetensors")).unwrap();
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/reference/dcgan_reference.py");
