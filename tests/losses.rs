@@ -50,6 +50,20 @@ fn each_objective_brings_its_optimizers_and_schedule() {
 }
 
 #[test]
+fn a_layernorm_critic_keeps_nchw_while_the_rest_goes_channels_last() {
+    // A 4-D weight is channels-last when its input channels are the innermost dimension.
+    let channels_last = |vs: &nn::VarStore, name: &str| vs.variables()[name].stride()[1] == 1;
+    let gp = Dcgan::mnist32().objective(Objective::wgan_gp()).build().unwrap();
+    assert!(!gp.critic_channels_last && !channels_last(&gp.vs_d, "conv2.weight"), "LayerNorm critic: NCHW");
+    assert!(channels_last(&gp.vs_g, "convt2.weight"), "its generator (BatchNorm) goes channels-last");
+    let batch = Dcgan::mnist32().objective(Objective::wgan_gp()).norm(Norm::Batch).build().unwrap();
+    assert!(batch.critic_channels_last && channels_last(&batch.vs_d, "conv2.weight"), "BatchNorm critic");
+    let off = Dcgan::mnist32().channels_last(false).build().unwrap();
+    assert!(!off.critic_channels_last && !channels_last(&off.vs_d, "conv2.weight"));
+    assert!(!channels_last(&off.vs_g, "convt2.weight"), "channels_last(false) keeps both NCHW");
+}
+
+#[test]
 fn the_loop_does_n_critic_updates_per_generator_update_and_clips() {
     let data = small_data();
     let gan = Dcgan::mnist32()
