@@ -3,7 +3,29 @@
 //! reuse one clone's build in another whose files are older; scripts/setup.sh names the checkout
 //! in GAN_LAB_CHECKOUT, so a build from another checkout compiles gan_lab again (its dependencies
 //! stay shared).
+//!
+//! It also compiles csrc/ops.cpp, the libtorch ops tch does not expose, against the
+//! same libtorch torch-sys found (torch-sys passes its library directory as DEP_TCH_LIBTORCH_LIB).
+use std::path::PathBuf;
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=csrc/ops.cpp");
     println!("cargo:rerun-if-env-changed=GAN_LAB_CHECKOUT");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let lib =
+        PathBuf::from(std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys names libtorch's library directory"));
+    let root = lib.parent().expect("libtorch's lib directory has a parent").to_path_buf();
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(root.join("include"))
+        .include(root.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .file("csrc/ops.cpp")
+        .compile("gan_lab_ops");
 }

@@ -113,18 +113,17 @@ fn bf16_training_steps_match_pytorch_autocast() {
         eprintln!("skipped: this CPU has no avx512_bf16");
         return;
     }
-    // The same operations in the same precision: G's forward pass is bit for bit PyTorch's. D's
-    // LeakyReLU is `prelu`, whose slope tensor autocast rounds to bfloat16 (0.2002) where
-    // PyTorch's `leaky_relu(x, 0.2)` keeps 0.2: D's probabilities may differ by a bfloat16 step
-    // (2⁻⁸ in [0.5, 1)), the losses by a few 1e-3.
+    // The same operations in the same precision: G's forward pass and D's on the fakes are bit for
+    // bit PyTorch's (with `prelu` for LeakyReLU, whose slope autocast rounds to 0.2002, D's were
+    // not). D's probability on the real batch may differ by a bfloat16 step (2⁻⁸ in [0.5, 1)),
+    // which its BatchNorm statistics show too; the losses by a few 1e-3.
     let (report, _, off) = differences(true, "bf16");
     let (name, diff) = worst(&report);
     eprintln!("bf16 parity with PyTorch autocast: worst |difference| {diff:.2e} ({name}); {:.3}% of weights differ after one step", 100.0 * off);
     let value = |key: &str| report.iter().find(|(k, _)| k == key).unwrap().1;
     assert!(value("fake") < 1e-6, "fake: |gan_lab - PyTorch| = {:e}", value("fake"));
-    for key in ["d_real", "d_fake"] {
-        assert!(value(key) < 8e-3, "{key}: |gan_lab - PyTorch| = {:e}", value(key));
-    }
+    assert!(value("d_fake") < 1e-6, "d_fake: |gan_lab - PyTorch| = {:e}", value("d_fake"));
+    assert!(value("d_real") < 8e-3, "d_real: |gan_lab - PyTorch| = {:e}", value("d_real"));
     for step in 0..3 {
         for key in [format!("d_loss.{step}"), format!("g_loss.{step}")] {
             assert!(value(&key) < 5e-3, "{key}: |gan_lab - PyTorch| = {:e}", value(&key));

@@ -11,6 +11,7 @@ pub mod losses;
 pub mod metrics;
 pub mod models;
 pub mod notebook;
+pub mod ops;
 pub mod optim;
 pub mod perf;
 pub mod train;

@@ -169,9 +169,9 @@ pub fn dense(p: nn::Path, from: i64, to: i64, init: Init, bias: bool) -> nn::Lin
     nn::linear(p, from, to, config)
 }
 
-/// LeakyReLU with slope 0.2 as one fused op with autograd (`prelu` with a fixed weight).
+/// LeakyReLU with slope 0.2 ([`crate::ops::leaky_relu`]).
 pub fn leaky_relu_02(x: &Tensor) -> Tensor {
-    x.prelu(&Tensor::from(0.2f32).to_device(x.device()))
+    crate::ops::leaky_relu(x, 0.2)
 }
 
 /// The DCGAN generator.

@@ -117,7 +117,7 @@ impl VaeNet {
     }
 
     fn leaky(&self, x: &Tensor) -> Tensor {
-        x.prelu(&Tensor::from(self.config.slope as f32).to_device(x.device()))
+        crate::ops::leaky_relu(x, self.config.slope)
     }
 
     /// Images `[B, C, S, S]` → (μ, log σ²), each `[B, latent_dim]`.
