@@ -12,6 +12,7 @@
 //! The lesson marks "no bias" on the layers BatchNorm follows; the others keep their bias (0 at init).
 
 use super::dcgan::{leaky_relu_02, Init};
+use super::layers::{UpLayer, WholeConv};
 use super::{one_hot, DiscriminatorNet, GeneratorNet, Judgement};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
@@ -60,8 +61,8 @@ pub fn label_map(labels: &Tensor, classes: i64, size: i64) -> Tensor {
 pub struct Generator {
     latent_dim: i64,
     classes: i64,
-    z_branch: (nn::ConvTranspose2D, nn::BatchNorm),
-    y_branch: (nn::ConvTranspose2D, nn::BatchNorm),
+    z_branch: (UpLayer, nn::BatchNorm),
+    y_branch: (UpLayer, nn::BatchNorm),
     blocks: Vec<(nn::ConvTranspose2D, nn::BatchNorm)>,
     to_image: nn::ConvTranspose2D,
 }
@@ -71,7 +72,7 @@ impl Generator {
         let i = c.init;
         let branch = |name: &str, input: i64| {
             let conv =
-                nn::conv_transpose2d(p / format!("{name}_convt"), input, 4 * c.ngf, 4, i.convt_config(1, 0, false));
+                UpLayer::from_latent(p / format!("{name}_convt"), input, 4 * c.ngf, 4, i.convt_config(1, 0, false));
             (conv, nn::batch_norm2d(p / format!("{name}_bn"), 4 * c.ngf, i.bn_config()))
         };
         let (z_branch, y_branch) = (branch("z", c.latent_dim), branch("y", c.classes));
@@ -124,7 +125,7 @@ pub struct Discriminator {
     x_branch: nn::Conv2D,
     y_branch: nn::Conv2D,
     blocks: Vec<(nn::Conv2D, nn::BatchNorm)>,
-    to_score: nn::Conv2D,
+    to_score: WholeConv,
 }
 
 impl Discriminator {
@@ -137,7 +138,7 @@ impl Discriminator {
             let conv = nn::conv2d(p / format!("conv{}", n + 1), from, to, 4, i.conv_config(2, 1, false));
             blocks.push((conv, nn::batch_norm2d(p / format!("bn{}", n + 1), to, i.bn_config())));
         }
-        let to_score = nn::conv2d(p / "conv3", 8 * c.ndf, 1, 4, i.conv_config(1, 0, true));
+        let to_score = WholeConv::new(p / "conv3", 8 * c.ndf, 1, 4, i.conv_config(1, 0, true));
         Discriminator { classes: c.classes, x_branch, y_branch, blocks, to_score }
     }
 

@@ -8,7 +8,7 @@
 //! the loss applies the sigmoid (`binary_cross_entropy_with_logits`), which is the same function
 //! computed without overflow. [`Discriminator::probability`] gives D(x) as the lesson defines it.
 
-use super::layers::{Norm, NormLayer, UpLayer, Upsample};
+use super::layers::{Norm, NormLayer, UpLayer, Upsample, WholeConv};
 use super::{DiscriminatorNet, GeneratorNet, Judgement};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
@@ -184,8 +184,9 @@ pub struct Generator {
 
 impl Generator {
     /// Exercise `dcgan.generator`: the lesson's layer list. Name the layers `convt1`, `bn1`,
-    /// `convt2`, ... through `p`; use `c.widths(c.ngf)`, `c.convt_config(1, 0)` for the first
-    /// block, `c.up_layer(path, from, to)` for the layers that double the side and `c.bn_config()`.
+    /// `convt2`, ... through `p`; use `c.widths(c.ngf)`, `UpLayer::from_latent(path, n_z, to, 4,
+    /// c.convt_config(1, 0))` for the first block (1×1 → 4×4), `c.up_layer(path, from, to)` for the
+    /// layers that double the side and `c.bn_config()`.
     pub fn new(p: &nn::Path, c: &DcganConfig) -> Generator {
         // BEGIN SOLUTION dcgan.generator
         let widths = c.widths(c.ngf);
@@ -195,7 +196,7 @@ impl Generator {
             // The first block maps the 1×1 latent to 4×4; the others double the side.
             let name = p / format!("convt{}", i + 1);
             let conv = match i {
-                0 => UpLayer::Transposed(nn::conv_transpose2d(name, in_ch, w, 4, c.convt_config(1, 0))),
+                0 => UpLayer::from_latent(name, in_ch, w, 4, c.convt_config(1, 0)),
                 _ => c.up_layer(name, in_ch, w),
             };
             let bn = nn::batch_norm2d(p / format!("bn{}", i + 1), w, c.bn_config());
@@ -233,14 +234,15 @@ impl GeneratorNet for Generator {
 #[derive(Debug)]
 pub struct Discriminator {
     blocks: Vec<(nn::Conv2D, NormLayer)>,
-    to_score: nn::Conv2D,
+    to_score: WholeConv,
 }
 
 impl Discriminator {
     /// Exercise `dcgan.discriminator`: the lesson's layer list, returning logits (no sigmoid:
     /// the loss applies it). Name the layers `conv1`, `conv2`, ... through `p`; use
-    /// `c.widths(c.ndf)` (reversed), `c.conv_config(stride, padding)` and
-    /// `c.norm_layer(p, i, channels, side)` for the normalisation (BatchNorm `bn<i>` in the lesson).
+    /// `c.widths(c.ndf)` (reversed), `c.conv_config(stride, padding)`,
+    /// `c.norm_layer(p, i, channels, side)` for the normalisation (BatchNorm `bn<i>` in the lesson)
+    /// and `WholeConv::new(path, from, 1, 4, c.conv_config(1, 0))` for the last layer (4×4 → 1×1).
     pub fn new(p: &nn::Path, c: &DcganConfig) -> Discriminator {
         // BEGIN SOLUTION dcgan.discriminator
         let mut widths = c.widths(c.ndf);
@@ -254,7 +256,7 @@ impl Discriminator {
             in_ch = w;
         }
         let n = widths.len() + 1;
-        let to_score = nn::conv2d(p / format!("conv{n}"), in_ch, 1, 4, c.conv_config(1, 0));
+        let to_score = WholeConv::new(p / format!("conv{n}"), in_ch, 1, 4, c.conv_config(1, 0));
         Discriminator { blocks, to_score }
         // END SOLUTION
     }
