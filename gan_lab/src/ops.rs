@@ -9,6 +9,8 @@ extern "C" {
     fn gan_lab_last_error() -> *const c_char;
     fn gan_lab_clear_error();
     fn gan_lab_leaky_relu(x: *const C_tensor, slope: f64) -> *mut C_tensor;
+    fn gan_lab_windows_k4s2(x: *const C_tensor) -> *mut C_tensor;
+    fn gan_lab_overlap_k4s2(rows: *const C_tensor, n: i64, h: i64, w: i64) -> *mut C_tensor;
 }
 
 /// Takes ownership of a tensor returned by `csrc/ops.cpp`, or returns its error.
@@ -43,6 +45,34 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Tensor {
     f_leaky_relu(x, slope).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The 4×4 windows a kernel-4, stride-2, padding-1 convolution reads from `x` `[N, C, H, W]` (H and W
+/// even), as the rows of a `[N·(H/2)·(W/2), 16·C]` matrix: row (n, i, j), column (a, b, c) holds
+/// x[n, c, 2i+a-1, 2j+b-1], 0 outside the map. The convolution is this matrix times its weights
+/// viewed as `[out, 16·C]` (channels-last: (row, column, channel) order). Differentiable to any
+/// order: its gradient is [`overlap_k4s2`], and that one's is this.
+pub fn f_windows_k4s2(x: &Tensor) -> Result<Tensor> {
+    // SAFETY: `x` is a live tensor for the duration of the call.
+    wrap(unsafe { gan_lab_windows_k4s2(x.as_ptr()) }, "windows_k4s2")
+}
+
+/// The adjoint of [`f_windows_k4s2`]: rows `[n·h·w, 16·C]`, one per position (n, i, j) of an h×w
+/// map, each summed onto the 4×4 window of a `[n, C, 2h, 2w]` map (channels-last) that position
+/// covers in a kernel-4, stride-2, padding-1 transposed convolution.
+pub fn f_overlap_k4s2(rows: &Tensor, n: i64, h: i64, w: i64) -> Result<Tensor> {
+    // SAFETY: `rows` is a live tensor for the duration of the call.
+    wrap(unsafe { gan_lab_overlap_k4s2(rows.as_ptr(), n, h, w) }, "overlap_k4s2")
+}
+
+/// [`f_windows_k4s2`]; panics on a tensor that is not an even-sided map, as tch's own ops do.
+pub fn windows_k4s2(x: &Tensor) -> Tensor {
+    f_windows_k4s2(x).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`f_overlap_k4s2`]; panics on rows of the wrong shape, as tch's own ops do.
+pub fn overlap_k4s2(rows: &Tensor, n: i64, h: i64, w: i64) -> Tensor {
+    f_overlap_k4s2(rows, n, h, w).unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +102,25 @@ mod tests {
     fn libtorch_errors_come_back_as_errors() {
         let e = f_leaky_relu(&Tensor::from_slice(&[1i64, -2]), 0.2).unwrap_err().to_string();
         assert!(e.starts_with("leaky_relu: ") && e.contains("Long"), "{e}");
+        let e = f_windows_k4s2(&Tensor::zeros([1, 2, 5, 4], (Kind::Float, tch::Device::Cpu))).unwrap_err().to_string();
+        assert!(e.starts_with("windows_k4s2: ") && e.contains("even"), "{e}");
+        let e = f_overlap_k4s2(&Tensor::zeros([6, 32], (Kind::Float, tch::Device::Cpu)), 1, 2, 2).unwrap_err().to_string();
+        assert!(e.starts_with("overlap_k4s2: ") && e.contains("[4, 16"), "{e}");
+    }
+
+    #[test]
+    fn windows_hold_the_padded_four_by_four_patches() {
+        // x[0, c, r, k] = 100c + 10r + k on a 2-channel 4×4 map: window (i, j), column (a, b, c)
+        // is x[c, 2i+a-1, 2j+b-1], or 0 outside the map.
+        let x = Tensor::arange(4, (Kind::Float, tch::Device::Cpu));
+        let x = (x.view([1, 1, 4, 1]) * 10 + x.view([1, 1, 1, 4]) + Tensor::from_slice(&[0.0f32, 100.0]).view([1, 2, 1, 1]))
+            .contiguous();
+        let rows = windows_k4s2(&x);
+        assert_eq!(rows.size(), [4, 32]);
+        for (i, j, a, b, c) in [(0, 0, 0, 0, 0), (0, 0, 1, 1, 1), (1, 0, 2, 3, 0), (1, 1, 3, 3, 1), (0, 1, 1, 2, 1)] {
+            let (r, k) = (2 * i + a - 1, 2 * j + b - 1);
+            let expected = if (0..4).contains(&r) && (0..4).contains(&k) { (100 * c + 10 * r + k) as f64 } else { 0.0 };
+            assert_eq!(rows.double_value(&[i * 2 + j, (a * 4 + b) * 2 + c]), expected, "window ({i}, {j}) at ({a}, {b}, {c})");
+        }
     }
 }

@@ -12,7 +12,7 @@
 //! The lesson marks "no bias" on the layers BatchNorm follows; the others keep their bias (0 at init).
 
 use super::dcgan::{leaky_relu_02, Init};
-use super::layers::{UpLayer, WholeConv};
+use super::layers::{UpLayer, WholeConv, WindowConv};
 use super::{one_hot, DiscriminatorNet, GeneratorNet, Judgement};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
@@ -63,7 +63,7 @@ pub struct Generator {
     classes: i64,
     z_branch: (UpLayer, nn::BatchNorm),
     y_branch: (UpLayer, nn::BatchNorm),
-    blocks: Vec<(nn::ConvTranspose2D, nn::BatchNorm)>,
+    blocks: Vec<(UpLayer, nn::BatchNorm)>,
     to_image: nn::ConvTranspose2D,
 }
 
@@ -78,7 +78,14 @@ impl Generator {
         let (z_branch, y_branch) = (branch("z", c.latent_dim), branch("y", c.classes));
         let mut blocks = Vec::new();
         for (n, (from, to)) in [(8 * c.ngf, 4 * c.ngf), (4 * c.ngf, 2 * c.ngf)].into_iter().enumerate() {
-            let conv = nn::conv_transpose2d(p / format!("convt{}", n + 1), from, to, 4, i.convt_config(2, 1, false));
+            let (path, config) = (p / format!("convt{}", n + 1), i.convt_config(2, 1, false));
+            // 4×4 → 8×8 (512 → 256 channels) as a matrix product, 8×8 → 16×16 by oneDNN: the
+            // faster of the two at each shape (see UpLayer::overlapped).
+            let conv = if n == 0 {
+                UpLayer::overlapped(path, from, to, config)
+            } else {
+                UpLayer::Transposed(nn::conv_transpose2d(path, from, to, 4, config))
+            };
             blocks.push((conv, nn::batch_norm2d(p / format!("bn{}", n + 1), to, i.bn_config())));
         }
         let to_image = nn::conv_transpose2d(p / "convt3", 2 * c.ngf, c.channels, 4, i.convt_config(2, 1, true));
@@ -124,7 +131,7 @@ pub struct Discriminator {
     classes: i64,
     x_branch: nn::Conv2D,
     y_branch: nn::Conv2D,
-    blocks: Vec<(nn::Conv2D, nn::BatchNorm)>,
+    blocks: Vec<(Box<dyn Module>, nn::BatchNorm)>,
     to_score: WholeConv,
 }
 
@@ -135,7 +142,14 @@ impl Discriminator {
         let y_branch = nn::conv2d(p / "y_conv", c.classes, c.ndf, 4, i.conv_config(2, 1, true));
         let mut blocks = Vec::new();
         for (n, (from, to)) in [(2 * c.ndf, 4 * c.ndf), (4 * c.ndf, 8 * c.ndf)].into_iter().enumerate() {
-            let conv = nn::conv2d(p / format!("conv{}", n + 1), from, to, 4, i.conv_config(2, 1, false));
+            let (path, config) = (p / format!("conv{}", n + 1), i.conv_config(2, 1, false));
+            // 16×16 → 8×8 by oneDNN, 8×8 → 4×4 (256 → 512 channels) as a matrix product: the
+            // faster of the two at each shape (see WindowConv).
+            let conv: Box<dyn Module> = if n == 0 {
+                Box::new(nn::conv2d(path, from, to, 4, config))
+            } else {
+                Box::new(WindowConv::new(path, from, to, config))
+            };
             blocks.push((conv, nn::batch_norm2d(p / format!("bn{}", n + 1), to, i.bn_config())));
         }
         let to_score = WholeConv::new(p / "conv3", 8 * c.ndf, 1, 4, i.conv_config(1, 0, true));
