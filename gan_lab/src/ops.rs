@@ -104,7 +104,8 @@ mod tests {
         assert!(e.starts_with("leaky_relu: ") && e.contains("Long"), "{e}");
         let e = f_windows_k4s2(&Tensor::zeros([1, 2, 5, 4], (Kind::Float, tch::Device::Cpu))).unwrap_err().to_string();
         assert!(e.starts_with("windows_k4s2: ") && e.contains("even"), "{e}");
-        let e = f_overlap_k4s2(&Tensor::zeros([6, 32], (Kind::Float, tch::Device::Cpu)), 1, 2, 2).unwrap_err().to_string();
+        let e =
+            f_overlap_k4s2(&Tensor::zeros([6, 32], (Kind::Float, tch::Device::Cpu)), 1, 2, 2).unwrap_err().to_string();
         assert!(e.starts_with("overlap_k4s2: ") && e.contains("[4, 16"), "{e}");
     }
 
@@ -113,14 +114,20 @@ mod tests {
         // x[0, c, r, k] = 100c + 10r + k on a 2-channel 4×4 map: window (i, j), column (a, b, c)
         // is x[c, 2i+a-1, 2j+b-1], or 0 outside the map.
         let x = Tensor::arange(4, (Kind::Float, tch::Device::Cpu));
-        let x = (x.view([1, 1, 4, 1]) * 10 + x.view([1, 1, 1, 4]) + Tensor::from_slice(&[0.0f32, 100.0]).view([1, 2, 1, 1]))
-            .contiguous();
+        let x = (x.view([1, 1, 4, 1]) * 10
+            + x.view([1, 1, 1, 4])
+            + Tensor::from_slice(&[0.0f32, 100.0]).view([1, 2, 1, 1]))
+        .contiguous();
         let rows = windows_k4s2(&x);
         assert_eq!(rows.size(), [4, 32]);
         for (i, j, a, b, c) in [(0, 0, 0, 0, 0), (0, 0, 1, 1, 1), (1, 0, 2, 3, 0), (1, 1, 3, 3, 1), (0, 1, 1, 2, 1)] {
             let (r, k) = (2 * i + a - 1, 2 * j + b - 1);
             let expected = if (0..4).contains(&r) && (0..4).contains(&k) { (100 * c + 10 * r + k) as f64 } else { 0.0 };
-            assert_eq!(rows.double_value(&[i * 2 + j, (a * 4 + b) * 2 + c]), expected, "window ({i}, {j}) at ({a}, {b}, {c})");
+            assert_eq!(
+                rows.double_value(&[i * 2 + j, (a * 4 + b) * 2 + c]),
+                expected,
+                "window ({i}, {j}) at ({a}, {b}, {c})"
+            );
         }
     }
 }

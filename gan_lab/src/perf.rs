@@ -125,6 +125,12 @@ mod autocast {
     }
 }
 
+/// Whether the CPU's autocast is on in this thread (inside [`with_bf16`]).
+pub fn autocast_active() -> bool {
+    // SAFETY: a plain-value read of libtorch's thread-local autocast state.
+    unsafe { autocast::is_autocast_enabled(autocast::CPU) }
+}
+
 /// Runs `f` with the CPU's bfloat16 autocast on when `enabled` (else just runs it), exactly as
 /// PyTorch's `with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):` does: the
 /// previous state comes back afterwards, even if `f` panics, and the bfloat16 copies of the

@@ -64,7 +64,7 @@ pub struct Generator {
     z_branch: (UpLayer, nn::BatchNorm),
     y_branch: (UpLayer, nn::BatchNorm),
     blocks: Vec<(UpLayer, nn::BatchNorm)>,
-    to_image: nn::ConvTranspose2D,
+    to_image: UpLayer,
 }
 
 impl Generator {
@@ -80,7 +80,7 @@ impl Generator {
         for (n, (from, to)) in [(8 * c.ngf, 4 * c.ngf), (4 * c.ngf, 2 * c.ngf)].into_iter().enumerate() {
             let (path, config) = (p / format!("convt{}", n + 1), i.convt_config(2, 1, false));
             // 4×4 → 8×8 (512 → 256 channels) as a matrix product, 8×8 → 16×16 by oneDNN: the
-            // faster of the two at each shape (see UpLayer::overlapped).
+            // faster of the two at each shape (see UpLayer::overlapped; so is the layer onto the image).
             let conv = if n == 0 {
                 UpLayer::overlapped(path, from, to, config)
             } else {
@@ -88,7 +88,7 @@ impl Generator {
             };
             blocks.push((conv, nn::batch_norm2d(p / format!("bn{}", n + 1), to, i.bn_config())));
         }
-        let to_image = nn::conv_transpose2d(p / "convt3", 2 * c.ngf, c.channels, 4, i.convt_config(2, 1, true));
+        let to_image = UpLayer::overlapped(p / "convt3", 2 * c.ngf, c.channels, i.convt_config(2, 1, true));
         Generator { latent_dim: c.latent_dim, classes: c.classes, z_branch, y_branch, blocks, to_image }
     }
 
@@ -129,7 +129,7 @@ impl GeneratorNet for Generator {
 #[derive(Debug)]
 pub struct Discriminator {
     classes: i64,
-    x_branch: nn::Conv2D,
+    x_branch: WindowConv,
     y_branch: nn::Conv2D,
     blocks: Vec<(Box<dyn Module>, nn::BatchNorm)>,
     to_score: WholeConv,
@@ -138,13 +138,13 @@ pub struct Discriminator {
 impl Discriminator {
     pub fn new(p: &nn::Path, c: &CdcganConfig) -> Discriminator {
         let i = c.init;
-        let x_branch = nn::conv2d(p / "x_conv", c.channels, c.ndf, 4, i.conv_config(2, 1, true));
+        let x_branch = WindowConv::new(p / "x_conv", c.channels, c.ndf, i.conv_config(2, 1, true));
         let y_branch = nn::conv2d(p / "y_conv", c.classes, c.ndf, 4, i.conv_config(2, 1, true));
         let mut blocks = Vec::new();
         for (n, (from, to)) in [(2 * c.ndf, 4 * c.ndf), (4 * c.ndf, 8 * c.ndf)].into_iter().enumerate() {
             let (path, config) = (p / format!("conv{}", n + 1), i.conv_config(2, 1, false));
             // 16×16 → 8×8 by oneDNN, 8×8 → 4×4 (256 → 512 channels) as a matrix product: the
-            // faster of the two at each shape (see WindowConv).
+            // faster of the two at each shape (see WindowConv; so is the image branch).
             let conv: Box<dyn Module> = if n == 0 {
                 Box::new(nn::conv2d(path, from, to, 4, config))
             } else {

@@ -96,6 +96,11 @@ impl UpLayer {
     pub fn new(kind: Upsample, p: nn::Path, from: i64, to: i64, bias: bool, ws_init: nn::Init) -> UpLayer {
         let bs_init = nn::Init::Const(0.0);
         match kind {
+            // Onto the image's few channels: see UpLayer::overlapped.
+            Upsample::TransposedConv if to <= 4 => {
+                let c = nn::ConvTransposeConfig { stride: 2, padding: 1, bias, ws_init, bs_init, ..Default::default() };
+                UpLayer::overlapped(p, from, to, c)
+            }
             Upsample::TransposedConv => {
                 let c = nn::ConvTransposeConfig { stride: 2, padding: 1, bias, ws_init, bs_init, ..Default::default() };
                 UpLayer::Transposed(nn::conv_transpose2d(p, from, to, 4, c))
@@ -122,9 +127,12 @@ impl UpLayer {
     /// A transposed convolution k4 s2 p1, `from` → `to` channels at twice the side, computed as
     /// one matrix product, [B·h·w, from] × [from, 4·4·to], whose rows are then summed onto the
     /// overlapping 4×4 windows of the output ([`crate::ops::f_overlap_k4s2`]). Same weights, same
-    /// values up to rounding. On small maps with many channels that is faster than oneDNN's
-    /// kernel (the cDCGAN's 512 → 256 channels from 4×4 to 8×8 at batch 64: forward and backward
-    /// 50 ms against 76–79 ms); on larger maps it is slower, so models choose it layer by layer.
+    /// values up to rounding. On small maps with many channels and onto an image's few channels
+    /// that is faster than oneDNN's kernel (batch 64, forward and backward: the cDCGAN's 512 → 256
+    /// channels from 4×4 to 8×8 50 ms against 76–79 ms; 32 → 1 channel from 16×16 to 32×32 1.0
+    /// against 1.5 ms); on larger maps with more channels it is slower, so models choose it layer
+    /// by layer ([`UpLayer::new`] for the layer onto ≤ 4 channels). Under bfloat16 autocast it
+    /// runs oneDNN's kernel, which sums the overlaps before rounding to bfloat16.
     pub fn overlapped(p: nn::Path, from: i64, to: i64, config: nn::ConvTransposeConfig) -> UpLayer {
         assert!(
             config.stride == 2
@@ -157,6 +165,7 @@ impl Module for UpLayer {
                     None => y,
                 }
             }
+            UpLayer::Overlapped(conv) if crate::perf::autocast_active() => conv.forward(x),
             UpLayer::Overlapped(conv) => {
                 let (s, w) = (x.size(), &conv.ws); // w [from, to, 4, 4]
                 let to = w.size()[1];
@@ -220,10 +229,12 @@ impl Module for WholeConv {
 }
 
 /// A convolution k4 s2 p1 computed as one matrix product, [B·(H/2)·(W/2), 4·4·C] × [4·4·C, out], over
-/// its input's 4×4 windows ([`crate::ops::f_windows_k4s2`]); odd sizes run the convolution. Same
-/// weights, same values up to rounding. On small maps with many channels that is faster than
-/// oneDNN's kernel (the cDCGAN's 256 → 512 channels from 8×8 to 4×4 at batch 64: forward and
-/// backward 49 ms against 71–74 ms); on larger maps it is slower, so models choose it layer by layer.
+/// its input's 4×4 windows ([`crate::ops::f_windows_k4s2`]); odd sizes, and bfloat16 autocast, run
+/// the convolution. Same weights, same values up to rounding. On small maps with many channels and
+/// from an image's few channels that is faster than oneDNN's kernel (batch 64, forward and
+/// backward: the cDCGAN's 256 → 512 channels from 8×8 to 4×4 49 ms against 71–74 ms; 1 → 32
+/// channels from 32×32 with the input's gradient 1.0 against 1.9 ms); on larger maps with more
+/// channels it is slower, so models choose it layer by layer. Its output is channels-last.
 #[derive(Debug)]
 pub struct WindowConv {
     pub conv: nn::Conv2D,
@@ -243,7 +254,7 @@ impl Module for WindowConv {
     /// `[B, C, H, W]` → `[B, out, H/2, W/2]` (channels-last).
     fn forward(&self, x: &Tensor) -> Tensor {
         let (s, w) = (x.size(), &self.conv.ws); // w [out, C, 4, 4]
-        if s[2] % 2 != 0 || s[3] % 2 != 0 {
+        if s[2] % 2 != 0 || s[3] % 2 != 0 || crate::perf::autocast_active() {
             return self.conv.forward(x);
         }
         let rows = crate::ops::windows_k4s2(x);
@@ -528,6 +539,11 @@ mod tests {
         check(&layer, &conv, &[2, 6, 4, 6], &[w, b]);
         // Odd sizes run the convolution.
         check(&layer, &conv, &[2, 6, 5, 5], &[w, b]);
+        // From one channel (an image).
+        let layer = with_seed(1, || WindowConv::new(vs.root() / "image", 1, 5, config));
+        let (w, b) = (&layer.conv.ws, layer.conv.bs.as_ref().unwrap());
+        let conv = |x: &Tensor| x.conv2d(w, Some(b), [2, 2], [1, 1], [1, 1], 1);
+        check(&layer, &conv, &[3, 1, 8, 8], &[w, b]);
     }
 
     #[test]
@@ -546,6 +562,12 @@ mod tests {
         let convt = |x: &Tensor| x.conv_transpose2d(w, Some(b), [2, 2], [1, 1], [0, 0], 1, [1, 1]);
         check(&layer, &convt, &[3, 6, 4, 4], &[w, b]);
         check(&layer, &convt, &[2, 6, 3, 5], &[w, b]);
+        // Onto one channel (an image).
+        let layer = with_seed(1, || UpLayer::overlapped(vs.root() / "image", 6, 1, config));
+        let UpLayer::Overlapped(c) = &layer else { unreachable!() };
+        let (w, b) = (&c.ws, c.bs.as_ref().unwrap());
+        let convt = |x: &Tensor| x.conv_transpose2d(w, Some(b), [2, 2], [1, 1], [0, 0], 1, [1, 1]);
+        check(&layer, &convt, &[3, 6, 4, 4], &[w, b]);
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub struct VaeNet {
     from_latent: nn::Linear,
     bn0: nn::BatchNorm,
     up: Vec<(UpLayer, nn::BatchNorm)>,
-    to_image: nn::ConvTranspose2D,
+    to_image: UpLayer,
 }
 
 impl VaeNet {
@@ -92,10 +92,11 @@ impl VaeNet {
         let mut in_ch = c.channels;
         for (i, &w) in widths.iter().enumerate() {
             let (path, config) = (p / format!("conv{}", i + 1), Init::Default.conv_config(2, 1, false));
-            // The last convolution, onto the smallest maps (2×2 for 32×32 images), and the
-            // decoder's first below are matrix products there (128 → 256 channels, 4×4 → 2×2, forward
-            // and backward: 3.7 ms against oneDNN's 6.3 ms); oneDNN is faster on the larger maps.
-            let conv: Box<dyn Module> = if i == 3 {
+            // The first convolution (from the image's channels) and the last, onto the smallest
+            // maps (2×2 for 32×32 images), are matrix products there, and so are the decoder's
+            // first and last below (128 → 256 channels, 4×4 → 2×2, forward and backward: 3.7 ms
+            // against oneDNN's 6.3 ms; see WindowConv); oneDNN is faster on the others.
+            let conv: Box<dyn Module> = if i == 0 || i == 3 {
                 Box::new(WindowConv::new(path, in_ch, w, config))
             } else {
                 Box::new(nn::conv2d(path, in_ch, w, 4, config))
@@ -119,8 +120,7 @@ impl VaeNet {
             };
             up.push((conv, nn::batch_norm2d(p / format!("bnt{}", i + 1), to, VaeConfig::bn_config())));
         }
-        let to_image =
-            nn::conv_transpose2d(p / "convt4", widths[0], c.channels, 4, Init::Default.convt_config(2, 1, true));
+        let to_image = UpLayer::overlapped(p / "convt4", widths[0], c.channels, Init::Default.convt_config(2, 1, true));
         VaeNet { config: c.clone(), down, mean, log_variance, from_latent, bn0, up, to_image }
     }
 
