@@ -532,18 +532,16 @@ mod tests {
             bs_init: nn::Init::Randn { mean: 0.0, stdev: 1.0 },
             ..Default::default()
         };
-        let layer = with_seed(1, || WindowConv::new(vs.root() / "down", 6, 5, config));
-        let (w, b) = (&layer.conv.ws, layer.conv.bs.as_ref().unwrap());
-        let conv = |x: &Tensor| x.conv2d(w, Some(b), [2, 2], [1, 1], [1, 1], 1);
-        check(&layer, &conv, &[3, 6, 8, 8], &[w, b]);
-        check(&layer, &conv, &[2, 6, 4, 6], &[w, b]);
-        // Odd sizes run the convolution.
-        check(&layer, &conv, &[2, 6, 5, 5], &[w, b]);
-        // From one channel (an image).
-        let layer = with_seed(1, || WindowConv::new(vs.root() / "image", 1, 5, config));
-        let (w, b) = (&layer.conv.ws, layer.conv.bs.as_ref().unwrap());
-        let conv = |x: &Tensor| x.conv2d(w, Some(b), [2, 2], [1, 1], [1, 1], 1);
-        check(&layer, &conv, &[3, 1, 8, 8], &[w, b]);
+        // Odd sizes run the convolution; one input channel is an image's.
+        let inputs: [(i64, &[[i64; 4]]); 2] = [(6, &[[3, 6, 8, 8], [2, 6, 4, 6], [2, 6, 5, 5]]), (1, &[[3, 1, 8, 8]])];
+        for (from, shapes) in inputs {
+            let layer = with_seed(1, || WindowConv::new(vs.root() / format!("from{from}"), from, 5, config));
+            let (w, b) = (&layer.conv.ws, layer.conv.bs.as_ref().unwrap());
+            let conv = |x: &Tensor| x.conv2d(w, Some(b), [2, 2], [1, 1], [1, 1], 1);
+            for shape in shapes {
+                check(&layer, &conv, shape, &[w, b]);
+            }
+        }
     }
 
     #[test]
@@ -556,18 +554,17 @@ mod tests {
             bs_init: nn::Init::Randn { mean: 0.0, stdev: 1.0 },
             ..Default::default()
         };
-        let layer = with_seed(1, || UpLayer::overlapped(vs.root() / "up", 6, 5, config));
-        let UpLayer::Overlapped(c) = &layer else { unreachable!() };
-        let (w, b) = (&c.ws, c.bs.as_ref().unwrap());
-        let convt = |x: &Tensor| x.conv_transpose2d(w, Some(b), [2, 2], [1, 1], [0, 0], 1, [1, 1]);
-        check(&layer, &convt, &[3, 6, 4, 4], &[w, b]);
-        check(&layer, &convt, &[2, 6, 3, 5], &[w, b]);
-        // Onto one channel (an image).
-        let layer = with_seed(1, || UpLayer::overlapped(vs.root() / "image", 6, 1, config));
-        let UpLayer::Overlapped(c) = &layer else { unreachable!() };
-        let (w, b) = (&c.ws, c.bs.as_ref().unwrap());
-        let convt = |x: &Tensor| x.conv_transpose2d(w, Some(b), [2, 2], [1, 1], [0, 0], 1, [1, 1]);
-        check(&layer, &convt, &[3, 6, 4, 4], &[w, b]);
+        // One output channel is an image's.
+        let outputs: [(i64, &[[i64; 4]]); 2] = [(5, &[[3, 6, 4, 4], [2, 6, 3, 5]]), (1, &[[3, 6, 4, 4]])];
+        for (to, shapes) in outputs {
+            let layer = with_seed(1, || UpLayer::overlapped(vs.root() / format!("to{to}"), 6, to, config));
+            let UpLayer::Overlapped(c) = &layer else { unreachable!() };
+            let (w, b) = (&c.ws, c.bs.as_ref().unwrap());
+            let convt = |x: &Tensor| x.conv_transpose2d(w, Some(b), [2, 2], [1, 1], [0, 0], 1, [1, 1]);
+            for shape in shapes {
+                check(&layer, &convt, shape, &[w, b]);
+            }
+        }
     }
 
     #[test]
