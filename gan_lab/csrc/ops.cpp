@@ -14,25 +14,29 @@ template <typename F>
 at::Tensor* protect(F f) {
   try {
     return new at::Tensor(f());
+  } catch (const c10::Error& e) {
+    last_error = e.what_without_backtrace();  // the message, without libtorch's C++ stack
+    return nullptr;
   } catch (const std::exception& e) {
     last_error = e.what();
     return nullptr;
   }
 }
+
 // The 4×4 windows of a kernel-4, stride-2, padding-1 convolution, and their adjoint. For a map
 // x [N, C, 2h, 2w], window (n, i, j) holds x[n, c, 2i+a-1, 2j+b-1] (0 outside the map) at column
 // (a, b, c): `windows` gives them as the rows of a [N·h·w, 16·C] matrix, so the convolution is
 // that matrix times the weights [out, 4, 4, C] (a channels-last weight, viewed). `overlap` sums
 // such rows back onto a [N, C, 2h, 2w] map (channels-last): the transposed convolution's output
 // after its matrix product, and the gradient of `windows`. Each is the other's backward, so
-// gradients of gradients (WGAN-GP's penalty) are these ops again.
+// gradients of gradients (a gradient penalty's) are these ops again.
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 at::Tensor windows_of(const at::Tensor& x) {
-  const int64_t n = x.size(0), c = x.size(1), h = x.size(2) / 2, w = x.size(3) / 2;
-  TORCH_CHECK(x.dim() == 4 && x.size(2) == 2 * h && x.size(3) == 2 * w,
+  TORCH_CHECK(x.dim() == 4 && x.size(2) % 2 == 0 && x.size(3) % 2 == 0,
               "windows: expected a [N, C, H, W] map with even H and W, got ", x.sizes());
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2) / 2, w = x.size(3) / 2;
   auto padded = at::zeros({n, 2 * h + 2, 2 * w + 2, c}, x.options());
   padded.narrow(1, 1, 2 * h).narrow(2, 1, 2 * w).copy_(x.permute({0, 2, 3, 1}));
   const auto s = padded.strides();
@@ -69,10 +73,11 @@ struct Overlap : torch::autograd::Function<Overlap> {
 };
 
 at::Tensor Windows::forward(AutogradContext* ctx, const at::Tensor& x) {
+  auto rows = windows_of(x);  // checks the shape first
   ctx->saved_data["n"] = x.size(0);
   ctx->saved_data["h"] = x.size(2) / 2;
   ctx->saved_data["w"] = x.size(3) / 2;
-  return windows_of(x);
+  return rows;
 }
 
 variable_list Windows::backward(AutogradContext* ctx, variable_list grad) {

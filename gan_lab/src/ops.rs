@@ -104,6 +104,9 @@ mod tests {
         assert!(e.starts_with("leaky_relu: ") && e.contains("Long"), "{e}");
         let e = f_windows_k4s2(&Tensor::zeros([1, 2, 5, 4], (Kind::Float, tch::Device::Cpu))).unwrap_err().to_string();
         assert!(e.starts_with("windows_k4s2: ") && e.contains("even"), "{e}");
+        assert!(!e.contains("frame #"), "the message without libtorch's C++ stack: {e}");
+        let e = f_windows_k4s2(&Tensor::zeros([8], (Kind::Float, tch::Device::Cpu))).unwrap_err().to_string();
+        assert!(e.contains("expected a [N, C, H, W] map") && e.contains("[8]"), "{e}");
         let e =
             f_overlap_k4s2(&Tensor::zeros([6, 32], (Kind::Float, tch::Device::Cpu)), 1, 2, 2).unwrap_err().to_string();
         assert!(e.starts_with("overlap_k4s2: ") && e.contains("[4, 16"), "{e}");
