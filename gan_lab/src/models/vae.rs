@@ -92,11 +92,13 @@ impl VaeNet {
         let mut in_ch = c.channels;
         for (i, &w) in widths.iter().enumerate() {
             let (path, config) = (p / format!("conv{}", i + 1), Init::Default.conv_config(2, 1, false));
-            // The first convolution (from the image's channels) and the last, onto the smallest
-            // maps (2×2 for 32×32 images), are matrix products there, and so are the decoder's
-            // first and last below (128 → 256 channels, 4×4 → 2×2, forward and backward: 3.7 ms
-            // against oneDNN's 6.3 ms; see WindowConv); oneDNN is faster on the others.
-            let conv: Box<dyn Module> = if i == 0 || i == 3 {
+            // The last convolution, onto the smallest maps (2×2 for 32×32 images), is a matrix
+            // product there, and so are the decoder's first and last layers below (128 → 256
+            // channels, 4×4 → 2×2, forward and backward: 3.7 ms against oneDNN's 6.3 ms; see
+            // WindowConv). The first stays oneDNN's: it needs no input gradient, so the matrix
+            // product saves little there (0.45 against 0.7 ms), and it rounds μ beyond the 1e-5
+            // the parity test with PyTorch allows (1.1e-5).
+            let conv: Box<dyn Module> = if i == 3 {
                 Box::new(WindowConv::new(path, in_ch, w, config))
             } else {
                 Box::new(nn::conv2d(path, in_ch, w, 4, config))
