@@ -179,6 +179,42 @@ fn class_accuracy_counts_per_requested_class() {
 }
 
 #[test]
+fn the_averaged_generator_measures_its_own_batch_norm_statistics() {
+    // Running statistics that belong to no weights, as the average of a run's do.
+    let mut gan = Cdcgan::mnist32().ngf(8).ndf(8).seed(5).steps(0).average_generator(0.5).build().unwrap();
+    let stats = |g: &gan_lab::Gan| -> Vec<(String, Tensor)> {
+        let mut v: Vec<_> = g.vs_g.variables().into_iter().filter(|(k, _)| k.contains("running_")).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let spoil = |g: &gan_lab::Gan| {
+        tch::no_grad(|| {
+            for (name, t) in stats(g) {
+                let _ = t.shallow_clone().fill_(if name.ends_with("mean") { 3.0 } else { 50.0 });
+            }
+        })
+    };
+    let (z, labels) = (gan.draw_latent(1024, 9), gan.cycled_labels(1024));
+    // How far images with the running statistics are from images with the batch's own.
+    let gap = |g: &gan_lab::Gan| {
+        let with_running = g.generate_labeled(&z, &labels).unwrap();
+        let with_batch = tch::no_grad(|| g.generator.generate(&z, Some(&labels), true));
+        (with_running - with_batch).abs().mean(Kind::Float).double_value(&[])
+    };
+    spoil(&gan);
+    let live_gap = gap(&gan);
+    assert!(live_gap > 0.02, "spoilt statistics should show in the live generator's images: {live_gap}");
+    spoil(&gan);
+    let spoilt = stats(&gan).into_iter().map(|(_, t)| t.copy()).collect::<Vec<_>>();
+    gan.average.as_mut().unwrap().update();
+    let averaged_gap = gan.with_average(|g| gap(g)).unwrap();
+    assert!(averaged_gap < 0.005, "the averaged generator samples with statistics of other weights: {averaged_gap}");
+    for ((name, t), before) in stats(&gan).iter().zip(&spoilt) {
+        assert!(t.equal(before), "{name}: the live statistics were not put back");
+    }
+}
+
+#[test]
 fn the_averaged_generator_is_the_bias_corrected_moving_average_and_survives_resume() {
     let data = small_data();
     let builder = Cdcgan::mnist32().ngf(8).ndf(8).batch_size(16).seed(4).snapshot_every(0).checkpoint_every(0);

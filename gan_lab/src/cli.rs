@@ -208,9 +208,9 @@ struct RunArgs {
     /// Score the generator (IS, Mode score, FID on the frozen evaluator) every this many steps; 0: off.
     #[arg(long, default_value_t = 0)]
     metrics_every: i64,
-    /// Keep a moving average of G's weights with this decay (e.g. 0.97) and report the averaged
-    /// generator's class accuracy beside the live one's; 0: off. Default: the model's (0.97 for
-    /// cdcgan, off for the others).
+    /// Keep a moving average of G's weights with this decay (e.g. 0.995) and report the averaged
+    /// generator's class accuracy and scores beside the live one's; 0: off. Default: the model's
+    /// (0.995 for cdcgan, off for the others).
     #[arg(long)]
     average_generator: Option<f64>,
     /// Run the forward passes in bfloat16 (CPUs with avx512_bf16; weights and optimizers stay float32).
@@ -515,10 +515,15 @@ fn train<F: Family>(builder: Builder<F>, a: &RunArgs, image_size: i64, channels:
         }
         let reference = crate::metrics::RealReference::new(&ev, &data.images);
         let started = Instant::now();
-        let scores = reference.score(&ev, &gan.sample(reference.ceiling.n, 2));
+        let score = |g: &crate::Gan| reference.score(&ev, &g.sample(reference.ceiling.n, 2));
+        let scores = score(&gan);
+        let averaged = match &gan.average {
+            Some(_) => format!("\n  averaged generator {}", gan.with_average(score)?),
+            None => String::new(),
+        };
         println!(
             "scores on the MNIST evaluator (not ImageNet Inception), {:.1} s to compute:\n  \
-             trained generator {scores}\n  real digits       {}",
+             trained generator  {scores}{averaged}\n  real digits        {}",
             started.elapsed().as_secs_f64(),
             reference.ceiling
         );

@@ -10,7 +10,7 @@ use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tch::{nn::VarStore, Device, Kind, Tensor};
+use tch::{nn, nn::VarStore, Device, Kind, Tensor};
 
 /// Training settings shared by the GAN families.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -190,6 +190,10 @@ pub fn quick_mode() -> bool {
 
 /// Steps a quick-mode run is cut to.
 pub const QUICK_STEPS: i64 = 20;
+
+/// Batches [`Gan::recompute_batch_norm`] draws, and their size: 1024 latent vectors in all.
+pub const RECALIBRATION_BATCHES: i64 = 4;
+pub const RECALIBRATION_BATCH: i64 = 256;
 
 /// A generator and a discriminator with their weights, optimizers and progress.
 pub struct Gan {
@@ -484,11 +488,54 @@ impl Gan {
 
     /// Runs `f` on this model with the averaged generator's weights in G, then puts the live
     /// weights back exactly: `gan.with_average(|g| g.class_accuracy(&ev, 10_000, 1))??`.
+    /// G's BatchNorm statistics are measured afresh for the averaged weights
+    /// ([`Gan::recompute_batch_norm`]): the average of the running statistics belongs to no
+    /// single set of weights, and sampling with it turns digits into blots.
     pub fn with_average<T>(&self, f: impl FnOnce(&Gan) -> T) -> Result<T> {
         let Some(average) = &self.average else {
-            bail!("this run keeps no averaged generator: build it with .average_generator(0.99)")
+            bail!("this run keeps no averaged generator: build it with .average_generator(0.995)")
         };
-        Ok(average.apply(|| f(self)))
+        Ok(average.apply(|| {
+            self.recompute_batch_norm();
+            f(self)
+        }))
+    }
+
+    /// Sets G's BatchNorm running statistics to the statistics G's current weights produce on
+    /// the prior: each layer's mean and (unbiased) variance over [`RECALIBRATION_BATCHES`]
+    /// batches of [`RECALIBRATION_BATCH`] latent vectors (classes in turn), as in training mode,
+    /// averaged over the batches. Deterministic by the run's seed.
+    pub fn recompute_batch_norm(&self) {
+        let stats: Vec<Tensor> = self
+            .vs_g
+            .variables()
+            .into_iter()
+            .filter(|(name, _)| name.ends_with("running_mean") || name.ends_with("running_var"))
+            .map(|(_, t)| t)
+            .collect();
+        if stats.is_empty() {
+            return;
+        }
+        // Training mode folds a batch's statistics s into each running statistic r as
+        // r ← (1 − m) r + m s; from r = 0 that leaves m s.
+        let momentum = nn::BatchNormConfig::default().momentum;
+        let mut sums: Vec<Tensor> = stats.iter().map(|t| t.zeros_like()).collect();
+        tch::no_grad(|| {
+            for batch in 0..RECALIBRATION_BATCHES {
+                for t in &stats {
+                    let _ = t.shallow_clone().zero_();
+                }
+                let z = self.draw_latent(RECALIBRATION_BATCH, mix(self.config.seed ^ 0xB47C, batch as u64));
+                let labels = (self.classes > 0).then(|| self.cycled_labels(RECALIBRATION_BATCH));
+                let _ = self.generator.generate(&z, labels.as_ref(), true);
+                for (sum, t) in sums.iter_mut().zip(&stats) {
+                    *sum += t / momentum;
+                }
+            }
+            for (sum, t) in sums.iter().zip(&stats) {
+                t.shallow_clone().copy_(&(sum / RECALIBRATION_BATCHES as f64));
+            }
+        });
     }
 
     /// `n` images from the prior, drawn with `seed` (a conditional generator's cycle through the classes).
