@@ -2,6 +2,7 @@
 
 use anyhow::{anyhow, Result};
 use std::ffi::{c_char, CStr};
+use tch::nn::{self, ModuleT};
 use tch::Tensor;
 use torch_sys::C_tensor;
 
@@ -11,6 +12,17 @@ extern "C" {
     fn gan_lab_leaky_relu(x: *const C_tensor, slope: f64) -> *mut C_tensor;
     fn gan_lab_windows_k4s2(x: *const C_tensor) -> *mut C_tensor;
     fn gan_lab_overlap_k4s2(rows: *const C_tensor, n: i64, h: i64, w: i64) -> *mut C_tensor;
+    fn gan_lab_batch_norm_act(
+        x: *const C_tensor,
+        weight: *const C_tensor,
+        bias: *const C_tensor,
+        running_mean: *const C_tensor,
+        running_var: *const C_tensor,
+        train: bool,
+        momentum: f64,
+        eps: f64,
+        slope: f64,
+    ) -> *mut C_tensor;
 }
 
 /// Takes ownership of a tensor returned by `csrc/ops.cpp`, or returns its error.
@@ -73,6 +85,53 @@ pub fn overlap_k4s2(rows: &Tensor, n: i64, h: i64, w: i64) -> Tensor {
     f_overlap_k4s2(rows, n, h, w).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// BatchNorm `bn` followed by ReLU (`slope` 0) or LeakyReLU(`slope`): the block after every hidden
+/// convolution of the lessons' networks. In training, on float32 maps (returned channels-last) and
+/// `[N, C]` matrices, one fused op computes the statistics, the normalisation and the activation in
+/// one pass after the statistics, and their gradients in two; elsewhere (evaluation, bfloat16) it
+/// is `bn.forward_t` and the activation. Same values and gradients as those up to float rounding
+/// (partial sums in float, totals in double) and the same update of the running statistics. It uses tch's default momentum and eps, as every
+/// BatchNorm of the lessons does.
+pub fn f_batch_norm_act(x: &Tensor, bn: &nn::BatchNorm, train: bool, slope: f64) -> Result<Tensor> {
+    let (Some(weight), Some(bias)) = (&bn.ws, &bn.bs) else {
+        let y = bn.forward_t(x, train);
+        return Ok(if slope == 0.0 { y.relu() } else { f_leaky_relu(&y, slope)? });
+    };
+    let config = nn::BatchNormConfig::default();
+    // SAFETY: every tensor is live for the duration of the call.
+    wrap(
+        unsafe {
+            gan_lab_batch_norm_act(
+                x.as_ptr(),
+                weight.as_ptr(),
+                bias.as_ptr(),
+                bn.running_mean.as_ptr(),
+                bn.running_var.as_ptr(),
+                train,
+                config.momentum,
+                config.eps,
+                slope,
+            )
+        },
+        "batch_norm_act",
+    )
+}
+
+/// [`f_batch_norm_act`]; panics on a tensor BatchNorm cannot take, as tch's own ops do.
+pub fn batch_norm_act(x: &Tensor, bn: &nn::BatchNorm, train: bool, slope: f64) -> Tensor {
+    f_batch_norm_act(x, bn, train, slope).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `bn.forward_t(x, train).relu()`, fused ([`f_batch_norm_act`]).
+pub fn batch_norm_relu(x: &Tensor, bn: &nn::BatchNorm, train: bool) -> Tensor {
+    batch_norm_act(x, bn, train, 0.0)
+}
+
+/// `leaky_relu(&bn.forward_t(x, train), slope)`, fused ([`f_batch_norm_act`]).
+pub fn batch_norm_leaky_relu(x: &Tensor, bn: &nn::BatchNorm, train: bool, slope: f64) -> Tensor {
+    batch_norm_act(x, bn, train, slope)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +191,78 @@ mod tests {
                 "window ({i}, {j}) at ({a}, {b}, {c})"
             );
         }
+    }
+
+    /// One BatchNorm + activation block, fused or as libtorch's separate ops: the output, the
+    /// gradients of x, the BatchNorm weight and bias, and the running statistics after it.
+    fn block(x: &Tensor, slope: f64, fused: bool) -> Vec<Tensor> {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let config = nn::BatchNormConfig {
+            ws_init: nn::Init::Randn { mean: 1.0, stdev: 0.3 },
+            bs_init: nn::Init::Randn { mean: 0.0, stdev: 0.3 },
+            ..Default::default()
+        };
+        let bn = crate::train::with_seed(3, || {
+            if x.dim() == 2 {
+                nn::batch_norm1d(vs.root(), x.size()[1], config)
+            } else {
+                nn::batch_norm2d(vs.root(), x.size()[1], config)
+            }
+        });
+        let x = x.detach().set_requires_grad(true);
+        let y = if fused {
+            batch_norm_act(&x, &bn, true, slope)
+        } else {
+            let y = bn.forward_t(&x, true);
+            if slope == 0.0 {
+                y.relu()
+            } else {
+                leaky_relu(&y, slope)
+            }
+        };
+        // A gradient that is not the same for every element, so each term of the backward counts.
+        let probe = Tensor::linspace(-1.0, 2.0, y.numel() as i64, (Kind::Float, tch::Device::Cpu)).view_as(&y).cos();
+        let (w, b) = (bn.ws.as_ref().unwrap(), bn.bs.as_ref().unwrap());
+        let grads = Tensor::run_backward(&[(&y * probe).sum(Kind::Float)], &[&x, w, b], false, false);
+        let mut out = vec![y.detach()];
+        out.extend(grads);
+        out.extend([bn.running_mean.copy(), bn.running_var.copy()]);
+        out
+    }
+
+    #[test]
+    fn fused_batch_norm_and_activation_match_libtorchs_ops() {
+        let maps =
+            crate::train::with_seed(1, || Tensor::randn([6, 5, 4, 3], (Kind::Float, tch::Device::Cpu)) * 2 + 0.5);
+        let names = ["output", "x gradient", "weight gradient", "bias gradient", "running mean", "running var"];
+        for (what, x) in [
+            ("channels-last map", crate::perf::channels_last(&maps)),
+            ("[N, C] matrix", maps.reshape([18, 20])),
+            ("contiguous map (copied channels-last)", maps.shallow_clone()),
+        ] {
+            for slope in [0.0, 0.2] {
+                let (fused, separate) = (block(&x, slope, true), block(&x, slope, false));
+                for ((a, b), name) in fused.iter().zip(&separate).zip(names) {
+                    let diff = (a - b).abs().max().double_value(&[]);
+                    assert!(diff < 1e-5, "{what}, slope {slope}: {name} off by {diff:e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fused_batch_norm_and_activation_have_a_gradient_of_their_gradient() {
+        let x = crate::train::with_seed(2, || Tensor::randn([8, 3, 2, 2], (Kind::Float, tch::Device::Cpu)));
+        let x = crate::perf::channels_last(&x);
+        let second = |fused: bool| {
+            let vs = nn::VarStore::new(tch::Device::Cpu);
+            let bn = crate::train::with_seed(5, || nn::batch_norm2d(vs.root(), 3, Default::default()));
+            let x = x.detach().set_requires_grad(true);
+            let y = if fused { batch_norm_act(&x, &bn, true, 0.2) } else { leaky_relu(&bn.forward_t(&x, true), 0.2) };
+            let g = &Tensor::run_backward(&[(&y * &y).sum(Kind::Float)], &[&x], true, true)[0];
+            Tensor::run_backward(&[g.square().sum(Kind::Float)], &[&x], false, false).remove(0)
+        };
+        let diff = (second(true) - second(false)).abs().max().double_value(&[]);
+        assert!(diff < 1e-4, "second derivative off by {diff:e}");
     }
 }

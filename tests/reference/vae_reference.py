@@ -72,6 +72,7 @@ def parity(workdir):
     opt.step()
     out = {"mu": mu.detach(), "log_variance": log_variance.detach(), "decoded": decoded.detach(), "loss": loss.detach().view(1)}
     out.update({f"after.{k}": v.detach().clone() for k, v in vae.state_dict().items() if v.is_floating_point()})
+    out.update({f"grad.{k}": p.grad.detach().clone() for k, p in vae.named_parameters()})
     save_file(out, f"{workdir}/reference.safetensors")
 
 

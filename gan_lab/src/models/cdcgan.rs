@@ -14,8 +14,9 @@
 use super::dcgan::{leaky_relu_02, Init};
 use super::layers::{UpLayer, WholeConv, WindowConv};
 use super::{one_hot, DiscriminatorNet, GeneratorNet, Judgement};
+use crate::ops::{batch_norm_leaky_relu, batch_norm_relu};
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, Module, ModuleT};
+use tch::nn::{self, Module};
 use tch::Tensor;
 
 /// The architecture's hyperparameters.
@@ -99,7 +100,7 @@ impl Generator {
         assert_eq!(labels.size(), [b], "generator labels: expected [{b}]");
         let mut h = self.fuse(z, labels, train); // [B, 8ngf, 4, 4]
         for (conv, bn) in &self.blocks {
-            h = bn.forward_t(&conv.forward(&h), train).relu(); // [B, 4ngf, 8, 8] → [B, 2ngf, 16, 16]
+            h = batch_norm_relu(&conv.forward(&h), bn, train); // [B, 4ngf, 8, 8] → [B, 2ngf, 16, 16]
         }
         self.to_image.forward(&h).tanh() // [B, C, 32, 32]
     }
@@ -111,9 +112,9 @@ impl Generator {
         let b = z.size()[0];
         let ((zc, zbn), (yc, ybn)) = (&self.z_branch, &self.y_branch);
         // BEGIN SOLUTION conditional.fusion
-        let hz = zbn.forward_t(&zc.forward(&z.view([b, self.latent_dim, 1, 1])), train).relu();
+        let hz = batch_norm_relu(&zc.forward(&z.view([b, self.latent_dim, 1, 1])), zbn, train);
         let y = one_hot(labels, self.classes).view([b, self.classes, 1, 1]);
-        let hy = ybn.forward_t(&yc.forward(&y), train).relu();
+        let hy = batch_norm_relu(&yc.forward(&y), ybn, train);
         Tensor::cat(&[hz, hy], 1)
         // END SOLUTION
     }
@@ -162,7 +163,7 @@ impl Discriminator {
         assert_eq!(labels.size(), [b], "discriminator labels: expected [{b}]");
         let mut h = self.fuse(x, labels); // [B, 2ndf, 16, 16]
         for (conv, bn) in &self.blocks {
-            h = leaky_relu_02(&bn.forward_t(&conv.forward(&h), train)); // [B, 4ndf, 8, 8] → [B, 8ndf, 4, 4]
+            h = batch_norm_leaky_relu(&conv.forward(&h), bn, train, 0.2); // [B, 4ndf, 8, 8] → [B, 8ndf, 4, 4]
         }
         self.to_score.forward(&h).view([b]) // [B, 1, 1, 1] → [B]
     }

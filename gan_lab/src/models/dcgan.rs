@@ -11,7 +11,7 @@
 use super::layers::{Norm, NormLayer, UpLayer, Upsample, WholeConv};
 use super::{DiscriminatorNet, GeneratorNet, Judgement};
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, Module, ModuleT};
+use tch::nn::{self, Module};
 use tch::Tensor;
 
 /// How weights are initialised.
@@ -216,8 +216,9 @@ impl Generator {
         // BEGIN SOLUTION dcgan.generator
         let mut x = z.view([b, self.latent_dim, 1, 1]); // [B, n_z, 1, 1]
         for (conv, bn) in &self.blocks {
-            // [B, 4ngf, 4, 4] → [B, 2ngf, 8, 8] → [B, ngf, 16, 16]
-            x = bn.forward_t(&conv.forward(&x), train).relu();
+            // [B, 4ngf, 4, 4] → [B, 2ngf, 8, 8] → [B, ngf, 16, 16]; BatchNorm and ReLU in one op,
+            // the same as `bn.forward_t(&conv.forward(&x), train).relu()`
+            x = crate::ops::batch_norm_relu(&conv.forward(&x), bn, train);
         }
         self.to_image.forward(&x).tanh() // [B, C, 32, 32]
                                          // END SOLUTION
@@ -280,7 +281,7 @@ impl Discriminator {
         let mut h = x.shallow_clone();
         for (conv, bn) in &self.blocks {
             // [B, ndf, 16, 16] → [B, 2ndf, 8, 8] → [B, 4ndf, 4, 4]
-            h = leaky_relu_02(&bn.forward_t(&conv.forward(&h), train));
+            h = bn.leaky_relu(&conv.forward(&h), train, 0.2);
         }
         h
         // END SOLUTION

@@ -8,9 +8,10 @@
 use super::dcgan::{self, DcganConfig};
 use super::layers::{UpLayer, WindowConv};
 use super::{DiscriminatorNet, GeneratorNet, Judgement};
+use crate::ops::{batch_norm_leaky_relu, batch_norm_relu};
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, Module, ModuleT};
+use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
 /// The latent codes c a generator takes after its noise, and how Q models them.
@@ -166,8 +167,7 @@ impl QHead {
     }
 
     fn forward_t(&self, features: &Tensor, train: bool) -> Tensor {
-        let h = self.norm.forward_t(&self.hidden.forward(features), train);
-        self.out.forward(&dcgan::leaky_relu_02(&h))
+        self.out.forward(&batch_norm_leaky_relu(&self.hidden.forward(features), &self.norm, train, 0.2))
     }
 }
 
@@ -202,9 +202,9 @@ impl PaperGenerator {
 impl GeneratorNet for PaperGenerator {
     fn generate(&self, z: &Tensor, _labels: Option<&Tensor>, train: bool) -> Tensor {
         let b = z.size()[0];
-        let h = self.bn1.forward_t(&self.fc1.forward(z), train).relu();
-        let h = self.bn2.forward_t(&self.fc2.forward(&h), train).relu().view([b, 128, 8, 8]);
-        let h = self.bn3.forward_t(&self.convt1.forward(&h), train).relu(); // [B, 64, 16, 16]
+        let h = batch_norm_relu(&self.fc1.forward(z), &self.bn1, train);
+        let h = batch_norm_relu(&self.fc2.forward(&h), &self.bn2, train).view([b, 128, 8, 8]);
+        let h = batch_norm_relu(&self.convt1.forward(&h), &self.bn3, train); // [B, 64, 16, 16]
         self.convt2.forward(&h).tanh() // [B, C, 32, 32]
     }
 }
@@ -240,8 +240,8 @@ impl DiscriminatorNet for PaperDiscriminator {
     fn judge(&self, x: &Tensor, _labels: Option<&Tensor>, train: bool) -> Judgement {
         let b = x.size()[0];
         let h = dcgan::leaky_relu_02(&self.conv1.forward(x)); // [B, 64, 16, 16]
-        let h = dcgan::leaky_relu_02(&self.bn2.forward_t(&self.conv2.forward(&h), train)); // [B, 128, 8, 8]
-        let h = dcgan::leaky_relu_02(&self.bn3.forward_t(&self.fc.forward(&h.reshape([b, 128 * 8 * 8])), train));
+        let h = batch_norm_leaky_relu(&self.conv2.forward(&h), &self.bn2, train, 0.2); // [B, 128, 8, 8]
+        let h = batch_norm_leaky_relu(&self.fc.forward(&h.reshape([b, 128 * 8 * 8])), &self.bn3, train, 0.2);
         Judgement { score: self.score.forward(&h).view([b]), classes: None, codes: Some(self.q.forward_t(&h, train)) }
     }
 }

@@ -51,6 +51,17 @@ impl NormLayer {
     }
 }
 
+impl NormLayer {
+    /// This normalisation followed by LeakyReLU(`slope`); BatchNorm's fused with it
+    /// ([`crate::ops::batch_norm_leaky_relu`]).
+    pub fn leaky_relu(&self, x: &Tensor, train: bool, slope: f64) -> Tensor {
+        match self {
+            NormLayer::Batch(bn) => crate::ops::batch_norm_leaky_relu(x, bn, train, slope),
+            _ => crate::ops::leaky_relu(&self.forward_t(x, train), slope),
+        }
+    }
+}
+
 impl ModuleT for NormLayer {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         match self {

@@ -8,9 +8,9 @@
 //! D: SN-conv(ndf, k4 s2 p1)+LeakyReLU(0.2) → SN-conv(2ndf)+IN+LeakyReLU → SN-conv(4ndf)+IN+LeakyReLU
 //!    → SN-conv(1, k4 s1 p0), the attention after the block of side `attention_at`
 
-use super::dcgan::leaky_relu_02;
 use super::layers::{Norm, NormLayer, SelfAttention, SnConv};
 use super::{DiscriminatorNet, GeneratorNet, Judgement};
+use crate::ops::batch_norm_relu;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
@@ -88,7 +88,7 @@ impl GeneratorNet for Generator {
         let b = z.size()[0];
         let mut x = z.view([b, self.latent_dim, 1, 1]);
         for (conv, bn, attention) in &self.blocks {
-            x = bn.forward_t(&conv.forward_t(&x, train), train).relu();
+            x = batch_norm_relu(&conv.forward_t(&x, train), bn, train);
             if let Some(a) = attention {
                 x = a.forward(&x);
             }
@@ -129,7 +129,7 @@ impl DiscriminatorNet for Discriminator {
         let b = x.size()[0];
         let mut h = x.shallow_clone();
         for (conv, norm, attention) in &self.blocks {
-            h = leaky_relu_02(&norm.forward_t(&conv.forward_t(&h, train), train));
+            h = norm.leaky_relu(&conv.forward_t(&h, train), train, 0.2);
             if let Some(a) = attention {
                 h = a.forward(&h);
             }
