@@ -115,9 +115,14 @@ at::Tensor batch_norm_act_composite(const at::Tensor& x, const at::Tensor& weigh
 }
 
 // The per-row loops over the c channels of one row: float arithmetic without branches and
-// with non-aliasing pointers, so that the compiler vectorises them, and an AVX2 version that
-// the loader picks on CPUs that have it.
-#define GAN_LAB_ROW_LOOP __attribute__((noinline, target_clones("avx2,fma", "default")))
+// with non-aliasing pointers, so that the compiler vectorises them (across channels: each
+// channel's sums keep their order, so the AVX2 version that the loader picks on x86-64 Linux
+// CPUs that have it gives the same bits as the plain one).
+#if defined(__x86_64__) && defined(__linux__)
+#define GAN_LAB_ROW_LOOP __attribute__((noinline, target_clones("avx2", "default")))
+#else
+#define GAN_LAB_ROW_LOOP __attribute__((noinline))
+#endif
 
 // acc[j] += x[j] − k[j], acc2[j] += (x[j] − k[j])² (k: one value per channel, near the mean).
 GAN_LAB_ROW_LOOP void row_moments(const float* __restrict__ x, const float* __restrict__ k, float* __restrict__ acc,
