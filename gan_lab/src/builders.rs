@@ -117,7 +117,7 @@ impl<F: Family> FamilyObject for F {
 }
 
 /// The cDCGAN's default decay of the averaged generator.
-pub const CDCGAN_AVERAGE: f64 = 0.995;
+pub const CDCGAN_AVERAGE: f64 = 0.997;
 
 /// Each objective's optimizers and critic schedule, from the papers the seeds follow: WGAN
 /// RMSProp(5e-5) with the WGAN schedule; WGAN-GP Adam(1e-4, β 0 and 0.9) with 5 critic updates;
@@ -244,7 +244,7 @@ impl Family for CdcganConfig {
         (Box::new(cdcgan::Generator::new(g, self)), Box::new(cdcgan::Discriminator::new(d, self)))
     }
     /// The lesson's: Adam(2e-4, β1 0.5), batch 64, 1000 steps ("realistic-looking conditioned
-    /// digits by 1000 batches"), and a moving average of G's weights with β 0.995 to sample from
+    /// digits by 1000 batches"), and a moving average of G's weights with β 0.997 to sample from
     /// ([`Gan::with_average`]; training is unchanged): after 1000 batches the live generator's
     /// class accuracy swings by several points from one batch to the next, the average's does not.
     fn training() -> TrainConfig {

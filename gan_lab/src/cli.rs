@@ -208,9 +208,9 @@ struct RunArgs {
     /// Score the generator (IS, Mode score, FID on the frozen evaluator) every this many steps; 0: off.
     #[arg(long, default_value_t = 0)]
     metrics_every: i64,
-    /// Keep a moving average of G's weights with this decay (e.g. 0.995) and report the averaged
+    /// Keep a moving average of G's weights with this decay (e.g. 0.997) and report the averaged
     /// generator's class accuracy and scores beside the live one's; 0: off. Default: the model's
-    /// (0.995 for cdcgan, off for the others).
+    /// (0.997 for cdcgan, off for the others).
     #[arg(long)]
     average_generator: Option<f64>,
     /// Run the forward passes in bfloat16 (CPUs with avx512_bf16; weights and optimizers stay float32).

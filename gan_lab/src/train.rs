@@ -493,7 +493,7 @@ impl Gan {
     /// single set of weights, and sampling with it turns digits into blots.
     pub fn with_average<T>(&self, f: impl FnOnce(&Gan) -> T) -> Result<T> {
         let Some(average) = &self.average else {
-            bail!("this run keeps no averaged generator: build it with .average_generator(0.995)")
+            bail!("this run keeps no averaged generator: build it with .average_generator(0.997)")
         };
         Ok(average.apply(|| {
             self.recompute_batch_norm();
