@@ -90,11 +90,11 @@ variable_list Windows::backward(AutogradContext* ctx, variable_list grad) {
   return {Overlap::apply(grad[0], d.at("n").toInt(), d.at("h").toInt(), d.at("w").toInt())};
 }
 
-// Training-mode BatchNorm followed by ReLU (slope 0) or LeakyReLU(slope), in one pass over the
-// activations each way instead of libtorch's five (statistics, normalisation, activation; their
-// backwards). For a float32 map stored channels-last, or a [N, C] matrix: both are an [M, C]
-// matrix in memory. Statistics are summed in double, as libtorch's own BatchNorm does; the
-// running statistics move as libtorch's do (momentum, unbiased variance).
+// Training-mode BatchNorm followed by ReLU (slope 0) or LeakyReLU(slope) as one op: two passes
+// over the activations forward (statistics; normalisation and activation) and two backward, where
+// libtorch's separate ops make five to eight. For a float32 map stored channels-last, or a [N, C]
+// matrix: both are an [M, C] matrix in memory. Partial sums in float over blocks of rows, totals
+// in double; the running statistics move as libtorch's do (momentum, unbiased variance).
 bool fusable(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   if (x.scalar_type() != at::kFloat || !weight.defined() || !bias.defined() || x.numel() == 0) return false;
   if (x.dim() == 2) return x.is_contiguous() && x.size(0) > 1;
