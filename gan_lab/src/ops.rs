@@ -87,11 +87,11 @@ pub fn overlap_k4s2(rows: &Tensor, n: i64, h: i64, w: i64) -> Tensor {
 
 /// BatchNorm `bn` followed by ReLU (`slope` 0) or LeakyReLU(`slope`): the block after every hidden
 /// convolution of the lessons' networks. In training, on float32 maps (returned channels-last) and
-/// `[N, C]` matrices, one fused op computes the statistics, the normalisation and the activation in
-/// one pass after the statistics, and their gradients in two; elsewhere (evaluation, bfloat16) it
-/// is `bn.forward_t` and the activation. Same values and gradients as those up to float rounding
-/// (partial sums in float, totals in double) and the same update of the running statistics. It uses tch's default momentum and eps, as every
-/// BatchNorm of the lessons does.
+/// `[N, C]` matrices, one fused op makes one pass for the statistics, one that normalises and
+/// activates, and two for the gradients; elsewhere (evaluation, bfloat16) it is `bn.forward_t` and
+/// the activation. Same values and gradients as those up to float rounding (partial sums in float,
+/// totals in double) and the same update of the running statistics. It uses tch's default
+/// momentum and eps, as every BatchNorm of the lessons does.
 pub fn f_batch_norm_act(x: &Tensor, bn: &nn::BatchNorm, train: bool, slope: f64) -> Result<Tensor> {
     let (Some(weight), Some(bias)) = (&bn.ws, &bn.bs) else {
         let y = bn.forward_t(x, train);

@@ -49,9 +49,7 @@ impl NormLayer {
             Norm::None => NormLayer::None,
         }
     }
-}
 
-impl NormLayer {
     /// This normalisation followed by LeakyReLU(`slope`); BatchNorm's fused with it
     /// ([`crate::ops::batch_norm_leaky_relu`]).
     pub fn leaky_relu(&self, x: &Tensor, train: bool, slope: f64) -> Tensor {
