@@ -26,6 +26,11 @@ fn main() {
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
+        // at::parallel_for is a header template: without OpenMP here its loops run on one thread.
+        .flag("-fopenmp")
         .file("csrc/ops.cpp")
         .compile("gan_lab_ops");
+    // The OpenMP runtime libtorch itself loads (from the same directory), not a second one.
+    println!("cargo:rustc-link-search=native={}", lib.display());
+    println!("cargo:rustc-link-lib=dylib:+verbatim=libgomp.so.1");
 }

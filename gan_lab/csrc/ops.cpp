@@ -7,6 +7,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <exception>
 #include <string>
@@ -280,6 +281,294 @@ struct BatchNormAct : torch::autograd::Function<BatchNormAct> {
     return {grad_x, grad_weight, grad_bias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
+
+// LayerNorm over each sample's [C, H, W] (a WGAN-GP critic's) followed by LeakyReLU(slope), as
+// one op whose gradient is itself an op with a gradient: the gradient penalty differentiates the
+// critic's input gradient again, and libtorch's LayerNorm double backward is a chain of some
+// twenty tensor ops. x is a contiguous [N, M] matrix in memory (a plain map; M a multiple of 16),
+// weight and bias M values. Two passes forward, two for the gradient and two for its gradient.
+// Sums along a row in float over 16 lanes, moved into double every 256 values; sums down the
+// columns (the weight's and bias's gradients) as `channel_sums` makes them.
+constexpr int64_t kLanes = 16, kFlush = 256;
+
+bool layer_norm_fusable(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double slope) {
+  if (x.scalar_type() != at::kFloat || x.dim() < 2 || x.numel() == 0 || !x.is_contiguous() || slope < 0) return false;
+  const int64_t m = x.numel() / x.size(0);
+  if (m % kLanes != 0) return false;
+  const auto ok = [&](const at::Tensor& t) {
+    return t.defined() && t.scalar_type() == at::kFloat && t.is_contiguous() && t.numel() == m;
+  };
+  return ok(weight) && ok(bias);
+}
+
+at::Tensor layer_norm_act_composite(const at::Tensor& x, at::IntArrayRef shape, const at::Tensor& weight,
+                                    const at::Tensor& bias, double eps, double slope) {
+  auto y = at::layer_norm(x, shape, weight, bias, eps);
+  return slope == 0.0 ? at::relu(y) : at::leaky_relu(y, slope);
+}
+
+// Eight floats, loaded and stored at any float alignment; a vector of the compiler's, so the
+// loops below are vectorised as written (AVX2 registers in the AVX2 copy, two SSE ones otherwise;
+// the same arithmetic lane by lane, so both give the same bits).
+typedef float f8 __attribute__((vector_size(32)));
+typedef float f8u __attribute__((vector_size(32), aligned(4)));
+inline __attribute__((always_inline)) f8 load8(const float* p) { return *reinterpret_cast<const f8u*>(p); }
+inline __attribute__((always_inline)) void store8(float* p, f8 v) { *reinterpret_cast<f8u*>(p) = v; }
+inline __attribute__((always_inline)) f8 splat8(float v) { return f8{} + v; }
+
+// act'(y) from the activation's output: 1 where it is positive, else slope.
+inline __attribute__((always_inline)) f8 act_slope8(const float* out, f8 slope) {
+  return load8(out) > f8{} ? splat8(1.f) : slope;
+}
+
+// K sums over a row of m values (m a multiple of 16): `term(j, acc)` adds the terms of values
+// j..j+7 to acc[0..K); two sets of 8 lanes take alternate groups of 8, and their floats move into
+// double every 256 values.
+template <int K, typename F>
+inline __attribute__((always_inline)) std::array<double, K> lane_sums(int64_t m, F term) {
+  std::array<double, K> total{};
+  for (int64_t j0 = 0; j0 < m; j0 += kFlush) {
+    f8 a[K] = {}, b[K] = {};
+    const int64_t end = std::min(m, j0 + kFlush);
+    for (int64_t j = j0; j < end; j += kLanes) {
+      term(j, a);
+      term(j + 8, b);
+    }
+    for (int k = 0; k < K; ++k)
+      for (int l = 0; l < 8; ++l) total[k] += static_cast<double>(a[k][l]) + static_cast<double>(b[k][l]);
+  }
+  return total;
+}
+
+// Σ(x − x[0]) and Σ(x − x[0])² over one row.
+GAN_LAB_ROW_LOOP void ln_row_moments(const float* __restrict__ x, int64_t m, double* __restrict__ sums) {
+  const f8 k = splat8(x[0]);
+  const auto s = lane_sums<2>(m, [&](int64_t j, f8* acc) {
+    const f8 v = load8(x + j) - k;
+    acc[0] += v;
+    acc[1] += v * v;
+  });
+  sums[0] = s[0];
+  sums[1] = s[1];
+}
+
+// out = act((x − mean)·rstd·w + b).
+GAN_LAB_ROW_LOOP void ln_row_forward(const float* __restrict__ x, const float* __restrict__ w,
+                                     const float* __restrict__ b, float mean, float rstd, float slope,
+                                     float* __restrict__ out, int64_t m) {
+  for (int64_t j = 0; j < m; ++j) {
+    const float y = (x[j] - mean) * rstd * w[j] + b[j];
+    out[j] = std::max(y, 0.f) + slope * std::min(y, 0.f);
+  }
+}
+
+// d = dy·act'(out), x̂ = (x − mean)·rstd: the columns' sums of d (bias) and d·x̂ (weight) grow by
+// this row's; returns the row's Σ g and Σ g·x̂, g = d·w (the gradient at x̂).
+GAN_LAB_ROW_LOOP void ln_row_backward_sums(const float* __restrict__ x, const float* __restrict__ out,
+                                           const float* __restrict__ dy, const float* __restrict__ w, float mean,
+                                           float rstd, float slope, float* __restrict__ acc_b,
+                                           float* __restrict__ acc_w, int64_t m, double* __restrict__ sums) {
+  const f8 mu = splat8(mean), rs = splat8(rstd), sl = splat8(slope);
+  const auto s = lane_sums<2>(m, [&](int64_t j, f8* acc) {
+    const f8 d = load8(dy + j) * act_slope8(out + j, sl);
+    const f8 xh = (load8(x + j) - mu) * rs;
+    store8(acc_b + j, load8(acc_b + j) + d);
+    store8(acc_w + j, load8(acc_w + j) + d * xh);
+    const f8 g = d * load8(w + j);
+    acc[0] += g;
+    acc[1] += g * xh;
+  });
+  sums[0] = s[0];
+  sums[1] = s[1];
+}
+
+// dx = rstd·(g − mean(g) − x̂·mean(g·x̂)).
+GAN_LAB_ROW_LOOP void ln_row_backward(const float* __restrict__ x, const float* __restrict__ out,
+                                      const float* __restrict__ dy, const float* __restrict__ w, float mean,
+                                      float rstd, float slope, float mean_g, float mean_gx, float* __restrict__ dx,
+                                      int64_t m) {
+  for (int64_t j = 0; j < m; ++j) {
+    const float on = out[j] > 0.f;
+    const float g = (dy[j] * on + dy[j] * slope * (1.f - on)) * w[j];
+    const float xh = (x[j] - mean) * rstd;
+    dx[j] = rstd * (g - mean_g - xh * mean_gx);
+  }
+}
+
+// For the gradient of dx along v: Σ v, Σ v·x̂ and Σ v·g over one row.
+GAN_LAB_ROW_LOOP void ln_row_double_sums(const float* __restrict__ v, const float* __restrict__ x,
+                                         const float* __restrict__ out, const float* __restrict__ dy,
+                                         const float* __restrict__ w, float mean, float rstd, float slope, int64_t m,
+                                         double* __restrict__ sums) {
+  const f8 mu = splat8(mean), rs = splat8(rstd), sl = splat8(slope);
+  const auto s = lane_sums<3>(m, [&](int64_t j, f8* acc) {
+    const f8 g = load8(dy + j) * act_slope8(out + j, sl) * load8(w + j);
+    const f8 vj = load8(v + j);
+    acc[0] += vj;
+    acc[1] += vj * ((load8(x + j) - mu) * rs);
+    acc[2] += vj * g;
+  });
+  sums[0] = s[0];
+  sums[1] = s[1];
+  sums[2] = s[2];
+}
+
+// With P(u) = u − mean(u) − x̂·mean(u·x̂) (dx = rstd·P(g)): the gradient along v of dx with respect to
+// dy is rstd·P(v)·act'·w, with respect to w (summed into acc_w) rstd·P(v)·d, and with respect to
+// x −rstd²/M·(x̂·vᵀP(g) + (Σ v·x̂)·P(g)) − rstd²·mean(g·x̂)·P(v), from mean and rstd's dependence
+// on x. k = {mean(v), mean(v·x̂), vᵀP(g), mean(g), mean(g·x̂)}.
+GAN_LAB_ROW_LOOP void ln_row_double(const float* __restrict__ v, const float* __restrict__ x,
+                                    const float* __restrict__ out, const float* __restrict__ dy,
+                                    const float* __restrict__ w, float mean, float rstd, float slope,
+                                    const float* __restrict__ k, float* __restrict__ acc_w, float* __restrict__ gdy,
+                                    float* __restrict__ gx, int64_t m) {
+  const float r2 = rstd * rstd, c_pg = -r2 * k[1], c_x = -r2 * k[2] / static_cast<float>(m), c_pv = -r2 * k[4];
+  for (int64_t j = 0; j < m; ++j) {
+    const float on = out[j] > 0.f;
+    const float act = on + slope * (1.f - on);
+    const float xh = (x[j] - mean) * rstd;
+    const float pv = v[j] - k[0] - xh * k[1];
+    const float pg = dy[j] * act * w[j] - k[3] - xh * k[4];
+    gdy[j] = rstd * pv * act * w[j];
+    acc_w[j] += rstd * pv * dy[j] * act;
+    gx[j] = xh * c_x + pg * c_pg + pv * c_pv;
+  }
+}
+
+struct LayerNormActGrad : torch::autograd::Function<LayerNormActGrad> {
+  // (dx, dweight, dbias) of LayerNormAct at dy.
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& dy_in, const at::Tensor& x,
+                               const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& out,
+                               const at::Tensor& mean, const at::Tensor& rstd, double slope, double eps) {
+    const int64_t n = x.size(0), m = x.numel() / n;
+    const auto dy = dy_in.contiguous();
+    const float *xp = x.const_data_ptr<float>(), *op = out.const_data_ptr<float>(), *gp = dy.const_data_ptr<float>();
+    const float *w = weight.const_data_ptr<float>(), *mu = mean.const_data_ptr<float>(),
+                *rs = rstd.const_data_ptr<float>();
+    const float s = static_cast<float>(slope);
+    auto row_sums = at::empty({n, 2}, x.options().dtype(at::kDouble));
+    double* rows = row_sums.data_ptr<double>();
+    const auto columns = channel_sums(n, m, [&](int64_t r, float* acc_b, float* acc_w) {
+      ln_row_backward_sums(xp + r * m, op + r * m, gp + r * m, w, mu[r], rs[r], s, acc_b, acc_w, m, rows + 2 * r);
+    });
+    auto grad_weight = at::empty_like(weight);
+    auto grad_bias = at::empty_like(bias);
+    float *gw = grad_weight.data_ptr<float>(), *gb = grad_bias.data_ptr<float>();
+    for (int64_t j = 0; j < m; ++j) {
+      gb[j] = static_cast<float>(columns[j]);
+      gw[j] = static_cast<float>(columns[m + j]);
+    }
+    auto grad_x = at::empty_like(x);
+    float* gx = grad_x.data_ptr<float>();
+    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r)
+        ln_row_backward(xp + r * m, op + r * m, gp + r * m, w, mu[r], rs[r], s, static_cast<float>(rows[2 * r] / m),
+                        static_cast<float>(rows[2 * r + 1] / m), gx + r * m, m);
+    });
+    ctx->save_for_backward({dy, x, weight, bias, out, mean, rstd, row_sums});
+    // Gradients along outputs nobody used stay undefined (not zeros): a penalty uses dx only.
+    ctx->set_materialize_grads(false);
+    ctx->saved_data["slope"] = slope;
+    ctx->saved_data["eps"] = eps;
+    return {grad_x, grad_weight, grad_bias};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &dy = saved[0], &x = saved[1], &weight = saved[2], &bias = saved[3], &out = saved[4],
+               &mean = saved[5], &rstd = saved[6], &row_sums = saved[7];
+    const double slope = ctx->saved_data["slope"].toDouble();
+    const auto none = at::Tensor();
+    if (at::GradMode::is_enabled() || grad[1].defined() || grad[2].defined()) {
+      // A third derivative, or one through the weight's gradient: libtorch's own ops on the saved
+      // inputs, which have every derivative.
+      const bool create = at::GradMode::is_enabled();
+      at::AutoGradMode enable(true);
+      const auto differentiable = [](const at::Tensor& t) { return t.requires_grad() ? t : t.detach().requires_grad_(true); };
+      auto dyv = differentiable(dy), xv = differentiable(x), wv = differentiable(weight), bv = differentiable(bias);
+      auto y = layer_norm_act_composite(xv, x.sizes().slice(1), wv, bv, ctx->saved_data["eps"].toDouble(), slope);
+      auto first = torch::autograd::grad({y}, {xv, wv, bv}, {dyv}, true, true);
+      variable_list outputs, along;
+      for (size_t i = 0; i < 3; ++i) {
+        if (grad[i].defined()) {
+          outputs.push_back(first[i]);
+          along.push_back(grad[i]);
+        }
+      }
+      if (outputs.empty()) return {none, none, none, none, none, none, none, none, none};
+      auto g = torch::autograd::grad(outputs, {dyv, xv, wv}, along, true, create, true);
+      return {g[0], g[1], g[2], none, none, none, none, none, none};
+    }
+    if (!grad[0].defined()) return {none, none, none, none, none, none, none, none, none};
+    const int64_t n = x.size(0), m = x.numel() / n;
+    const auto v = grad[0].contiguous();
+    const float *vp = v.const_data_ptr<float>(), *xp = x.const_data_ptr<float>(), *op = out.const_data_ptr<float>(),
+                *gp = dy.const_data_ptr<float>(), *w = weight.const_data_ptr<float>(),
+                *mu = mean.const_data_ptr<float>(), *rs = rstd.const_data_ptr<float>();
+    const double* rows = row_sums.const_data_ptr<double>();
+    const float s = static_cast<float>(slope);
+    std::vector<float> k(5 * n);
+    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        double sums[3];
+        ln_row_double_sums(vp + r * m, xp + r * m, op + r * m, gp + r * m, w, mu[r], rs[r], s, m, sums);
+        const double mean_g = rows[2 * r] / m, mean_gx = rows[2 * r + 1] / m;
+        float* kr = k.data() + 5 * r;
+        kr[0] = static_cast<float>(sums[0] / m);
+        kr[1] = static_cast<float>(sums[1] / m);
+        kr[2] = static_cast<float>(sums[2] - mean_g * sums[0] - mean_gx * sums[1]);
+        kr[3] = static_cast<float>(mean_g);
+        kr[4] = static_cast<float>(mean_gx);
+      }
+    });
+    auto grad_dy = at::empty_like(x), grad_x = at::empty_like(x);
+    float *gdy = grad_dy.data_ptr<float>(), *gx = grad_x.data_ptr<float>();
+    const auto columns = channel_sums(n, m, [&](int64_t r, float* acc_w, float*) {
+      ln_row_double(vp + r * m, xp + r * m, op + r * m, gp + r * m, w, mu[r], rs[r], s, k.data() + 5 * r, acc_w,
+                    gdy + r * m, gx + r * m, m);
+    });
+    auto grad_weight = at::empty_like(weight);
+    float* gw = grad_weight.data_ptr<float>();
+    for (int64_t j = 0; j < m; ++j) gw[j] = static_cast<float>(columns[j]);
+    return {grad_dy, grad_x, grad_weight, none, none, none, none, none, none};
+  }
+};
+
+struct LayerNormAct : torch::autograd::Function<LayerNormAct> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                            const at::Tensor& bias, double eps, double slope) {
+    const int64_t n = x.size(0), m = x.numel() / n;
+    const float *xp = x.const_data_ptr<float>(), *w = weight.const_data_ptr<float>(), *b = bias.const_data_ptr<float>();
+    auto mean = at::empty({n}, x.options());
+    auto rstd = at::empty({n}, x.options());
+    auto out = at::empty_like(x);
+    float *mu = mean.data_ptr<float>(), *rs = rstd.data_ptr<float>(), *op = out.data_ptr<float>();
+    const float s = static_cast<float>(slope);
+    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        // Moments about the row's first value: no cancellation when the mean is large.
+        double sums[2];
+        ln_row_moments(xp + r * m, m, sums);
+        const double shifted = sums[0] / m;
+        const double var = std::max(0.0, sums[1] / m - shifted * shifted);
+        mu[r] = static_cast<float>(xp[r * m] + shifted);
+        rs[r] = static_cast<float>(1.0 / std::sqrt(var + eps));
+        ln_row_forward(xp + r * m, w, b, mu[r], rs[r], s, op + r * m, m);
+      }
+    });
+    ctx->save_for_backward({x, weight, bias, out, mean, rstd});
+    ctx->saved_data["slope"] = slope;
+    ctx->saved_data["eps"] = eps;
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad) {
+    const auto saved = ctx->get_saved_variables();
+    const auto g = LayerNormActGrad::apply(grad[0], saved[0], saved[1], saved[2], saved[3], saved[4], saved[5],
+                                           ctx->saved_data["slope"].toDouble(), ctx->saved_data["eps"].toDouble());
+    return {g[0], g[1], g[2], at::Tensor(), at::Tensor()};
+  }
+};
 }  // namespace
 
 extern "C" {
@@ -318,6 +607,20 @@ at::Tensor* gan_lab_batch_norm_act(const at::Tensor* x, const at::Tensor* weight
         return BatchNormAct::apply(xs, *weight, *bias, *running_mean, *running_var, momentum, eps, slope);
     }
     return batch_norm_act_composite(*x, *weight, *bias, *running_mean, *running_var, train, momentum, eps, slope);
+  });
+}
+
+// LayerNorm over each sample's trailing dimensions `shape` (x.sizes()[1:] for the fused op) with
+// weight and bias, followed by ReLU when slope is 0, else LeakyReLU(slope); with autograd to any
+// order. Fused for contiguous float32 input normalised over all of each sample; libtorch's ops
+// otherwise.
+at::Tensor* gan_lab_layer_norm_act(const at::Tensor* x, const int64_t* shape, size_t shape_len,
+                                   const at::Tensor* weight, const at::Tensor* bias, double eps, double slope) {
+  return protect([&] {
+    const at::IntArrayRef normalized(shape, shape_len);
+    if (x->dim() >= 2 && normalized == x->sizes().slice(1) && layer_norm_fusable(*x, *weight, *bias, slope))
+      return LayerNormAct::apply(*x, *weight, *bias, eps, slope);
+    return layer_norm_act_composite(*x, normalized, *weight, *bias, eps, slope);
   });
 }
 }

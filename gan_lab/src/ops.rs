@@ -2,7 +2,7 @@
 
 use anyhow::{anyhow, Result};
 use std::ffi::{c_char, CStr};
-use tch::nn::{self, ModuleT};
+use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 use torch_sys::C_tensor;
 
@@ -20,6 +20,15 @@ extern "C" {
         running_var: *const C_tensor,
         train: bool,
         momentum: f64,
+        eps: f64,
+        slope: f64,
+    ) -> *mut C_tensor;
+    fn gan_lab_layer_norm_act(
+        x: *const C_tensor,
+        shape: *const i64,
+        shape_len: usize,
+        weight: *const C_tensor,
+        bias: *const C_tensor,
         eps: f64,
         slope: f64,
     ) -> *mut C_tensor;
@@ -130,6 +139,34 @@ pub fn batch_norm_relu(x: &Tensor, bn: &nn::BatchNorm, train: bool) -> Tensor {
 /// `leaky_relu(&bn.forward_t(x, train), slope)`, fused ([`f_batch_norm_act`]).
 pub fn batch_norm_leaky_relu(x: &Tensor, bn: &nn::BatchNorm, train: bool, slope: f64) -> Tensor {
     batch_norm_act(x, bn, train, slope)
+}
+
+/// LayerNorm `ln` followed by ReLU (`slope` 0) or LeakyReLU(`slope`): the block after a WGAN-GP
+/// critic's hidden convolutions. On contiguous float32 maps normalised over each sample's
+/// [C, H, W] it is one op, and so is its gradient and its gradient's gradient (the gradient
+/// penalty's): two passes over the activations each, where libtorch's LayerNorm double backward
+/// runs a chain of some twenty tensor ops. Elsewhere (other layouts, bfloat16) it is
+/// `ln.forward(x)` and the activation. Same values and derivatives as those up to float rounding
+/// (row sums in float lanes, totals in double); tch's default eps, as the lessons' LayerNorms use.
+pub fn f_layer_norm_act(x: &Tensor, ln: &nn::LayerNorm, slope: f64) -> Result<Tensor> {
+    let (Some(weight), Some(bias)) = (&ln.ws, &ln.bs) else {
+        let y = ln.forward(x);
+        return Ok(if slope == 0.0 { y.relu() } else { f_leaky_relu(&y, slope)? });
+    };
+    let eps = nn::LayerNormConfig::default().eps;
+    let shape = &ln.normalized_shape;
+    // SAFETY: every tensor and the shape are live for the duration of the call.
+    wrap(
+        unsafe {
+            gan_lab_layer_norm_act(x.as_ptr(), shape.as_ptr(), shape.len(), weight.as_ptr(), bias.as_ptr(), eps, slope)
+        },
+        "layer_norm_act",
+    )
+}
+
+/// [`f_layer_norm_act`]; panics on a tensor the LayerNorm cannot take, as tch's own ops do.
+pub fn layer_norm_act(x: &Tensor, ln: &nn::LayerNorm, slope: f64) -> Tensor {
+    f_layer_norm_act(x, ln, slope).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[cfg(test)]
@@ -264,5 +301,113 @@ mod tests {
         };
         let diff = (second(true) - second(false)).abs().max().double_value(&[]);
         assert!(diff < 1e-4, "second derivative off by {diff:e}");
+    }
+
+    /// A LayerNorm over each sample of `x` with weights away from 1 and 0, as the critic's.
+    fn layer_norm_of(vs: &nn::VarStore, x: &Tensor) -> nn::LayerNorm {
+        let config = nn::LayerNormConfig {
+            ws_init: nn::Init::Randn { mean: 1.0, stdev: 0.3 },
+            bs_init: nn::Init::Randn { mean: 0.0, stdev: 0.3 },
+            ..Default::default()
+        };
+        crate::train::with_seed(4, || nn::layer_norm(vs.root(), x.size()[1..].to_vec(), config))
+    }
+
+    fn layer_norm_block(ln: &nn::LayerNorm, x: &Tensor, slope: f64, fused: bool) -> Tensor {
+        if fused {
+            layer_norm_act(x, ln, slope)
+        } else if slope == 0.0 {
+            ln.forward(x).relu()
+        } else {
+            leaky_relu(&ln.forward(x), slope)
+        }
+    }
+
+    /// The largest difference of `a` and `b` over `b`'s largest magnitude.
+    fn relative(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b).abs().max().double_value(&[]) / b.abs().max().double_value(&[]).max(1e-30)
+    }
+
+    #[test]
+    fn fused_layer_norm_and_activation_match_libtorchs_ops() {
+        // 80 values per sample, and 2048 (several flushes into double); 60, not a whole number of
+        // lanes, goes to libtorch's ops.
+        let maps = |shape: [i64; 4], seed| {
+            crate::train::with_seed(seed, || Tensor::randn(shape, (Kind::Float, tch::Device::Cpu)) * 2 + 0.5)
+        };
+        for x in [maps([6, 5, 4, 4], 1), maps([4, 32, 8, 8], 2), maps([6, 5, 4, 3], 1)] {
+            let vs = nn::VarStore::new(tch::Device::Cpu);
+            let ln = layer_norm_of(&vs, &x);
+            let (w, b) = (ln.ws.as_ref().unwrap(), ln.bs.as_ref().unwrap());
+            for slope in [0.0, 0.2] {
+                let [fused, separate] = [true, false].map(|fused| {
+                    let x = x.detach().set_requires_grad(true);
+                    let y = layer_norm_block(&ln, &x, slope, fused);
+                    let probe = Tensor::linspace(-1.0, 2.0, y.numel() as i64, (Kind::Float, tch::Device::Cpu))
+                        .view_as(&y)
+                        .cos();
+                    let mut out = vec![y.detach()];
+                    out.extend(Tensor::run_backward(&[(&y * probe).sum(Kind::Float)], &[&x, w, b], false, false));
+                    out
+                });
+                for ((a, b), name) in
+                    fused.iter().zip(&separate).zip(["output", "x gradient", "weight gradient", "bias gradient"])
+                {
+                    let diff = (a - b).abs().max().double_value(&[]);
+                    assert!(diff < 1e-5, "{:?}, slope {slope}: {name} off by {diff:e}", x.size());
+                }
+            }
+        }
+    }
+
+    /// A gradient penalty through one LayerNorm + LeakyReLU block scored by the weights `q`:
+    /// its gradients with respect to the block's input, the LayerNorm's weight and bias, and `q`.
+    fn penalty_gradients(x: &Tensor, fused: bool, through_weight: bool) -> Vec<Tensor> {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let ln = layer_norm_of(&vs, x);
+        let q = crate::train::with_seed(6, || {
+            Tensor::randn(x.size(), (Kind::Float, tch::Device::Cpu)).set_requires_grad(true)
+        });
+        let x = x.detach().set_requires_grad(true);
+        let (w, b) = (ln.ws.as_ref().unwrap(), ln.bs.as_ref().unwrap());
+        let score = (layer_norm_block(&ln, &x, 0.2, fused) * &q).sum(Kind::Float);
+        let loss = if through_weight {
+            // A derivative through the weight's gradient too (no lesson takes one).
+            let g = Tensor::run_backward(&[score], &[&x, w], true, true);
+            g[0].square().sum(Kind::Float) + g[1].square().sum(Kind::Float)
+        } else {
+            let g = &Tensor::run_backward(&[score], &[&x], true, true)[0];
+            let norm = (g.flatten(1, -1).square().sum_dim_intlist(1, false, Kind::Float) + 1e-12).sqrt();
+            (norm - 1.0).square().mean(Kind::Float) * 10.0
+        };
+        Tensor::run_backward(&[loss], &[&x, w, b, &q], false, false)
+    }
+
+    #[test]
+    fn fused_layer_norm_and_activation_have_the_gradient_penaltys_second_derivatives() {
+        let x =
+            crate::train::with_seed(3, || Tensor::randn([5, 16, 4, 4], (Kind::Float, tch::Device::Cpu)) * 1.5 + 0.3);
+        for through_weight in [false, true] {
+            let (fused, separate) =
+                (penalty_gradients(&x, true, through_weight), penalty_gradients(&x, false, through_weight));
+            for ((a, b), name) in fused.iter().zip(&separate).zip(["x", "weight", "bias", "q"]) {
+                if !b.defined() {
+                    assert!(!a.defined() || a.abs().max().double_value(&[]) == 0.0, "{name}: libtorch's is 0");
+                    continue;
+                }
+                let diff = relative(a, b);
+                assert!(diff < 1e-4, "second derivative with respect to {name} (through the weight's gradient: {through_weight}) off by {diff:e} of its largest");
+            }
+        }
+    }
+
+    #[test]
+    fn layer_norm_act_names_a_shape_it_cannot_take() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let ln = layer_norm_of(&vs, &Tensor::zeros([2, 5, 4, 3], (Kind::Float, tch::Device::Cpu)));
+        let e = f_layer_norm_act(&Tensor::zeros([2, 5, 4, 4], (Kind::Float, tch::Device::Cpu)), &ln, 0.2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("layer_norm_act: ") && e.contains("[5, 4, 3]"), "{e}");
     }
 }

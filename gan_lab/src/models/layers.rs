@@ -50,11 +50,12 @@ impl NormLayer {
         }
     }
 
-    /// This normalisation followed by LeakyReLU(`slope`); BatchNorm's fused with it
-    /// ([`crate::ops::batch_norm_leaky_relu`]).
+    /// This normalisation followed by LeakyReLU(`slope`); BatchNorm's and LayerNorm's fused with it
+    /// ([`crate::ops::batch_norm_leaky_relu`], [`crate::ops::layer_norm_act`]).
     pub fn leaky_relu(&self, x: &Tensor, train: bool, slope: f64) -> Tensor {
         match self {
             NormLayer::Batch(bn) => crate::ops::batch_norm_leaky_relu(x, bn, train, slope),
+            NormLayer::Layer(ln) => crate::ops::layer_norm_act(x, ln, slope),
             _ => crate::ops::leaky_relu(&self.forward_t(x, train), slope),
         }
     }
