@@ -191,6 +191,13 @@ std::vector<double> channel_sums(int64_t m, int64_t c, F f) {
   return sums;
 }
 
+// What a normalisation + activation op's backward needs: its tensors, the slope and eps.
+void keep(AutogradContext* ctx, const variable_list& tensors, double slope, double eps) {
+  ctx->save_for_backward(tensors);
+  ctx->saved_data["slope"] = slope;
+  ctx->saved_data["eps"] = eps;
+}
+
 struct BatchNormAct : torch::autograd::Function<BatchNormAct> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
                             const at::Tensor& bias, at::Tensor running_mean, at::Tensor running_var,
@@ -232,9 +239,7 @@ struct BatchNormAct : torch::autograd::Function<BatchNormAct> {
     at::parallel_for(0, m, std::max<int64_t>(1, 32768 / c), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) row_forward(xp + r * c, scale.data(), shift.data(), s, op + r * c, c);
     });
-    ctx->save_for_backward({x, weight, bias, out, mean, invstd});
-    ctx->saved_data["slope"] = slope;
-    ctx->saved_data["eps"] = eps;
+    keep(ctx, {x, weight, bias, out, mean, invstd}, slope, eps);
     return out;
   }
 
@@ -465,11 +470,9 @@ struct LayerNormActGrad : torch::autograd::Function<LayerNormActGrad> {
         ln_row_backward(xp + r * m, op + r * m, gp + r * m, w, mu[r], rs[r], s, static_cast<float>(rows[2 * r] / m),
                         static_cast<float>(rows[2 * r + 1] / m), gx + r * m, m);
     });
-    ctx->save_for_backward({dy, x, weight, bias, out, mean, rstd, row_sums});
+    keep(ctx, {dy, x, weight, bias, out, mean, rstd, row_sums}, slope, eps);
     // Gradients along outputs nobody used stay undefined (not zeros): a penalty uses dx only.
     ctx->set_materialize_grads(false);
-    ctx->saved_data["slope"] = slope;
-    ctx->saved_data["eps"] = eps;
     return {grad_x, grad_weight, grad_bias};
   }
 
@@ -556,9 +559,7 @@ struct LayerNormAct : torch::autograd::Function<LayerNormAct> {
         ln_row_forward(xp + r * m, w, b, mu[r], rs[r], s, op + r * m, m);
       }
     });
-    ctx->save_for_backward({x, weight, bias, out, mean, rstd});
-    ctx->saved_data["slope"] = slope;
-    ctx->saved_data["eps"] = eps;
+    keep(ctx, {x, weight, bias, out, mean, rstd}, slope, eps);
     return out;
   }
 
