@@ -290,14 +290,24 @@ struct BatchNormAct : torch::autograd::Function<BatchNormAct> {
 // LayerNorm over each sample's [C, H, W] (a WGAN-GP critic's) followed by LeakyReLU(slope), as
 // one op whose gradient is itself an op with a gradient: the gradient penalty differentiates the
 // critic's input gradient again, and libtorch's LayerNorm double backward is a chain of some
-// twenty tensor ops. x is a contiguous [N, M] matrix in memory (a plain map; M a multiple of 16),
-// weight and bias M values. Two passes forward, two for the gradient and two for its gradient.
+// twenty tensor ops. x is an [N, M] matrix in memory (a plain or channels-last map; M a multiple
+// of 16), weight and bias M values in x's memory order. Two passes forward, two for the gradient and two for its gradient.
 // Sums along a row in float over 16 lanes, moved into double every 256 values; sums down the
 // columns (the weight's and bias's gradients) as `channel_sums` makes them.
 constexpr int64_t kLanes = 16, kFlush = 256;
 
+// A channels-last map's samples are rows in memory too, in (row, column, channel) order: the fused
+// op takes it with the weight and bias permuted to that order, and `rows_view` is the view of a
+// tensor laid out like x whose logical order is its memory's.
+bool channels_last_map(const at::Tensor& x) {
+  return x.dim() == 4 && !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+at::Tensor rows_view(const at::Tensor& t, bool channels_last) { return channels_last ? t.permute({0, 2, 3, 1}) : t; }
+
 bool layer_norm_fusable(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double slope) {
-  if (x.scalar_type() != at::kFloat || x.dim() < 2 || x.numel() == 0 || !x.is_contiguous() || slope < 0) return false;
+  if (x.scalar_type() != at::kFloat || x.dim() < 2 || x.numel() == 0 || slope < 0) return false;
+  if (!x.is_contiguous() && !channels_last_map(x)) return false;
   const int64_t m = x.numel() / x.size(0);
   if (m % kLanes != 0) return false;
   const auto ok = [&](const at::Tensor& t) {
@@ -446,7 +456,7 @@ struct LayerNormActGrad : torch::autograd::Function<LayerNormActGrad> {
                                const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& out,
                                const at::Tensor& mean, const at::Tensor& rstd, double slope, double eps) {
     const int64_t n = x.size(0), m = x.numel() / n;
-    const auto dy = dy_in.contiguous();
+    const auto dy = dy_in.contiguous(x.suggest_memory_format());
     const float *xp = x.const_data_ptr<float>(), *op = out.const_data_ptr<float>(), *gp = dy.const_data_ptr<float>();
     const float *w = weight.const_data_ptr<float>(), *mu = mean.const_data_ptr<float>(),
                 *rs = rstd.const_data_ptr<float>();
@@ -489,8 +499,10 @@ struct LayerNormActGrad : torch::autograd::Function<LayerNormActGrad> {
       at::AutoGradMode enable(true);
       const auto differentiable = [](const at::Tensor& t) { return t.requires_grad() ? t : t.detach().requires_grad_(true); };
       auto dyv = differentiable(dy), xv = differentiable(x), wv = differentiable(weight), bv = differentiable(bias);
-      auto y = layer_norm_act_composite(xv, x.sizes().slice(1), wv, bv, ctx->saved_data["eps"].toDouble(), slope);
-      auto first = torch::autograd::grad({y}, {xv, wv, bv}, {dyv}, true, true);
+      const bool cl = channels_last_map(x);
+      auto y = layer_norm_act_composite(rows_view(xv, cl), rows_view(x, cl).sizes().slice(1), wv, bv,
+                                        ctx->saved_data["eps"].toDouble(), slope);
+      auto first = torch::autograd::grad({y}, {xv, wv, bv}, {rows_view(dyv, cl)}, true, true);
       variable_list outputs, along;
       for (size_t i = 0; i < 3; ++i) {
         if (grad[i].defined()) {
@@ -504,7 +516,7 @@ struct LayerNormActGrad : torch::autograd::Function<LayerNormActGrad> {
     }
     if (!grad[0].defined()) return {none, none, none, none, none, none, none, none, none};
     const int64_t n = x.size(0), m = x.numel() / n;
-    const auto v = grad[0].contiguous();
+    const auto v = grad[0].contiguous(x.suggest_memory_format());
     const float *vp = v.const_data_ptr<float>(), *xp = x.const_data_ptr<float>(), *op = out.const_data_ptr<float>(),
                 *gp = dy.const_data_ptr<float>(), *w = weight.const_data_ptr<float>(),
                 *mu = mean.const_data_ptr<float>(), *rs = rstd.const_data_ptr<float>();
@@ -619,8 +631,12 @@ at::Tensor* gan_lab_layer_norm_act(const at::Tensor* x, const int64_t* shape, si
                                    const at::Tensor* weight, const at::Tensor* bias, double eps, double slope) {
   return protect([&] {
     const at::IntArrayRef normalized(shape, shape_len);
-    if (x->dim() >= 2 && normalized == x->sizes().slice(1) && layer_norm_fusable(*x, *weight, *bias, slope))
-      return LayerNormAct::apply(*x, *weight, *bias, eps, slope);
+    if (x->dim() >= 2 && normalized == x->sizes().slice(1) && weight->defined() && bias->defined()) {
+      const bool cl = channels_last_map(*x);
+      const auto w = cl && weight->dim() == 3 ? weight->permute({1, 2, 0}).contiguous() : *weight;
+      const auto b = cl && bias->dim() == 3 ? bias->permute({1, 2, 0}).contiguous() : *bias;
+      if (layer_norm_fusable(*x, w, b, slope)) return LayerNormAct::apply(*x, w, b, eps, slope);
+    }
     return layer_norm_act_composite(*x, normalized, *weight, *bias, eps, slope);
   });
 }

@@ -335,7 +335,8 @@ mod tests {
         let maps = |shape: [i64; 4], seed| {
             crate::train::with_seed(seed, || Tensor::randn(shape, (Kind::Float, tch::Device::Cpu)) * 2 + 0.5)
         };
-        for x in [maps([6, 5, 4, 4], 1), maps([4, 32, 8, 8], 2), maps([6, 5, 4, 3], 1)] {
+        let cl = crate::perf::channels_last(&maps([4, 32, 8, 8], 3));
+        for x in [maps([6, 5, 4, 4], 1), maps([4, 32, 8, 8], 2), cl, maps([6, 5, 4, 3], 1)] {
             let vs = nn::VarStore::new(tch::Device::Cpu);
             let ln = layer_norm_of(&vs, &x);
             let (w, b) = (ln.ws.as_ref().unwrap(), ln.bs.as_ref().unwrap());
@@ -387,7 +388,10 @@ mod tests {
     fn fused_layer_norm_and_activation_have_the_gradient_penaltys_second_derivatives() {
         let x =
             crate::train::with_seed(3, || Tensor::randn([5, 16, 4, 4], (Kind::Float, tch::Device::Cpu)) * 1.5 + 0.3);
-        for through_weight in [false, true] {
+        for (x, through_weight) in [(x.shallow_clone(), false), (x.shallow_clone(), true)]
+            .into_iter()
+            .chain([false, true].map(|t| (crate::perf::channels_last(&x), t)))
+        {
             let (fused, separate) =
                 (penalty_gradients(&x, true, through_weight), penalty_gradients(&x, false, through_weight));
             for ((a, b), name) in fused.iter().zip(&separate).zip(["x", "weight", "bias", "q"]) {
@@ -396,7 +400,12 @@ mod tests {
                     continue;
                 }
                 let diff = relative(a, b);
-                assert!(diff < 1e-4, "second derivative with respect to {name} (through the weight's gradient: {through_weight}) off by {diff:e} of its largest");
+                assert!(
+                    diff < 1e-4,
+                    "second derivative with respect to {name} (through the weight's gradient: {through_weight}; \
+                     strides {:?}) off by {diff:e} of its largest",
+                    x.stride()
+                );
             }
         }
     }
