@@ -120,6 +120,13 @@ fn every_objective_trains_a_few_steps_to_finite_losses() {
     }
     let sagan = Sagan::mnist32().batch_size(16).steps(2).train(&data).unwrap();
     assert!(sagan.history.last().unwrap().penalty.is_some());
+    // A channels-last LayerNorm discriminator: the fused LayerNorm on channels-last maps, under a penalty.
+    let mut layer_norm = Sagan::mnist32().batch_size(16).steps(2);
+    layer_norm.model.d_norm = Norm::Layer;
+    let layer_norm = layer_norm.train(&data).unwrap();
+    assert!(layer_norm.critic_channels_last, "SAGAN's discriminator runs channels-last");
+    let r = layer_norm.history.last().unwrap();
+    assert!(r.d_loss.is_finite() && r.g_loss.is_finite() && r.penalty.is_some_and(f64::is_finite), "{r:?}");
 }
 
 /// A linear critic f(x) = Σ w·x, as a closure over its weight.
