@@ -291,9 +291,9 @@ struct BatchNormAct : torch::autograd::Function<BatchNormAct> {
 // one op whose gradient is itself an op with a gradient: the gradient penalty differentiates the
 // critic's input gradient again, and libtorch's LayerNorm double backward is a chain of some
 // twenty tensor ops. x is an [N, M] matrix in memory (a plain or channels-last map; M a multiple
-// of 16), weight and bias M values in x's memory order. Two passes forward, two for the gradient and two for its gradient.
-// Sums along a row in float over 16 lanes, moved into double every 256 values; sums down the
-// columns (the weight's and bias's gradients) as `channel_sums` makes them.
+// of 16), weight and bias M values in x's memory order. Two passes forward, two for the gradient
+// and two for its gradient. Sums along a row in float over 16 lanes, moved into double every 256
+// values; sums down the columns (the weight's and bias's gradients) as `channel_sums` makes them.
 constexpr int64_t kLanes = 16, kFlush = 256;
 
 // A channels-last map's samples are rows in memory too, in (row, column, channel) order: the fused
@@ -625,8 +625,8 @@ at::Tensor* gan_lab_batch_norm_act(const at::Tensor* x, const at::Tensor* weight
 
 // LayerNorm over each sample's trailing dimensions `shape` (x.sizes()[1:] for the fused op) with
 // weight and bias, followed by ReLU when slope is 0, else LeakyReLU(slope); with autograd to any
-// order. Fused for contiguous float32 input normalised over all of each sample; libtorch's ops
-// otherwise.
+// order. Fused for float32 maps, plain or channels-last, normalised over all of each sample's
+// values (a multiple of 16 of them); libtorch's ops otherwise.
 at::Tensor* gan_lab_layer_norm_act(const at::Tensor* x, const int64_t* shape, size_t shape_len,
                                    const at::Tensor* weight, const at::Tensor* bias, double eps, double slope) {
   return protect([&] {
