@@ -419,4 +419,51 @@ mod tests {
             .to_string();
         assert!(e.starts_with("layer_norm_act: ") && e.contains("[5, 4, 3]"), "{e}");
     }
+
+    extern "C" {
+        fn gan_lab_conv_double_backward_calls() -> i64;
+    }
+
+    /// Gradients of a gradient penalty through two convolutions (k4 s2 p1 without bias, then k3
+    /// s1 p0 with one) and tanh, with respect to the two weights and the bias, in `kind`.
+    fn conv_penalty_gradients(kind: Kind, channels_last: bool) -> Vec<Tensor> {
+        let cpu = tch::Device::Cpu;
+        let layout = |t: Tensor| if channels_last { crate::perf::channels_last(&t) } else { t };
+        let (x, w1, w2, b2, q) = crate::train::with_seed(8, || {
+            (
+                Tensor::randn([4, 3, 16, 16], (Kind::Float, cpu)),
+                Tensor::randn([8, 3, 4, 4], (Kind::Float, cpu)) * 0.3,
+                Tensor::randn([6, 8, 3, 3], (Kind::Float, cpu)) * 0.2,
+                Tensor::randn([6], (Kind::Float, cpu)) * 0.1,
+                Tensor::randn([6, 6, 6], (Kind::Float, cpu)),
+            )
+        });
+        let x = layout(x.to_kind(kind)).set_requires_grad(true);
+        let [w1, w2, b2] = [w1, w2, b2].map(|t| layout(t.to_kind(kind)).set_requires_grad(true));
+        let q = q.to_kind(kind);
+        let h = x.conv2d(&w1, None::<Tensor>, [2, 2], [1, 1], [1, 1], 1).tanh();
+        let score = (h.conv2d(&w2, Some(&b2), [1, 1], [0, 0], [1, 1], 1) * &q).sum(kind);
+        let g = &Tensor::run_backward(&[score], &[&x], true, true)[0];
+        let penalty = (g.flatten(1, -1).square().sum_dim_intlist(1, false, kind).sqrt() - 1.0).square().mean(kind);
+        Tensor::run_backward(&[penalty], &[&w1, &w2, &b2], false, false)
+    }
+
+    #[test]
+    fn a_penalty_through_convolutions_has_libtorchs_second_derivatives() {
+        // float32 takes the weight-gradient form of the second derivative, float64 libtorch's own.
+        for channels_last in [false, true] {
+            let before = unsafe { gan_lab_conv_double_backward_calls() };
+            let fast = conv_penalty_gradients(Kind::Float, channels_last);
+            let after = unsafe { gan_lab_conv_double_backward_calls() };
+            let exact = conv_penalty_gradients(Kind::Double, channels_last);
+            assert_eq!(after - before, 2, "float32: each convolution's second derivative in the weight-gradient form");
+            assert_eq!(unsafe { gan_lab_conv_double_backward_calls() }, after, "float64: libtorch's own form");
+            // The input's gradient does not depend on the bias: no gradient on either side.
+            assert!(!fast[2].defined() && !exact[2].defined(), "conv2 bias");
+            for ((a, b), name) in fast.iter().zip(&exact).zip(["conv1 weight", "conv2 weight"]) {
+                let diff = relative(a, &b.to_kind(Kind::Float));
+                assert!(diff < 1e-4, "{name} (channels-last {channels_last}): off by {diff:e} of its largest");
+            }
+        }
+    }
 }
