@@ -50,17 +50,35 @@ fn each_objective_brings_its_optimizers_and_schedule() {
 }
 
 #[test]
-fn a_layernorm_critic_keeps_nchw_while_the_rest_goes_channels_last() {
-    // A 4-D weight is channels-last when its input channels are the innermost dimension.
+fn channels_last_puts_both_networks_in_that_layout_and_a_layernorm_critic_trains_as_in_nchw() {
+    // A 4-D weight is channels-last when its input channels are the innermost dimension (one
+    // input channel too: then libtorch's convolution answers channels-last as well).
     let channels_last = |vs: &nn::VarStore, name: &str| vs.variables()[name].stride()[1] == 1;
-    let gp = Dcgan::mnist32().objective(Objective::wgan_gp()).build().unwrap();
-    assert!(!gp.critic_channels_last && !channels_last(&gp.vs_d, "conv2.weight"), "LayerNorm critic: NCHW");
-    assert!(channels_last(&gp.vs_g, "convt2.weight"), "its generator (BatchNorm) goes channels-last");
-    let batch = Dcgan::mnist32().objective(Objective::wgan_gp()).norm(Norm::Batch).build().unwrap();
-    assert!(batch.critic_channels_last && channels_last(&batch.vs_d, "conv2.weight"), "BatchNorm critic");
+    let gp = || Dcgan::mnist32().ngf(8).ndf(16).objective(Objective::wgan_gp()).batch_size(16).seed(2).steps(3);
+    let built = gp().build().unwrap();
+    for name in ["conv1.weight", "conv2.weight"] {
+        assert!(channels_last(&built.vs_d, name), "LayerNorm critic: {name} channels-last");
+    }
+    assert!(channels_last(&built.vs_g, "convt2.weight"), "its generator too");
     let off = Dcgan::mnist32().channels_last(false).build().unwrap();
-    assert!(!off.critic_channels_last && !channels_last(&off.vs_d, "conv2.weight"));
-    assert!(!channels_last(&off.vs_g, "convt2.weight"), "channels_last(false) keeps both NCHW");
+    assert!(!channels_last(&off.vs_d, "conv2.weight") && !channels_last(&off.vs_g, "convt2.weight"));
+
+    // Same run in both layouts: the same losses up to float rounding.
+    let data = small_data();
+    let (cl, nchw) = (gp().train(&data).unwrap(), gp().channels_last(false).train(&data).unwrap());
+    for (a, b) in cl.history.steps.iter().zip(&nchw.history.steps) {
+        for (what, x, y) in [("D loss", a.d_loss, b.d_loss), ("penalty", a.penalty.unwrap(), b.penalty.unwrap())] {
+            let diff = (x - y).abs() / y.abs().max(1.0);
+            assert!(diff < 1e-4, "step {}: {what} {x} channels-last, {y} NCHW", a.step);
+        }
+    }
+    // Adam moves each weight by about its learning rate (1e-4) a step whatever the gradient's size,
+    // so rounding can flip a few updates where the gradient is near 0, but not many.
+    let (w_cl, w_nchw) = (all_weights(&cl), all_weights(&nchw));
+    for (name, w) in &w_cl {
+        let far = (w - &w_nchw[name]).abs().gt(2e-5).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+        assert!(far < 0.01, "{name}: {:.1}% of its values differ by more than 2e-5 between the layouts", 100.0 * far);
+    }
 }
 
 #[test]
@@ -124,7 +142,7 @@ fn every_objective_trains_a_few_steps_to_finite_losses() {
     let mut layer_norm = Sagan::mnist32().batch_size(16).steps(2);
     layer_norm.model.d_norm = Norm::Layer;
     let layer_norm = layer_norm.train(&data).unwrap();
-    assert!(layer_norm.critic_channels_last, "SAGAN's discriminator runs channels-last");
+    assert!(layer_norm.config.channels_last, "SAGAN's discriminator runs channels-last");
     let r = layer_norm.history.last().unwrap();
     assert!(r.d_loss.is_finite() && r.g_loss.is_finite() && r.penalty.is_some_and(f64::is_finite), "{r:?}");
 }

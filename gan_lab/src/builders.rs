@@ -58,11 +58,6 @@ pub trait Family: Clone + std::fmt::Debug + Serialize + DeserializeOwned {
     /// Adjusts the architecture to a newly chosen objective (a DCGAN critic drops BatchNorm for
     /// the gradient penalty).
     fn adapt_to(&mut self, _objective: Objective) {}
-    /// Whether D runs channels-last when training does: not when it normalises each image over
-    /// [C, H, W] (LayerNorm), which works on NCHW and would convert the layout at every layer.
-    fn critic_channels_last(&self) -> bool {
-        true
-    }
 }
 
 /// A family's settings as JSON, for [`Family::architecture`]. Each family's impl calls it, so that
@@ -83,7 +78,6 @@ trait FamilyObject {
     fn image(&self) -> (i64, i64);
     fn validate(&self) -> Result<()>;
     fn networks(&self, g: &nn::Path, d: &nn::Path) -> (Box<dyn GeneratorNet>, Box<dyn DiscriminatorNet>);
-    fn critic_channels_last(&self) -> bool;
 }
 
 impl<F: Family> FamilyObject for F {
@@ -110,9 +104,6 @@ impl<F: Family> FamilyObject for F {
     }
     fn networks(&self, g: &nn::Path, d: &nn::Path) -> (Box<dyn GeneratorNet>, Box<dyn DiscriminatorNet>) {
         Family::networks(self, g, d)
-    }
-    fn critic_channels_last(&self) -> bool {
-        Family::critic_channels_last(self)
     }
 }
 
@@ -170,9 +161,6 @@ impl Family for DcganConfig {
         if matches!(objective, Objective::WassersteinGp { .. }) && self.norm == Norm::Batch {
             self.norm = Norm::Layer;
         }
-    }
-    fn critic_channels_last(&self) -> bool {
-        self.norm != Norm::Layer
     }
 }
 
@@ -424,8 +412,7 @@ impl<F: Family> Builder<F> {
         self.train.metrics_every = n;
         self
     }
-    /// Channels-last weights and batches (on by default; see [`crate::perf`]). A LayerNorm critic
-    /// (WGAN-GP's) keeps NCHW, which is faster for it.
+    /// Channels-last weights and batches, both networks (on by default; see [`crate::perf`]).
     pub fn channels_last(mut self, on: bool) -> Self {
         self.train.channels_last = on;
         self
@@ -545,11 +532,8 @@ impl Setup<'_> {
         let (vs_g, vs_d) = (VarStore::new(Device::Cpu), VarStore::new(Device::Cpu));
         let (generator, discriminator) =
             train::with_seed(train::mix(self.train.seed, 1), || self.model.networks(&vs_g.root(), &vs_d.root()));
-        let critic_channels_last = self.train.channels_last && self.model.critic_channels_last();
         if self.train.channels_last {
             crate::perf::use_channels_last(&vs_g);
-        }
-        if critic_channels_last {
             crate::perf::use_channels_last(&vs_d);
         }
         let mut gan = Gan {
@@ -567,7 +551,6 @@ impl Setup<'_> {
             generator,
             discriminator,
             config: self.train.clone(),
-            critic_channels_last,
             step: 0,
             history: History::default(),
             fixed_noise: tch::Tensor::new(),

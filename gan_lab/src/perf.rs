@@ -21,7 +21,14 @@ use tch::{nn::VarStore, Tensor};
 /// `x` `[N, C, H, W]` with channels-last strides (other shapes are returned as they are).
 pub fn channels_last(x: &Tensor) -> Tensor {
     if x.dim() == 4 {
-        x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+        let y = x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+        let s = y.size();
+        if s[1] == 1 {
+            // One channel: the same memory either way, and libtorch keeps the strides it has,
+            // which convolutions read as [N, C, H, W] (and answer in that layout).
+            return y.as_strided(s.as_slice(), [s[2] * s[3], 1, s[3], 1], None);
+        }
+        y
     } else {
         x.shallow_clone()
     }
@@ -177,6 +184,18 @@ mod tests {
 
     fn conv(x: &Tensor, w: &Tensor) -> Tensor {
         x.conv2d::<&Tensor>(w, None, [1, 1], [0, 0], [1, 1], 1)
+    }
+
+    #[test]
+    fn one_channel_maps_and_weights_go_channels_last_and_so_does_their_convolution() {
+        let x = Tensor::randn([2, 1, 8, 8], (Kind::Float, Device::Cpu));
+        let w = Tensor::randn([4, 1, 4, 4], (Kind::Float, Device::Cpu));
+        let (xc, wc) = (channels_last(&x), channels_last(&w));
+        assert_eq!((xc.stride(), wc.stride()), (vec![64, 1, 8, 1], vec![16, 1, 4, 1]));
+        let s2 = |x: &Tensor, w: &Tensor| x.conv2d::<&Tensor>(w, None, [2, 2], [1, 1], [1, 1], 1);
+        let (y, plain) = (s2(&xc, &wc), s2(&x, &w));
+        assert_eq!(y.stride()[1], 1, "the convolution answers channels-last: strides {:?}", y.stride());
+        assert!(y.allclose(&plain, 1e-5, 1e-6, false), "same values as in NCHW");
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub struct TrainConfig {
     /// Write a checkpoint every this many steps when the run has an output folder (0: at the end only).
     pub checkpoint_every: i64,
     /// Store convolution weights and batches channels-last ([`crate::perf`]): faster on CPUs,
-    /// the same numbers up to float rounding. A LayerNorm critic keeps NCHW (faster for it).
+    /// the same numbers up to float rounding.
     #[serde(default = "yes")]
     pub channels_last: bool,
     /// Run the players' forward passes in bfloat16 ([`crate::perf::with_bf16`]; CPUs with
@@ -202,9 +202,6 @@ pub struct Gan {
     /// The family's architecture settings, checked when a checkpoint is loaded.
     pub architecture: serde_json::Value,
     pub config: TrainConfig,
-    /// D's weights and the real batches are channels-last (`config.channels_last`, unless D
-    /// normalises with LayerNorm: [`crate::builders::Family::critic_channels_last`]).
-    pub critic_channels_last: bool,
     pub latent_dim: i64,
     /// Classes a conditional generator takes (0: unconditional).
     pub classes: i64,
@@ -430,7 +427,7 @@ impl Gan {
             let mut last = None;
             for index in first..first + c.n_critic.updates(self.step) {
                 let (real, labels) = batcher.batch(data, index);
-                let real = if self.critic_channels_last { crate::perf::channels_last(&real) } else { real };
+                let real = if c.channels_last { crate::perf::channels_last(&real) } else { real };
                 let z = self.latent_for_step(index);
                 let (fake, critique) = self.critic_step(&real, labels.as_ref(), &z, index);
                 last = Some((fake, labels, z, critique));
