@@ -589,6 +589,10 @@ struct LayerNormAct : torch::autograd::Function<LayerNormAct> {
   }
 };
 
+// Times the faster form below ran on this thread (tests; a CPU backward runs on the thread that
+// asks for it).
+thread_local int64_t conv_double_backward_calls = 0;
+
 // A convolution's gradient, differentiated again (a gradient penalty's second backward) with
 // respect to the input's gradient: libtorch computes the weight's part as a dilated convolution
 // of that gradient with the output's gradient, which oneDNN runs several times slower than the
@@ -596,9 +600,6 @@ struct LayerNormAct : torch::autograd::Function<LayerNormAct> {
 // transposition, along the input's gradient only, this computes it with `convolution_backward`
 // and the output's part as the forward convolution; both are differentiable ops, so further
 // derivatives work. Everything else goes to libtorch's own function.
-// Times the faster form ran on this thread (tests; a CPU backward runs on the thread that asks).
-thread_local int64_t conv_double_backward_calls = 0;
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_double_backward(
     const std::optional<at::Tensor>& ggI, const std::optional<at::Tensor>& ggW, const std::optional<at::Tensor>& ggb,
     const at::Tensor& gO, const at::Tensor& weight, const at::Tensor& input, at::IntArrayRef stride,

@@ -146,8 +146,9 @@ pub fn batch_norm_leaky_relu(x: &Tensor, bn: &nn::BatchNorm, train: bool, slope:
 /// sample's [C, H, W], a multiple of 16 values, it is one op, and so is its gradient and its
 /// gradient's gradient (the gradient penalty's): two passes over the activations each, where
 /// libtorch's LayerNorm double backward runs a chain of some twenty tensor ops. Elsewhere (other
-/// sizes and layouts, bfloat16) it is `ln.forward(x)` and the activation. Same values and derivatives as those up to float rounding
-/// (row sums in float lanes, totals in double); tch's default eps, as the lessons' LayerNorms use.
+/// sizes and layouts, bfloat16) it is `ln.forward(x)` and the activation. Same values and
+/// derivatives as those up to float rounding (row sums in float lanes, totals in double); tch's
+/// default eps, as the lessons' LayerNorms use.
 pub fn f_layer_norm_act(x: &Tensor, ln: &nn::LayerNorm, slope: f64) -> Result<Tensor> {
     let (Some(weight), Some(bias)) = (&ln.ws, &ln.bs) else {
         let y = ln.forward(x);

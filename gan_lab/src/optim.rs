@@ -318,7 +318,6 @@ fn adam_update(updates: Vec<(&mut Slot, Tensor)>, AdamConfig { lr, beta1, beta2,
         }
         update(0, chunk.min(total));
     });
-    drop(grads);
 }
 
 /// One Adam update's constants, as PyTorch's kernels use them (f32).
