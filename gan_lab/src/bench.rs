@@ -106,16 +106,21 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// The fp32 matrix-multiply rate in GFLOP/s: the best of `reps` products of two n×n matrices.
-pub fn matmul_peak(n: i64, reps: usize) -> f64 {
+/// The fp32 matrix-multiply rate in GFLOP/s: the best of `reps` products of two n×n matrices, by
+/// gan_lab's product (`matmul`: oneDNN's kernel where it takes float32, see `csrc/ops.cpp`) and, with
+/// `stock`, by libtorch's own kernel (the `out=` form, which gan_lab leaves alone: MKL's sgemm, what
+/// PyTorch runs).
+pub fn matmul_peak(n: i64, reps: usize, stock: bool) -> f64 {
     let (a, b) = with_seed(0, || {
         (Tensor::randn([n, n], (Kind::Float, Device::Cpu)), Tensor::randn([n, n], (Kind::Float, Device::Cpu)))
     });
-    let _ = a.matmul(&b);
+    let out = Tensor::empty([n, n], (Kind::Float, Device::Cpu));
+    let product = || if stock { a.mm_out(&out, &b) } else { a.matmul(&b) };
+    let _ = product();
     let best = (0..reps)
         .map(|_| {
             let started = Instant::now();
-            let c = a.matmul(&b);
+            let c = product();
             let seconds = started.elapsed().as_secs_f64();
             drop(c);
             seconds

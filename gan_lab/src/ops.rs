@@ -423,6 +423,79 @@ mod tests {
 
     extern "C" {
         fn gan_lab_conv_double_backward_calls() -> i64;
+        fn gan_lab_dnnl_matmul_calls() -> i64;
+    }
+
+    /// `f`'s result and how many matrix products oneDNN computed during it.
+    fn counting_dnnl<T>(f: impl FnOnce() -> T) -> (T, i64) {
+        let before = unsafe { gan_lab_dnnl_matmul_calls() };
+        let out = f();
+        (out, unsafe { gan_lab_dnnl_matmul_calls() } - before)
+    }
+
+    #[test]
+    fn matrix_products_go_to_onednn_with_libtorchs_values() {
+        let cpu = (Kind::Float, tch::Device::Cpu);
+        let (a, b, at, bt, bias, full) = crate::train::with_seed(5, || {
+            (
+                Tensor::randn([96, 200], cpu),
+                Tensor::randn([200, 72], cpu),
+                Tensor::randn([200, 96], cpu),
+                Tensor::randn([72, 200], cpu),
+                Tensor::randn([72], cpu),
+                Tensor::randn([96, 72], cpu),
+            )
+        });
+        let exact = |t: &Tensor| t.to_kind(Kind::Double);
+        // (what, the float32 product, its float64 value)
+        type Case<'a> = (&'a str, Box<dyn Fn() -> Tensor + 'a>, Tensor);
+        let cases: Vec<Case> = vec![
+            ("mm", Box::new(|| a.mm(&b)), exact(&a).mm(&exact(&b))),
+            ("mm of transposed operands", Box::new(|| at.tr().mm(&bt.tr())), exact(&at).tr().mm(&exact(&bt).tr())),
+            ("mm of a strided slice", Box::new(|| a.slice(1, 0, 200, 2).mm(&b.slice(0, 0, 200, 2))), {
+                exact(&a).slice(1, 0, 200, 2).mm(&exact(&b).slice(0, 0, 200, 2))
+            }),
+            ("addmm with a bias row", Box::new(|| bias.addmm(&a, &b)), exact(&bias).addmm(&exact(&a), &exact(&b))),
+            ("addmm onto a full matrix", Box::new(|| full.addmm(&a, &b)), exact(&full).addmm(&exact(&a), &exact(&b))),
+            ("linear", Box::new(|| a.linear(&bt, Some(&bias))), exact(&a).linear(&exact(&bt), Some(&exact(&bias)))),
+        ];
+        for (name, f, want) in &cases {
+            let full_before = full.copy();
+            let (got, calls) = counting_dnnl(f);
+            assert_eq!(calls, 1, "{name}: oneDNN computes it");
+            let diff = relative(&got.to_kind(Kind::Double), want);
+            assert!(diff < 1e-6, "{name}: off by {diff:e} of the largest value");
+            assert!(got.equal(&f()), "{name}: the same bits twice");
+            assert!(full.equal(&full_before), "{name}: addmm's input left as it was");
+        }
+        // Too small to gain anything: libtorch's own kernel.
+        let (small, calls) = counting_dnnl(|| a.slice(0, 0, 4, 1).slice(1, 0, 8, 1).mm(&b.slice(0, 0, 8, 1)));
+        assert_eq!(calls, 0, "a 4×8×72 product stays with libtorch");
+        assert!(relative(&small, &a.slice(0, 0, 4, 1).slice(1, 0, 8, 1).mm(&b.slice(0, 0, 8, 1))) == 0.0);
+        // float64 stays with libtorch.
+        let (_, calls) = counting_dnnl(|| exact(&a).mm(&exact(&b)));
+        assert_eq!(calls, 0, "float64 stays with libtorch");
+    }
+
+    #[test]
+    fn gradients_through_onednn_products_match_float64() {
+        // A dense layer's backward and a penalty's second derivative run products too.
+        let cpu = (Kind::Float, tch::Device::Cpu);
+        let (x, w, q) = crate::train::with_seed(6, || {
+            (Tensor::randn([64, 300], cpu), Tensor::randn([128, 300], cpu) * 0.1, Tensor::randn([64, 128], cpu))
+        });
+        let grads = |kind: Kind| {
+            let x = x.to_kind(kind).set_requires_grad(true);
+            let w = w.to_kind(kind).set_requires_grad(true);
+            let score = (x.linear::<Tensor>(&w, None).tanh() * q.to_kind(kind)).sum(kind);
+            let g = &Tensor::run_backward(&[score], &[&x], true, true)[0];
+            let penalty = (g.square().sum(kind) - 1.0).square();
+            Tensor::run_backward(&[penalty], &[&w], false, false)[0].to_kind(Kind::Double)
+        };
+        let (fast, calls) = counting_dnnl(|| grads(Kind::Float));
+        assert!(calls >= 4, "forward, backward and the second backward's products in oneDNN: {calls}");
+        let diff = relative(&fast, &grads(Kind::Double));
+        assert!(diff < 1e-4, "the penalty's weight gradient off by {diff:e} of its largest");
     }
 
     /// Gradients of a gradient penalty through two convolutions (k4 s2 p1 without bias, then k3
