@@ -231,6 +231,28 @@ mod tests {
         }
     }
 
+    #[test]
+    fn overlap_sums_each_pixels_windows_in_the_order_of_their_offsets() {
+        // The float32 loop gathers each pixel's values; adding each window offset's values onto a
+        // zero map in turn, (a, b) = (0, 0), (0, 1), ..., gives the same sums in the same order.
+        for (n, c, h, w) in [(3, 1, 4, 5), (2, 7, 2, 2), (1, 32, 3, 1)] {
+            let rows =
+                crate::train::with_seed(9, || Tensor::randn([n * h * w, 16 * c], (Kind::Float, tch::Device::Cpu)));
+            let got = overlap_k4s2(&rows, n, h, w);
+            assert_eq!(got.size(), [n, c, 2 * h, 2 * w]);
+            let v = rows.view([n, h, w, 4, 4, c]);
+            let padded = Tensor::zeros([n, 2 * h + 2, 2 * w + 2, c], (Kind::Float, tch::Device::Cpu));
+            for a in 0..4 {
+                for b in 0..4 {
+                    let mut target = padded.slice(1, a, a + 2 * h, 2).slice(2, b, b + 2 * w, 2);
+                    let _ = target.g_add_(&v.select(4, b).select(3, a));
+                }
+            }
+            let want = padded.narrow(1, 1, 2 * h).narrow(2, 1, 2 * w).permute([0, 3, 1, 2]);
+            assert!(got.equal(&want), "[{n}, {c}, {}, {}]: not the same bits", 2 * h, 2 * w);
+        }
+    }
+
     /// One BatchNorm + activation block, fused or as libtorch's separate ops: the output, the
     /// gradients of x, the BatchNorm weight and bias, and the running statistics after it.
     fn block(x: &Tensor, slope: f64, fused: bool) -> Vec<Tensor> {
@@ -424,6 +446,7 @@ mod tests {
     extern "C" {
         fn gan_lab_conv_double_backward_calls() -> i64;
         fn gan_lab_dnnl_matmul_calls() -> i64;
+        fn gan_lab_image_conv_backward_calls() -> i64;
     }
 
     /// `f`'s result and how many matrix products oneDNN computed during it.
@@ -431,6 +454,44 @@ mod tests {
         let before = unsafe { gan_lab_dnnl_matmul_calls() };
         let out = f();
         (out, unsafe { gan_lab_dnnl_matmul_calls() } - before)
+    }
+
+    #[test]
+    fn a_one_channel_images_gradient_is_the_windows_sum_with_libtorchs_values() {
+        let image_calls = || unsafe { gan_lab_image_conv_backward_calls() };
+        let cpu = (Kind::Float, tch::Device::Cpu);
+        let (x, w, q) = crate::train::with_seed(12, || {
+            (Tensor::randn([5, 1, 12, 10], cpu), Tensor::randn([7, 1, 4, 4], cpu), Tensor::randn([5, 7, 6, 5], cpu))
+        });
+        // The image's, the weight's and the bias's gradients through conv k4 s2 p1 (and tanh).
+        let grads = |kind: Kind, channels_last: bool| {
+            let layout = |t: Tensor| if channels_last { crate::perf::channels_last(&t) } else { t };
+            let x = layout(x.to_kind(kind)).set_requires_grad(true);
+            let w = layout(w.to_kind(kind)).set_requires_grad(true);
+            let b = Tensor::zeros([7], (kind, tch::Device::Cpu)).set_requires_grad(true);
+            let y = x.conv2d(&w, Some(&b), [2, 2], [1, 1], [1, 1], 1).tanh();
+            let score = (y * q.to_kind(kind)).sum(kind);
+            Tensor::run_backward(&[score], &[&x, &w, &b], false, false)
+        };
+        for channels_last in [false, true] {
+            let before = image_calls();
+            let fast = grads(Kind::Float, channels_last);
+            assert_eq!(image_calls() - before, 1, "float32 took the windows form");
+            let exact = grads(Kind::Double, channels_last);
+            for ((a, b), name) in fast.iter().zip(&exact).zip(["image", "weight", "bias"]) {
+                let diff = relative(&a.to_kind(Kind::Double), b);
+                assert!(diff < 1e-6, "{name} (channels-last {channels_last}): off by {diff:e} of its largest");
+            }
+        }
+        // Two channels, or an odd side: libtorch's own.
+        let before = image_calls();
+        let x2 = Tensor::randn([2, 2, 8, 8], cpu).set_requires_grad(true);
+        let y = x2.conv2d(&Tensor::randn([3, 2, 4, 4], cpu), None::<Tensor>, [2, 2], [1, 1], [1, 1], 1);
+        let _ = Tensor::run_backward(&[y.sum(Kind::Float)], &[&x2], false, false);
+        let x3 = Tensor::randn([2, 1, 9, 8], cpu).set_requires_grad(true);
+        let y = x3.conv2d(&Tensor::randn([3, 1, 4, 4], cpu), None::<Tensor>, [2, 2], [1, 1], [1, 1], 1);
+        let _ = Tensor::run_backward(&[y.sum(Kind::Float)], &[&x3], false, false);
+        assert_eq!(image_calls(), before, "other shapes stay with libtorch");
     }
 
     #[test]
