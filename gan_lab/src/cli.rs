@@ -681,7 +681,8 @@ fn bench(
     let rates = || [false, true].map(|stock| bench::matmul_peak(2048, 10, stock));
     let before = rates();
     eprintln!(
-        "fp32 matmul (2048×2048, best of 10) on {threads} threads: {:.1} GFLOP/s (oneDNN), {:.1} (MKL)",
+        "fp32 matmul (2048×2048, best of 10) on {threads} threads: {:.1} GFLOP/s (gan_lab's product, oneDNN's where \
+         it takes float32), {:.1} (libtorch's own, MKL's)",
         before[0], before[1]
     );
     let rows = bench::compare(&cases, rounds, threads, &std::env::current_exe()?, &python, &script)?;
@@ -690,9 +691,9 @@ fn bench(
     let table = bench::table(&rows, peak);
     println!("{table}");
     println!(
-        "{threads} threads; fp32 matmul peak {peak:.1} GFLOP/s (the best of oneDNN's and MKL's products, measured \
-         before and after: oneDNN {:.1} and {:.1}, MKL {:.1} and {:.1}); medians of {rounds} alternating runs per \
-         side; FLOPs per step counted by PyTorch's flop counter{}",
+        "{threads} threads; fp32 matmul peak {peak:.1} GFLOP/s (the best of gan_lab's product and libtorch's own, \
+         measured before and after: gan_lab's {:.1} and {:.1}, libtorch's {:.1} and {:.1}); medians of {rounds} \
+         alternating runs per side; FLOPs per step counted by PyTorch's flop counter{}",
         before[0],
         after[0],
         before[1],

@@ -160,28 +160,9 @@ impl Discriminator {
         let b = x.size()[0];
         assert_eq!(labels.size(), [b], "discriminator labels: expected [{b}]");
         let h = self.fuse(x, labels); // [B, 2ndf, 16, 16]
-        let h = batch_norm_leaky_relu(&self.conv1_in_two_parts(&h, labels), &self.bn1, train, 0.2); // [B, 4ndf, 8, 8]
+        let h = batch_norm_leaky_relu(&conv1_in_two_parts(&self.conv1, &h, labels), &self.bn1, train, 0.2); // [B, 4ndf, 8, 8]
         let h = batch_norm_leaky_relu(&self.conv2.forward(&h), &self.bn2, train, 0.2); // [B, 8ndf, 4, 4]
         self.to_score.forward(&h).view([b]) // [B, 1, 1, 1] → [B]
-    }
-
-    /// conv1 of the fused maps `h` `[B, 2ndf, 16, 16]`, computed in two parts: a convolution is a
-    /// sum over its input channels, so conv1(cat(hx, hy)) = conv1_x(hx) + conv1_y(hy), the weight
-    /// split the same way. The label half hy depends on the label alone: one map per class
-    /// present, so conv1_y runs on one row per class (the first with that label) and each row
-    /// takes its class's result. Same value up to rounding, for half of conv1's work (the
-    /// cDCGAN's largest oneDNN layer: 79 against 43 ms per training step in oneDNN's log); the
-    /// gradient reaching the label branch is the same sum, gathered per class. It takes `h` as
-    /// [`Discriminator::fuse`] makes it: image half first, label half second.
-    fn conv1_in_two_parts(&self, h: &Tensor, labels: &Tensor) -> Tensor {
-        let half = h.size()[1] / 2;
-        let (present, inverse, _) = labels.internal_unique2(true, true, false);
-        let classes = Tensor::arange(present.size()[0], (Kind::Int64, labels.device()));
-        // The first row of each class present (argmax gives the first of equal maxima).
-        let first = inverse.unsqueeze(0).eq_tensor(&classes.unsqueeze(1)).to_kind(Kind::Uint8).argmax(1, false);
-        let (hs, ws) = (h.split(half, 1), self.conv1.ws.split(half, 1));
-        let conv = |x: &Tensor, w: &Tensor| x.conv2d(w, None::<Tensor>, [2, 2], [1, 1], [1, 1], 1);
-        conv(&hs[0], &ws[0]) + conv(&hs[1].index_select(0, &first), &ws[1]).index_select(0, &inverse)
     }
 
     /// Exercise `conditional.fusion` (discriminator half): branch 1 is the image through its conv +
@@ -195,6 +176,25 @@ impl Discriminator {
         Tensor::cat(&[hx, hy], 1)
         // END SOLUTION
     }
+}
+
+/// conv1 of the fused maps `h` `[B, 2ndf, 16, 16]`, computed in two parts: a convolution is a
+/// sum over its input channels, so conv1(cat(hx, hy)) = conv1_x(hx) + conv1_y(hy), the weight
+/// split the same way. The label half hy depends on the label alone: one map per class
+/// present, so conv1_y runs on one row per class (the first with that label) and each row
+/// takes its class's result. Same value up to rounding, for half of conv1's work (the
+/// cDCGAN's largest oneDNN layer: 79 against 43 ms per training step in oneDNN's log); the
+/// gradient reaching the label branch is the same sum, gathered per class. It takes `h` as
+/// [`Discriminator::fuse`] makes it: image half first, label half second.
+fn conv1_in_two_parts(conv1: &nn::Conv2D, h: &Tensor, labels: &Tensor) -> Tensor {
+    let half = h.size()[1] / 2;
+    let (present, inverse, _) = labels.internal_unique2(true, true, false);
+    let classes = Tensor::arange(present.size()[0], (Kind::Int64, labels.device()));
+    // The first row of each class present (argmax gives the first of equal maxima).
+    let first = inverse.unsqueeze(0).eq_tensor(&classes.unsqueeze(1)).to_kind(Kind::Uint8).argmax(1, false);
+    let (hs, ws) = (h.split(half, 1), conv1.ws.split(half, 1));
+    let conv = |x: &Tensor, w: &Tensor| x.conv2d(w, None::<Tensor>, [2, 2], [1, 1], [1, 1], 1);
+    conv(&hs[0], &ws[0]) + conv(&hs[1].index_select(0, &first), &ws[1]).index_select(0, &inverse)
 }
 
 impl DiscriminatorNet for Discriminator {
@@ -215,36 +215,34 @@ mod tests {
 
     #[test]
     fn conv1_in_two_parts_is_conv1_of_the_fused_maps() {
+        // Fused maps as `fuse` makes them: an image half, and a label half that is one map per
+        // class (here a table of random maps, indexed by the labels).
         let vs = nn::VarStore::new(tch::Device::Cpu);
-        let d = Discriminator::new(&vs.root(), &CdcganConfig { ndf: 8, ..CdcganConfig::mnist32() });
-        let (x, q) = crate::train::with_seed(3, || {
-            (
-                Tensor::randn([7, 1, 32, 32], (Kind::Float, tch::Device::Cpu)),
-                Tensor::randn([7, 32, 8, 8], (Kind::Float, tch::Device::Cpu)),
-            )
+        let conv1 = nn::conv2d(
+            vs.root() / "conv1",
+            16,
+            32,
+            4,
+            nn::ConvConfig { stride: 2, padding: 1, bias: false, ..Default::default() },
+        );
+        let cpu = (Kind::Float, tch::Device::Cpu);
+        let (hx, table, q) = crate::train::with_seed(3, || {
+            (Tensor::randn([7, 8, 16, 16], cpu), Tensor::randn([10, 8, 16, 16], cpu), Tensor::randn([7, 32, 8, 8], cpu))
         });
         // Repeated labels, out of order, and classes absent.
         let labels = Tensor::from_slice(&[4i64, 1, 4, 9, 1, 1, 0]);
-        // What conv1's output depends on: both branches and conv1's weight.
-        let mut params: Vec<(String, Tensor)> = vs
-            .variables()
-            .into_iter()
-            .filter(|(name, _)| ["x_conv", "y_conv", "conv1"].iter().any(|p| name.starts_with(p)))
-            .collect();
-        params.sort_by(|a, b| a.0.cmp(&b.0));
-        assert_eq!(params.len(), 5, "{:?}", params.iter().map(|p| &p.0).collect::<Vec<_>>());
         let [split, whole] = [true, false].map(|split| {
-            let h = d.fuse(&x, &labels);
-            let y = if split { d.conv1_in_two_parts(&h, &labels) } else { d.conv1.forward(&h) };
-            let inputs: Vec<&Tensor> = params.iter().map(|p| &p.1).collect();
-            let grads = Tensor::run_backward(&[(&y * &q).sum(Kind::Float)], &inputs, false, false);
+            let (hx, table) = (hx.copy().set_requires_grad(true), table.copy().set_requires_grad(true));
+            let h = crate::perf::channels_last(&Tensor::cat(&[&hx, &table.index_select(0, &labels)], 1));
+            let y = if split { conv1_in_two_parts(&conv1, &h, &labels) } else { conv1.forward(&h) };
+            let grads = Tensor::run_backward(&[(&y * &q).sum(Kind::Float)], &[&conv1.ws, &hx, &table], false, false);
             (y.detach(), grads)
         });
         let diff = relative(&split.0, &whole.0);
         assert!(diff < 1e-5, "conv1's output off by {diff:e} of its largest");
-        for ((a, b), (name, _)) in split.1.iter().zip(&whole.1).zip(&params) {
+        for ((a, b), name) in split.1.iter().zip(&whole.1).zip(["conv1's weight", "the image half", "the label maps"]) {
             let diff = relative(a, b);
-            assert!(diff < 1e-5, "{name}'s gradient off by {diff:e} of its largest");
+            assert!(diff < 1e-5, "the gradient of {name} off by {diff:e} of its largest");
         }
     }
 }
