@@ -99,8 +99,15 @@ impl Generator {
         assert_eq!(z.size(), [b, self.latent_dim], "generator input: expected [batch, {}]", self.latent_dim);
         assert_eq!(labels.size(), [b], "generator labels: expected [{b}]");
         let mut h = self.fuse(z, labels, train); // [B, 8ngf, 4, 4]
-        for (conv, bn) in &self.blocks {
-            h = batch_norm_relu(&conv.forward(&h), bn, train); // [B, 4ngf, 8, 8] → [B, 2ngf, 16, 16]
+        for (n, (conv, bn)) in self.blocks.iter().enumerate() {
+            // convt1 reads the fused maps: in two parts, as D's conv1 (see `overlapped_in_two_parts`).
+            let y = match conv {
+                UpLayer::Overlapped(c) if n == 0 && !crate::perf::autocast_active() => {
+                    overlapped_in_two_parts(c, &h, labels)
+                }
+                _ => conv.forward(&h),
+            };
+            h = batch_norm_relu(&y, bn, train); // [B, 4ngf, 8, 8] → [B, 2ngf, 16, 16]
         }
         self.to_image.forward(&h).tanh() // [B, C, 32, 32]
     }
@@ -178,6 +185,37 @@ impl Discriminator {
     }
 }
 
+/// For labels `[B]`: the first row of each class present, in class order, and for each row the
+/// position of its class in that list.
+fn class_rows(labels: &Tensor) -> (Tensor, Tensor) {
+    let (present, inverse, _) = labels.internal_unique2(true, true, false);
+    let classes = Tensor::arange(present.size()[0], (Kind::Int64, labels.device()));
+    // argmax gives the first of equal maxima.
+    let first = inverse.unsqueeze(0).eq_tensor(&classes.unsqueeze(1)).to_kind(Kind::Uint8).argmax(1, false);
+    (first, inverse)
+}
+
+/// G's convt1 (a k4 s2 p1 transposed convolution computed as [`UpLayer::overlapped`] does) of the
+/// fused maps `h` `[B, 8ngf, 4, 4]`, in two parts as D's conv1 ([`conv1_in_two_parts`]): the
+/// label half (after its BatchNorm with this batch's statistics) is one map per class present,
+/// so its matrix product runs on one row per class, and each row adds its class's product to
+/// the latent half's before the windows are summed. Same value up to rounding.
+fn overlapped_in_two_parts(convt: &nn::ConvTranspose2D, h: &Tensor, labels: &Tensor) -> Tensor {
+    let s = h.size();
+    let (half, pixels) = (s[1] / 2, s[2] * s[3]);
+    let (first, inverse) = class_rows(labels);
+    let (hs, ws) = (h.split(half, 1), convt.ws.split(half, 0)); // ws: [half, to, 4, 4] each
+    let rows = |x: &Tensor| x.permute([0, 2, 3, 1]).reshape([-1, half]);
+    let matrix = |w: &Tensor| w.permute([0, 2, 3, 1]).reshape([half, -1]);
+    let per_class = rows(&hs[1].index_select(0, &first)).mm(&matrix(&ws[1]));
+    let label_part = per_class.view([first.size()[0], pixels, -1]).index_select(0, &inverse).view([s[0] * pixels, -1]);
+    let y = crate::ops::overlap_k4s2(&label_part.addmm(&rows(&hs[0]), &matrix(&ws[0])), s[0], s[2], s[3]);
+    match &convt.bs {
+        Some(b) => y + b.view([1, -1, 1, 1]),
+        None => y,
+    }
+}
+
 /// conv1 of the fused maps `h` `[B, 2ndf, 16, 16]`, computed in two parts: a convolution is a
 /// sum over its input channels, so conv1(cat(hx, hy)) = conv1_x(hx) + conv1_y(hy), the weight
 /// split the same way. The label half hy depends on the label alone: one map per class
@@ -188,10 +226,7 @@ impl Discriminator {
 /// [`Discriminator::fuse`] makes it: image half first, label half second.
 fn conv1_in_two_parts(conv1: &nn::Conv2D, h: &Tensor, labels: &Tensor) -> Tensor {
     let half = h.size()[1] / 2;
-    let (present, inverse, _) = labels.internal_unique2(true, true, false);
-    let classes = Tensor::arange(present.size()[0], (Kind::Int64, labels.device()));
-    // The first row of each class present (argmax gives the first of equal maxima).
-    let first = inverse.unsqueeze(0).eq_tensor(&classes.unsqueeze(1)).to_kind(Kind::Uint8).argmax(1, false);
+    let (first, inverse) = class_rows(labels);
     let (hs, ws) = (h.split(half, 1), conv1.ws.split(half, 1));
     let conv = |x: &Tensor, w: &Tensor| x.conv2d(w, None::<Tensor>, [2, 2], [1, 1], [1, 1], 1);
     conv(&hs[0], &ws[0]) + conv(&hs[1].index_select(0, &first), &ws[1]).index_select(0, &inverse)
@@ -241,6 +276,40 @@ mod tests {
         let diff = relative(&split.0, &whole.0);
         assert!(diff < 1e-5, "conv1's output off by {diff:e} of its largest");
         for ((a, b), name) in split.1.iter().zip(&whole.1).zip(["conv1's weight", "the image half", "the label maps"]) {
+            let diff = relative(a, b);
+            assert!(diff < 1e-5, "the gradient of {name} off by {diff:e} of its largest");
+        }
+    }
+
+    #[test]
+    fn convt1_in_two_parts_is_the_overlapped_layer_of_the_fused_maps() {
+        // As above, for G: a latent half and a per-class label half, [7, 2·6, 4, 4] → 5 channels.
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let config = nn::ConvTransposeConfig { stride: 2, padding: 1, bias: true, ..Default::default() };
+        let UpLayer::Overlapped(convt) = UpLayer::overlapped(vs.root() / "convt1", 12, 5, config) else {
+            unreachable!("UpLayer::overlapped makes an overlapped layer")
+        };
+        let _ = tch::no_grad(|| convt.bs.as_ref().unwrap().shallow_clone().uniform_(-0.5, 0.5));
+        let cpu = (Kind::Float, tch::Device::Cpu);
+        let (hz, table, q) = crate::train::with_seed(4, || {
+            (Tensor::randn([7, 6, 4, 4], cpu), Tensor::randn([10, 6, 4, 4], cpu), Tensor::randn([7, 5, 8, 8], cpu))
+        });
+        let labels = Tensor::from_slice(&[2i64, 7, 2, 2, 0, 7, 5]);
+        let whole_layer = UpLayer::Overlapped(convt);
+        let UpLayer::Overlapped(convt) = &whole_layer else { unreachable!() };
+        let params = [&convt.ws, convt.bs.as_ref().unwrap()];
+        let [split, whole] = [true, false].map(|split| {
+            let (hz, table) = (hz.copy().set_requires_grad(true), table.copy().set_requires_grad(true));
+            let h = crate::perf::channels_last(&Tensor::cat(&[&hz, &table.index_select(0, &labels)], 1));
+            let y = if split { overlapped_in_two_parts(convt, &h, &labels) } else { whole_layer.forward(&h) };
+            let inputs = [params[0], params[1], &hz, &table];
+            let grads = Tensor::run_backward(&[(&y * &q).sum(Kind::Float)], &inputs, false, false);
+            (y.detach(), grads)
+        });
+        let diff = relative(&split.0, &whole.0);
+        assert!(diff < 1e-5, "convt1's output off by {diff:e} of its largest");
+        let names = ["convt1's weight", "convt1's bias", "the latent half", "the label maps"];
+        for ((a, b), name) in split.1.iter().zip(&whole.1).zip(names) {
             let diff = relative(a, b);
             assert!(diff < 1e-5, "the gradient of {name} off by {diff:e} of its largest");
         }
