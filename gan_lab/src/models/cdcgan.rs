@@ -242,11 +242,7 @@ impl DiscriminatorNet for Discriminator {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The largest difference of `a` and `b` over `b`'s largest magnitude.
-    fn relative(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).abs().max().double_value(&[]) / b.abs().max().double_value(&[]).max(1e-30)
-    }
+    use crate::ops::tests::relative;
 
     #[test]
     fn conv1_in_two_parts_is_conv1_of_the_fused_maps() {
