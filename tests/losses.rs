@@ -209,7 +209,7 @@ fn spectral_norm_matches_the_largest_singular_value() {
 #[test]
 fn self_attention_starts_as_the_identity_and_attends_over_positions() {
     let vs = nn::VarStore::new(Device::Cpu);
-    let a = SelfAttention::new(&vs.root(), 16);
+    let a = with_seed(15, || SelfAttention::new(&vs.root(), 16));
     let x = with_seed(16, || Tensor::randn([2, 16, 4, 4], (Kind::Float, Device::Cpu)));
     assert!(a.forward(&x).equal(&x), "γ starts at 0: the block is the identity");
     let beta = a.attention_map(&x);

@@ -180,6 +180,7 @@ pub fn with_bf16<T>(enabled: bool, f: impl FnOnce() -> T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::with_seed;
     use tch::{Device, Kind};
 
     fn conv(x: &Tensor, w: &Tensor) -> Tensor {
@@ -188,8 +189,12 @@ mod tests {
 
     #[test]
     fn one_channel_maps_and_weights_go_channels_last_and_so_does_their_convolution() {
-        let x = Tensor::randn([2, 1, 8, 8], (Kind::Float, Device::Cpu));
-        let w = Tensor::randn([4, 1, 4, 4], (Kind::Float, Device::Cpu));
+        let (x, w) = with_seed(1, || {
+            (
+                Tensor::randn([2, 1, 8, 8], (Kind::Float, Device::Cpu)),
+                Tensor::randn([4, 1, 4, 4], (Kind::Float, Device::Cpu)),
+            )
+        });
         let (xc, wc) = (channels_last(&x), channels_last(&w));
         assert_eq!((xc.stride(), wc.stride()), (vec![64, 1, 8, 1], vec![16, 1, 4, 1]));
         let s2 = |x: &Tensor, w: &Tensor| x.conv2d::<&Tensor>(w, None, [2, 2], [1, 1], [1, 1], 1);
@@ -201,8 +206,9 @@ mod tests {
     #[test]
     fn bf16_regions_compute_convolutions_in_bfloat16_and_restore_float32_after() {
         let vs = VarStore::new(Device::Cpu);
-        let w = vs.root().randn_standard("w", &[4, 3, 3, 3]);
-        let x = Tensor::randn([2, 3, 8, 8], (Kind::Float, Device::Cpu));
+        let (w, x) = with_seed(2, || {
+            (vs.root().randn_standard("w", &[4, 3, 3, 3]), Tensor::randn([2, 3, 8, 8], (Kind::Float, Device::Cpu)))
+        });
         assert_eq!(with_bf16(false, || conv(&x, &w)).kind(), Kind::Float);
         let inside = with_bf16(true, || {
             // Nested regions, as PyTorch allows; the inner one must not switch the outer one off.

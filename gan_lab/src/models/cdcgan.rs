@@ -249,13 +249,8 @@ mod tests {
         // Fused maps as `fuse` makes them: an image half, and a label half that is one map per
         // class (here a table of random maps, indexed by the labels).
         let vs = nn::VarStore::new(tch::Device::Cpu);
-        let conv1 = nn::conv2d(
-            vs.root() / "conv1",
-            16,
-            32,
-            4,
-            nn::ConvConfig { stride: 2, padding: 1, bias: false, ..Default::default() },
-        );
+        let config = nn::ConvConfig { stride: 2, padding: 1, bias: false, ..Default::default() };
+        let conv1 = crate::train::with_seed(2, || nn::conv2d(vs.root() / "conv1", 16, 32, 4, config));
         let cpu = (Kind::Float, tch::Device::Cpu);
         let (hx, table, q) = crate::train::with_seed(3, || {
             (Tensor::randn([7, 8, 16, 16], cpu), Tensor::randn([10, 8, 16, 16], cpu), Tensor::randn([7, 32, 8, 8], cpu))
@@ -282,10 +277,13 @@ mod tests {
         // As above, for G: a latent half and a per-class label half, [7, 2·6, 4, 4] → 5 channels.
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let config = nn::ConvTransposeConfig { stride: 2, padding: 1, bias: true, ..Default::default() };
-        let UpLayer::Overlapped(convt) = UpLayer::overlapped(vs.root() / "convt1", 12, 5, config) else {
-            unreachable!("UpLayer::overlapped makes an overlapped layer")
-        };
-        let _ = tch::no_grad(|| convt.bs.as_ref().unwrap().shallow_clone().uniform_(-0.5, 0.5));
+        let convt = crate::train::with_seed(5, || {
+            let UpLayer::Overlapped(convt) = UpLayer::overlapped(vs.root() / "convt1", 12, 5, config) else {
+                unreachable!("UpLayer::overlapped makes an overlapped layer")
+            };
+            let _ = tch::no_grad(|| convt.bs.as_ref().unwrap().shallow_clone().uniform_(-0.5, 0.5));
+            convt
+        });
         let cpu = (Kind::Float, tch::Device::Cpu);
         let (hz, table, q) = crate::train::with_seed(4, || {
             (Tensor::randn([7, 6, 4, 4], cpu), Tensor::randn([10, 6, 4, 4], cpu), Tensor::randn([7, 5, 8, 8], cpu))
