@@ -446,6 +446,12 @@ mod tests {
         assert!(diff(&nhwc.param) < 1e-6 && diff(&nchw.param) < 1e-6, "{} {}", diff(&nhwc.param), diff(&nchw.param));
         assert!(diff(&w) > 1e-3, "the steps moved the weights");
         assert_eq!(nhwc.param.stride(), crate::perf::channels_last(&w).stride(), "the layout is kept");
+        // The moments, which later steps build on (and a checkpoint keeps).
+        let off = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
+        for (s, layout) in [(&nhwc, "channels-last"), (&nchw, "NCHW")] {
+            let (dm, dv) = (off(&s.exp_avg, &m), off(&s.exp_avg_sq, &v));
+            assert!(dm < 1e-6 && dv < 1e-6, "{layout} gradient: first moment off by {dm:e}, second by {dv:e}");
+        }
     }
 
     /// Several parameters in one pass, split across threads inside and between them, get the
