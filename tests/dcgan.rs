@@ -215,6 +215,22 @@ fn checkpoint_from_another_architecture_is_refused() {
 }
 
 #[test]
+fn a_run_with_scores_and_files_draws_random_numbers_only_under_the_seed_lock() {
+    // Tests train in parallel threads of one process, as notebooks may: a draw from libtorch's
+    // generator outside `with_seed` (the evaluator's throwaway initial weights once were one) moves
+    // the generator under another run's feet, and that run no longer follows its seed.
+    let before = gan_lab::ops::unseeded_draws();
+    let dir = tempfile::tempdir().unwrap();
+    let mut builder = Dcgan::mnist32().steps(2).batch_size(16).seed(4).out_dir(dir.path());
+    builder.train.metrics_every = 2;
+    builder.train.metrics_samples = 50;
+    let gan = builder.train(&small_data()).unwrap();
+    assert_eq!(gan.history.metrics.len(), 1);
+    let _ = gan.sample(4, 1);
+    assert_eq!(gan_lab::ops::unseeded_draws() - before, 0, "random draws outside with_seed");
+}
+
+#[test]
 fn scores_are_tracked_during_training_when_asked() {
     let data = Dataset::mnist(Split::Test).unwrap();
     let mut builder = Dcgan::mnist32().steps(4).batch_size(16).seed(2);

@@ -3,6 +3,7 @@
 // `gan_lab_last_error`.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <ATen/ops/_convolution_double_backward_native.h>
 #include <ATen/ops/convolution_backward_native.h>
 #include <c10/util/Exception.h>
@@ -12,6 +13,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <atomic>
 #include <cmath>
 #include <exception>
@@ -768,6 +770,23 @@ at::Tensor addmm_kernel(const at::Tensor& self, const at::Tensor& a, const at::T
   return at::addmm_out(out, self, a, b, beta, alpha);
 }
 
+// Whether this thread holds gan_lab's seed lock (`train::with_seed`, which sets it), and the
+// random draws from libtorch's global generator made without it, counted once
+// `gan_lab_unseeded_draws` is first called (tests): such a draw, on any thread, can land between
+// another thread's seeding and its draws, so that run is no longer determined by its seed.
+thread_local bool seeded = false;
+std::atomic<int64_t> unseeded_draws{0};
+
+bool draws_from_the_generator(const char* name) {
+  static const std::array<const char*, 22> ops = {
+      "aten::rand",         "aten::randn",       "aten::randint",    "aten::randperm",     "aten::rand_like",
+      "aten::randn_like",   "aten::randint_like", "aten::uniform_",  "aten::normal",       "aten::normal_",
+      "aten::bernoulli",    "aten::bernoulli_",  "aten::random_",    "aten::multinomial",  "aten::exponential_",
+      "aten::cauchy_",      "aten::log_normal_", "aten::geometric_", "aten::poisson",      "aten::native_dropout",
+      "aten::rrelu_with_noise", "aten::binomial"};
+  return std::any_of(ops.begin(), ops.end(), [name](const char* op) { return std::strcmp(op, name) == 0; });
+}
+
 // Installed when the library loads. libtorch warns when a kernel is replaced; that warning says
 // nothing to a student, so it is not shown.
 const bool kernels_installed = [] {
@@ -854,4 +873,21 @@ int64_t gan_lab_image_conv_backward_calls() { return image_conv_backward_calls; 
 
 // How many matrix products oneDNN's kernel computed on this thread (tests).
 int64_t gan_lab_dnnl_matmul_calls() { return dnnl_matmul_calls; }
+
+// Marks this thread as holding (or no longer holding) gan_lab's seed lock.
+void gan_lab_seeded(bool on) { seeded = on; }
+
+// Random draws from the global generator on threads not holding the seed lock since the first
+// call (which starts watching every op: tests only).
+int64_t gan_lab_unseeded_draws() {
+  static const bool watching = [] {
+    at::addGlobalCallback(at::RecordFunctionCallback([](const at::RecordFunction& fn)
+                                                         -> std::unique_ptr<at::ObserverContext> {
+                            if (!seeded && draws_from_the_generator(fn.name())) ++unseeded_draws;
+                            return nullptr;
+                          }).scopes({at::RecordScope::FUNCTION}));
+    return true;
+  }();
+  return watching ? unseeded_draws.load() : 0;
+}
 }

@@ -32,6 +32,22 @@ extern "C" {
         eps: f64,
         slope: f64,
     ) -> *mut C_tensor;
+    fn gan_lab_seeded(on: bool);
+    fn gan_lab_unseeded_draws() -> i64;
+}
+
+/// Marks this thread as holding gan_lab's seed lock (`train::with_seed` calls it), or not.
+pub(crate) fn set_seeded(on: bool) {
+    // SAFETY: sets a thread-local flag.
+    unsafe { gan_lab_seeded(on) }
+}
+
+/// Random draws from libtorch's global generator made, on any thread, outside
+/// [`crate::train::with_seed`] since the first call, which starts watching every op (each op then
+/// pays a callback: for tests). Each such draw makes runs that share the process depend on timing.
+pub fn unseeded_draws() -> i64 {
+    // SAFETY: reads (and on the first call installs) a counter in csrc/ops.cpp.
+    unsafe { gan_lab_unseeded_draws() }
 }
 
 /// Takes ownership of a tensor returned by `csrc/ops.cpp`, or returns its error.

@@ -774,6 +774,14 @@ static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// which keeps runs deterministic by seed even when several train in one process.
 pub fn with_seed<T>(seed: u64, f: impl FnOnce() -> T) -> T {
     let _guard = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    struct Seeded;
+    impl Drop for Seeded {
+        fn drop(&mut self) {
+            crate::ops::set_seeded(false);
+        }
+    }
+    crate::ops::set_seeded(true);
+    let _seeded = Seeded; // dropped before the lock, also when `f` panics
     tch::manual_seed(seed as i64);
     f()
 }

@@ -49,7 +49,9 @@ impl Evaluator {
                 sum_path.display()
             );
         }
-        let mut ev = Evaluator::untrained();
+        // The file replaces the initial weights, but drawing them still moves libtorch's global
+        // generator: under the seed lock, so that runs in other threads keep to their seeds.
+        let mut ev = with_seed(0, Evaluator::untrained);
         ev.vs.load(path).with_context(|| format!("evaluator weights {}: cannot load them", path.display()))?;
         ev.vs.freeze();
         Ok(ev)
