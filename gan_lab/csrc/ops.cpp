@@ -13,9 +13,9 @@
 
 #include <algorithm>
 #include <array>
-#include <cstring>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <exception>
 #include <string>
 #include <vector>
@@ -880,7 +880,7 @@ void gan_lab_seeded(bool on) { seeded = on; }
 // Random draws from the global generator on threads not holding the seed lock since the first
 // call (which starts watching every op: tests only).
 int64_t gan_lab_unseeded_draws() {
-  static const bool watching = [] {
+  [[maybe_unused]] static const bool watching = [] {
     at::addGlobalCallback(at::RecordFunctionCallback([](const at::RecordFunction& fn)
                                                          -> std::unique_ptr<at::ObserverContext> {
                             if (!seeded && draws_from_the_generator(fn.name())) ++unseeded_draws;
@@ -888,6 +888,6 @@ int64_t gan_lab_unseeded_draws() {
                           }).scopes({at::RecordScope::FUNCTION}));
     return true;
   }();
-  return watching ? unseeded_draws.load() : 0;
+  return unseeded_draws.load();
 }
 }
