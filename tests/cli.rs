@@ -142,6 +142,29 @@ fn sample_and_explore_read_a_checkpoint() {
     fails_with(&["sample", "--checkpoint", "/nonexistent", "--out", png.to_str().unwrap()], "/nonexistent");
 }
 
+/// `bench --profile` times one case op by op: per step, each player's optimizer update once, the
+/// convolutions' backward, and the time inside ops no more than the step.
+#[test]
+fn bench_profile_shows_where_a_step_goes() {
+    fails_with(&["bench", "--profile", "--models", "dcgan,vae"], "--profile measures one case");
+    let out =
+        gan_lab().args(["bench", "--profile", "--models", "dcgan", "--batch", "8", "--threads", "1"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("dcgan at batch 8, 1 threads, 40 timed steps\n"), "{stdout}");
+    let row = |op: &str| -> Vec<f64> {
+        let line = stdout.lines().find(|l| l.ends_with(&format!("  {op}"))).unwrap_or_else(|| panic!("{op}: {stdout}"));
+        line.split_whitespace().take(3).map(|v| v.parse().unwrap()).collect()
+    };
+    assert_eq!(row("gan_lab::optimizer_update")[0], 2.0, "one update per player per step: {stdout}");
+    let conv = row("aten::convolution_backward");
+    assert!(conv[0] > 0.0 && conv[1] > 0.0 && conv[1] <= conv[2], "{stdout}");
+    let words: Vec<&str> = stdout.lines().nth(1).unwrap().split_whitespace().collect();
+    let (step, inside): (f64, f64) = (words[0].parse().unwrap(), words[8].parse().unwrap());
+    assert!(inside > 0.5 * step && inside <= step, "{stdout}");
+    assert!(!stdout.contains("ms_per_step"), "no worker line: {stdout}");
+}
+
 #[test]
 fn bench_prints_both_sides_and_refuses_unknown_models() {
     fails_with(&["bench", "--models", "gpt"], "model `gpt`: expected one of dcgan, cdcgan, vae, wgan-gp, infogan");

@@ -14,9 +14,13 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <map>
+#include <optional>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -787,6 +791,54 @@ bool draws_from_the_generator(const char* name) {
   return std::any_of(ops.begin(), ops.end(), [name](const char* op) { return std::strcmp(op, name) == 0; });
 }
 
+// Per-op wall times while profiling (`gan-lab bench --profile`): for each op and autograd node
+// name, its calls, its time from start to end, and its self time (less the ops it ran inside).
+// Only the thread that started the profile is timed (the training loop, autograd's backward on
+// the CPU, the optimizers): other threads' work, tests running beside it, stays out.
+struct OpTimes {
+  int64_t calls = 0;
+  double total_ms = 0, self_ms = 0;
+};
+std::mutex profile_mutex;
+std::map<std::string, OpTimes> profile;
+std::chrono::steady_clock::time_point profile_started;
+std::optional<at::CallbackHandle> profile_handle;
+struct Frame {
+  std::chrono::steady_clock::time_point start;
+  double children_ms = 0;
+};
+thread_local std::vector<Frame> frames;
+
+double ms_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+thread_local bool profiling = false;
+
+void range_start() {
+  if (profiling) frames.push_back({std::chrono::steady_clock::now(), 0});
+}
+
+void range_end(const char* name) {
+  if (!profiling || frames.empty()) return;
+  const Frame frame = frames.back();
+  frames.pop_back();
+  const double ms = ms_since(frame.start);
+  if (!frames.empty()) frames.back().children_ms += ms;
+  std::lock_guard<std::mutex> lock(profile_mutex);
+  auto& t = profile[name];
+  ++t.calls;
+  t.total_ms += ms;
+  t.self_ms += ms - frame.children_ms;
+}
+
+// gan_lab's own work, timed as one op while profiling.
+struct Range {
+  const char* name;
+  explicit Range(const char* name) : name(name) { range_start(); }
+  ~Range() { range_end(name); }
+};
+
 // Installed when the library loads. libtorch warns when a kernel is replaced; that warning says
 // nothing to a student, so it is not shown.
 const bool kernels_installed = [] {
@@ -821,11 +873,13 @@ at::Tensor* gan_lab_leaky_relu(const at::Tensor* x, double slope) {
 
 // The 4×4 windows of x [N, C, H, W] for a k4 s2 p1 convolution, [N·(H/2)·(W/2), 16·C], with autograd.
 at::Tensor* gan_lab_windows_k4s2(const at::Tensor* x) {
+  const Range range("gan_lab::windows_k4s2");
   return protect([&] { return Windows::apply(*x); });
 }
 
 // The sum of window rows [N·h·w, 16·C] onto a [N, C, 2h, 2w] map, with autograd.
 at::Tensor* gan_lab_overlap_k4s2(const at::Tensor* rows, int64_t n, int64_t h, int64_t w) {
+  const Range range("gan_lab::overlap_k4s2");
   return protect([&] { return Overlap::apply(*rows, n, h, w); });
 }
 
@@ -836,6 +890,7 @@ at::Tensor* gan_lab_overlap_k4s2(const at::Tensor* rows, int64_t n, int64_t h, i
 at::Tensor* gan_lab_batch_norm_act(const at::Tensor* x, const at::Tensor* weight, const at::Tensor* bias,
                                    const at::Tensor* running_mean, const at::Tensor* running_var, bool train,
                                    double momentum, double eps, double slope) {
+  const Range range("gan_lab::batch_norm_act");
   return protect([&] {
     if (train) {
       const auto xs = fusable_layout(*x);
@@ -852,6 +907,7 @@ at::Tensor* gan_lab_batch_norm_act(const at::Tensor* x, const at::Tensor* weight
 // values (a multiple of 16 of them); libtorch's ops otherwise.
 at::Tensor* gan_lab_layer_norm_act(const at::Tensor* x, const int64_t* shape, size_t shape_len,
                                    const at::Tensor* weight, const at::Tensor* bias, double eps, double slope) {
+  const Range range("gan_lab::layer_norm_act");
   return protect([&] {
     const at::IntArrayRef normalized(shape, shape_len);
     if (x->dim() >= 2 && normalized == x->sizes().slice(1) && weight->defined() && bias->defined()) {
@@ -889,5 +945,50 @@ int64_t gan_lab_unseeded_draws() {
     return true;
   }();
   return unseeded_draws.load();
+}
+// Runs f(ctx, begin, end) over [0, n) in chunks of at least `grain` on libtorch's thread pool (the
+// threads its own kernels use, already awake between them).
+void gan_lab_parallel_for(int64_t n, int64_t grain, void (*f)(void*, int64_t, int64_t), void* ctx) {
+  at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) { f(ctx, begin, end); });
+}
+
+// Starts timing every op on this thread (see `profile`), from zero.
+void gan_lab_profile_start() {
+  std::lock_guard<std::mutex> lock(profile_mutex);
+  profile.clear();
+  frames.clear();
+  profile_started = std::chrono::steady_clock::now();
+  profiling = true;
+  if (profile_handle) return;
+  profile_handle = at::addGlobalCallback(
+      at::RecordFunctionCallback(
+          [](const at::RecordFunction&) -> std::unique_ptr<at::ObserverContext> {
+            range_start();
+            return nullptr;
+          },
+          [](const at::RecordFunction& fn, at::ObserverContext*) { range_end(fn.name()); })
+          .scopes({at::RecordScope::FUNCTION, at::RecordScope::BACKWARD_FUNCTION}));
+}
+
+// Starts and ends a named range of gan_lab's own work while profiling (`name` must outlive the
+// profile: a string literal).
+void gan_lab_range_start() { range_start(); }
+void gan_lab_range_end(const char* name) { range_end(name); }
+
+// Stops timing ops (on the thread that started) and returns a report, valid until the next call: a first line with the wall
+// milliseconds since the start, then per op "calls total_ms self_ms name", most self time first.
+const char* gan_lab_profile_stop() {
+  static std::string report;
+  profiling = false;
+  if (profile_handle) at::removeCallback(*profile_handle);
+  profile_handle.reset();
+  std::lock_guard<std::mutex> lock(profile_mutex);
+  std::vector<std::pair<std::string, OpTimes>> rows(profile.begin(), profile.end());
+  std::sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.second.self_ms > b.second.self_ms; });
+  report = std::to_string(ms_since(profile_started)) + "\n";
+  for (const auto& [name, t] : rows)
+    report += std::to_string(t.calls) + " " + std::to_string(t.total_ms) + " " + std::to_string(t.self_ms) + " " +
+              name + "\n";
+  return report.c_str();
 }
 }

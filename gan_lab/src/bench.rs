@@ -9,6 +9,7 @@
 
 use crate::data::Dataset;
 use crate::losses::Objective;
+use crate::ops::OpTime;
 use crate::train::{with_seed, Gan};
 use crate::vae::Vae;
 use crate::{Cdcgan, Dcgan, Infogan};
@@ -31,6 +32,8 @@ pub struct Case {
     pub warmup: i64,
     /// Forward passes in bfloat16 on both sides (gan_lab's `bf16`, the reference's autocast).
     pub bf16: bool,
+    /// Time each libtorch op over gan_lab's timed steps and print the table (`--profile`).
+    pub profile: bool,
 }
 
 impl Case {
@@ -45,7 +48,7 @@ impl Case {
             "infogan" => 12,
             _ => 6,
         };
-        Ok(Case { model: model.into(), batch, steps, warmup: 3, bf16: false })
+        Ok(Case { model: model.into(), batch, steps, warmup: 3, bf16: false, profile: false })
     }
 
     /// The model's name, with "(bf16)" when the case runs in bfloat16.
@@ -146,9 +149,64 @@ fn time_gan(mut gan: Gan, data: &Dataset, case: &Case) -> Result<(f64, bool)> {
     gan.config.steps = case.warmup;
     gan.train(data, |_| Ok(()))?;
     gan.config.steps = case.warmup + case.steps;
+    let seconds = timed(case, || gan.train(data, |_| Ok(())).map(|_| ()))?;
+    Ok((seconds, gan.config.bf16))
+}
+
+/// The seconds `run` takes; with `case.profile`, also prints where they went, op by op.
+fn timed(case: &Case, run: impl FnOnce() -> Result<()>) -> Result<f64> {
+    if case.profile {
+        crate::ops::profile_start();
+    }
+    let faults = minor_page_faults();
     let started = Instant::now();
-    gan.train(data, |_| Ok(()))?;
-    Ok((started.elapsed().as_secs_f64(), gan.config.bf16))
+    run()?;
+    let seconds = started.elapsed().as_secs_f64();
+    if case.profile {
+        let (wall_ms, ops) = crate::ops::profile_stop();
+        let faults = (minor_page_faults() - faults) as f64 / case.steps as f64;
+        let (model, batch, threads, bf16) =
+            (&case.model, case.batch, tch::get_num_threads(), if case.bf16 { ", bfloat16" } else { "" });
+        println!("{model} at batch {batch}{bf16}, {threads} threads, {} timed steps", case.steps);
+        print!("{}", profile_table(wall_ms, &ops, case.steps, 40));
+        println!("{faults:.0} page faults per step (memory the process touched for the first time)");
+    }
+    Ok(seconds)
+}
+
+/// The process's minor page faults so far (Linux; 0 elsewhere).
+fn minor_page_faults() -> i64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (in parentheses, which may hold spaces): minflt is the 8th.
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(7)?.parse().ok()).unwrap_or(0)
+}
+
+/// Per training step: the calls, self and total milliseconds of the `top` ops with the most self
+/// time, and the time outside every op (the training loop's own code).
+pub fn profile_table(wall_ms: f64, ops: &[OpTime], steps: i64, top: usize) -> String {
+    let per_step = |ms: f64| ms / steps as f64;
+    let step = per_step(wall_ms);
+    // Self times of nested ops add up to the time inside top-level ops.
+    let inside: f64 = ops.iter().map(|o| o.self_ms).sum();
+    let mut text = format!(
+        "{step:.2} ms per step with every op timed; {:.2} ms in ops, {:.2} outside them\n\
+         {:>9} {:>9} {:>9}  op\n",
+        per_step(inside),
+        step - per_step(inside),
+        "calls",
+        "self ms",
+        "total ms"
+    );
+    for o in ops.iter().take(top) {
+        text += &format!(
+            "{:>9.1} {:>9.3} {:>9.3}  {}\n",
+            o.calls as f64 / steps as f64,
+            per_step(o.self_ms),
+            per_step(o.total_ms),
+            o.name
+        );
+    }
+    text
 }
 
 /// gan_lab's side of one case, in this process: milliseconds per training step and peak memory.
@@ -169,9 +227,8 @@ pub fn measure(case: &Case, threads: i64) -> Result<Measure> {
             let mut vae = Vae::mnist32().batch_size(b).bf16(bf16).steps(case.warmup).build()?;
             vae.fit(&data, None)?;
             vae.train.steps = case.warmup + case.steps;
-            let started = Instant::now();
-            vae.fit(&data, None)?;
-            (started.elapsed().as_secs_f64(), vae.train.bf16)
+            let seconds = timed(case, || vae.fit(&data, None).map(|_| ()))?;
+            (seconds, vae.train.bf16)
         }
         other => bail!("model `{other}`: expected one of {}", MODELS.join(", ")),
     };

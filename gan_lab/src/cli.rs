@@ -102,6 +102,10 @@ enum Command {
         /// Measure gan_lab's side of one case in this process (used by the benchmark itself).
         #[arg(long, hide = true)]
         worker: bool,
+        /// Time gan_lab's side of one case op by op, in this process, and print where a step goes
+        /// (no reference run; timing every op slows the step a little).
+        #[arg(long)]
+        profile: bool,
     },
 }
 
@@ -309,9 +313,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(TrainCommand::Acgan(a)) => train(Acgan::mnist32(), &a, 32, 1),
         Command::Train(TrainCommand::Infogan(a)) => train(Infogan::mnist32(), &a, 32, 1),
         Command::Train(TrainCommand::Vae(a)) => train_vae(&a),
-        Command::Bench { models, batch, rounds, threads, bf16, out, worker } => {
+        Command::Bench { models, batch, rounds, threads, bf16, out, worker, profile } => {
             let threads = threads.unwrap_or(tch::get_num_threads() as i64);
-            bench(&models, &batch, rounds, threads, bf16, out.as_deref(), worker)
+            let mode = match (worker, profile) {
+                (_, true) => BenchMode::Profile,
+                (true, false) => BenchMode::Worker,
+                (false, false) => BenchMode::Compare,
+            };
+            bench(&models, &batch, rounds, threads, bf16, out.as_deref(), mode)
         }
         Command::Compare(CompareCommand::VaeGan { steps, lambdas, seed, out }) => {
             compare_vae_gan(steps, &lambdas, seed, &out)
@@ -641,6 +650,15 @@ fn compare_vae_gan(steps: i64, lambdas: &[f64], seed: u64, out: &std::path::Path
     Ok(())
 }
 
+/// What `gan-lab bench` does: compare with the reference, measure one case for a comparison, or
+/// time one case op by op.
+#[derive(Clone, Copy, PartialEq)]
+enum BenchMode {
+    Compare,
+    Worker,
+    Profile,
+}
+
 fn bench(
     models: &[String],
     batches: &[i64],
@@ -648,7 +666,7 @@ fn bench(
     threads: i64,
     bf16: bool,
     out: Option<&std::path::Path>,
-    worker: bool,
+    mode: BenchMode,
 ) -> Result<()> {
     use crate::bench::{self, Case};
     if bf16 {
@@ -666,10 +684,15 @@ fn bench(
         }
         cases
     };
-    let cases: Vec<Case> = cases.into_iter().map(|c| Case { bf16, ..c }).collect();
-    if worker {
-        anyhow::ensure!(cases.len() == 1, "--worker measures one case: give one model and one batch size");
-        println!("{}", serde_json::to_string(&bench::measure(&cases[0], threads)?)?);
+    let profile = mode == BenchMode::Profile;
+    let cases: Vec<Case> = cases.into_iter().map(|c| Case { bf16, profile, ..c }).collect();
+    if mode != BenchMode::Compare {
+        let flag = if profile { "--profile" } else { "--worker" };
+        anyhow::ensure!(cases.len() == 1, "{flag} measures one case: give one model and one batch size");
+        let measure = bench::measure(&cases[0], threads)?;
+        if !profile {
+            println!("{}", serde_json::to_string(&measure)?);
+        }
         return Ok(());
     }
     let python = std::env::var("GAN_LAB_PYTHON")

@@ -1,7 +1,7 @@
 //! libtorch ops that tch does not expose, compiled from `csrc/ops.cpp` by the build script.
 
 use anyhow::{anyhow, Result};
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, c_void, CStr};
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 use torch_sys::C_tensor;
@@ -33,6 +33,11 @@ extern "C" {
         slope: f64,
     ) -> *mut C_tensor;
     fn gan_lab_seeded(on: bool);
+    fn gan_lab_profile_start();
+    fn gan_lab_parallel_for(n: i64, grain: i64, f: extern "C" fn(*mut c_void, i64, i64), ctx: *mut c_void);
+    fn gan_lab_range_start();
+    fn gan_lab_range_end(name: *const c_char);
+    fn gan_lab_profile_stop() -> *const c_char;
     fn gan_lab_unseeded_draws() -> i64;
 }
 
@@ -48,6 +53,69 @@ pub(crate) fn set_seeded(on: bool) {
 pub fn unseeded_draws() -> i64 {
     // SAFETY: reads (and on the first call installs) a counter in csrc/ops.cpp.
     unsafe { gan_lab_unseeded_draws() }
+}
+
+/// Runs `f(begin, end)` over `[0, n)` in chunks of at least `grain` on libtorch's thread pool:
+/// the threads its kernels use, awake between them, rather than threads started for the purpose,
+/// which would compete with them for the cores. `f` must not panic (a panic aborts the process).
+pub(crate) fn parallel_for(n: usize, grain: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+    extern "C" fn call(ctx: *mut c_void, begin: i64, end: i64) {
+        // SAFETY: `ctx` is the `&dyn Fn` below, alive until `gan_lab_parallel_for` returns.
+        let f = unsafe { &*(ctx as *const &(dyn Fn(usize, usize) + Sync)) };
+        f(begin as usize, end as usize)
+    }
+    // SAFETY: the callback only reads `f` through `ctx`, which outlives the call; `f` is `Sync`,
+    // as the pool's threads call it at once.
+    unsafe { gan_lab_parallel_for(n as i64, grain.max(1) as i64, call, &f as *const _ as *mut c_void) }
+}
+
+/// One op's (or autograd node's) wall time while profiling: calls, time from start to end, and
+/// self time (less the ops it ran inside).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpTime {
+    pub name: String,
+    pub calls: i64,
+    pub total_ms: f64,
+    pub self_ms: f64,
+}
+
+/// Starts timing every libtorch op and autograd node this thread runs, from zero (each op then
+/// pays a callback: for `gan-lab bench --profile`). Ops on other threads are not timed.
+pub fn profile_start() {
+    // SAFETY: installs (once) a callback in csrc/ops.cpp and clears its table.
+    unsafe { gan_lab_profile_start() }
+}
+
+/// Runs `f`, timed as one op named `name` while profiling ([`profile_start`]): gan_lab's own
+/// work outside libtorch's ops (the optimizers' updates, the batches).
+pub fn profiled<T>(name: &'static CStr, f: impl FnOnce() -> T) -> T {
+    // SAFETY: pushes a start time on this thread's stack of ranges (only while profiling).
+    unsafe { gan_lab_range_start() };
+    let out = f();
+    // SAFETY: `name` is 'static, as the profile keeps it; pops the range pushed above.
+    unsafe { gan_lab_range_end(name.as_ptr()) };
+    out
+}
+
+/// Stops timing ops; returns the wall milliseconds since [`profile_start`] and each op's times,
+/// most self time first.
+pub fn profile_stop() -> (f64, Vec<OpTime>) {
+    // SAFETY: a NUL-terminated report kept by csrc/ops.cpp until the next call, copied here.
+    let text = unsafe { CStr::from_ptr(gan_lab_profile_stop()).to_string_lossy().into_owned() };
+    let mut lines = text.lines();
+    let wall = lines.next().and_then(|l| l.trim().parse().ok()).unwrap_or(0.0);
+    let ops = lines
+        .filter_map(|l| {
+            let mut f = l.splitn(4, ' ');
+            Some(OpTime {
+                calls: f.next()?.parse().ok()?,
+                total_ms: f.next()?.parse().ok()?,
+                self_ms: f.next()?.parse().ok()?,
+                name: f.next()?.to_owned(),
+            })
+        })
+        .collect();
+    (wall, ops)
 }
 
 /// Takes ownership of a tensor returned by `csrc/ops.cpp`, or returns its error.
@@ -190,6 +258,48 @@ pub fn layer_norm_act(x: &Tensor, ln: &nn::LayerNorm, slope: f64) -> Tensor {
 pub(crate) mod tests {
     use super::*;
     use tch::Kind;
+
+    /// The profile counts each op this thread runs once per call, nests gan_lab's own ranges
+    /// around libtorch's ops (self time excludes them), leaves other threads' ops out, and parallel
+    /// loops cover their range once.
+    #[test]
+    fn the_profile_times_this_threads_ops_once_each_and_nests_them() {
+        let opts = (tch::Kind::Float, tch::Device::Cpu);
+        let (a, b) = crate::train::with_seed(3, || (Tensor::randn([64, 64], opts), Tensor::randn([64, 64], opts)));
+        profile_start();
+        for _ in 0..3 {
+            let _ = profiled(c"test::range", || {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                a.relu().neg()
+            });
+        }
+        let b = b.shallow_clone();
+        let _ = std::thread::spawn(move || b.tanh()).join().expect("the other thread ran");
+        let (wall_ms, ops) = profile_stop();
+        let find = |name: &str| ops.iter().find(|o| o.name == name);
+        let range = find("test::range").expect("the range is in the profile");
+        let relu = find("aten::relu").expect("relu is in the profile");
+        assert_eq!((range.calls, relu.calls, find("aten::neg").map(|o| o.calls)), (3, 3, Some(3)));
+        assert!(find("aten::tanh").is_none(), "another thread's op was timed");
+        assert!(range.self_ms >= 6.0 && range.total_ms < wall_ms, "range {range:?}, wall {wall_ms}");
+        let inside = relu.total_ms + find("aten::neg").unwrap().total_ms;
+        assert!((range.total_ms - range.self_ms - inside).abs() < 1e-3, "self time still holds its ops: {range:?}");
+        // After the stop nothing is counted.
+        let _ = a.relu();
+        profile_start();
+        assert!(profile_stop().1.is_empty(), "ops counted before the start");
+
+        let hits: Vec<std::sync::atomic::AtomicU8> = (0..100_000).map(|_| 0.into()).collect();
+        parallel_for(hits.len(), 1000, &|from, to| {
+            hits[from..to].iter().for_each(|h| {
+                h.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            })
+        });
+        assert!(
+            hits.iter().all(|h| h.load(std::sync::atomic::Ordering::Relaxed) == 1),
+            "an element missed or run twice"
+        );
+    }
 
     #[test]
     fn leaky_relu_scales_negatives_and_their_gradient_by_the_slope() {

@@ -3,6 +3,7 @@
 //! (no weight decay, no amsgrad) and `torch.optim.RMSprop` (no momentum, not centred); the parity
 //! test compares Adam's steps against PyTorch.
 
+use crate::ops::profiled;
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -118,14 +119,16 @@ impl Optimizer {
     pub fn minimize(&mut self, loss: &Tensor) {
         let slots: Vec<&mut Slot> = self.slots.iter_mut().filter(|s| s.param.requires_grad()).collect();
         let params: Vec<&Tensor> = slots.iter().map(|s| &s.param).collect();
-        let grads = Tensor::run_backward(&[loss], &params, false, false);
+        let grads = profiled(c"gan_lab::backward", || Tensor::run_backward(&[loss], &params, false, false));
         self.step += 1;
         let step = self.step as i32;
         // A parameter the loss does not reach gets no gradient and no update.
         let updates = slots.into_iter().zip(grads).filter(|(_, grad)| grad.defined());
-        tch::no_grad(|| match self.config {
-            OptimizerConfig::Adam(c) => adam_update(updates.collect(), c, step),
-            OptimizerConfig::RmsProp(c) => updates.for_each(|(s, grad)| rmsprop_update(s, &grad, c)),
+        profiled(c"gan_lab::optimizer_update", || {
+            tch::no_grad(|| match self.config {
+                OptimizerConfig::Adam(c) => adam_update(updates.collect(), c, step),
+                OptimizerConfig::RmsProp(c) => updates.for_each(|(s, grad)| rmsprop_update(s, &grad, c)),
+            })
         });
     }
 
@@ -241,8 +244,8 @@ fn rmsprop_update(s: &mut Slot, grad: &Tensor, RmsPropConfig { lr, alpha, eps }:
 
 /// Adam's update number `step` of every parameter with a gradient: PyTorch's `torch.optim.Adam`
 /// (single-tensor, no weight decay, no amsgrad) in one pass over the memory of each parameter, its
-/// gradient and the two moments, all parameters' elements split evenly across libtorch's threads
-/// (started once per update, not once per parameter). The chain of tensor ops PyTorch runs reads
+/// gradient and the two moments, all parameters' elements split evenly across libtorch's thread
+/// pool (one parallel loop per update, not one per parameter). The chain of tensor ops PyTorch runs reads
 /// and writes each of them several times and allocates three temporaries: for the large dense
 /// layers (InfoGAN's 8192 × 1024) that is most of a step's optimizer time.
 fn adam_update(updates: Vec<(&mut Slot, Tensor)>, AdamConfig { lr, beta1, beta2, eps }: AdamConfig, step: i32) {
@@ -309,15 +312,7 @@ fn adam_update(updates: Vec<(&mut Slot, Tensor)>, AdamConfig { lr, beta1, beta2,
             start += n;
         }
     };
-    let threads = (tch::get_num_threads().max(1) as usize).min(total.div_ceil(1 << 15)).max(1);
-    let chunk = total.div_ceil(threads);
-    std::thread::scope(|scope| {
-        let update = &update;
-        for from in (chunk..total).step_by(chunk) {
-            scope.spawn(move || update(from, (from + chunk).min(total)));
-        }
-        update(0, chunk.min(total));
-    });
+    crate::ops::parallel_for(total, 1 << 15, &update);
 }
 
 /// One Adam update's constants, as PyTorch's kernels use them (f32).

@@ -5,6 +5,7 @@ use crate::data::{Batcher, Dataset};
 use crate::losses::{Auxiliary, CriticSchedule, InformationTerm, Objective};
 use crate::models::infogan::{sample_codes, Codes};
 use crate::models::{DiscriminatorNet, GeneratorNet};
+use crate::ops::profiled;
 use crate::optim::{AdamConfig, Optimizer, OptimizerConfig};
 use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
@@ -426,9 +427,11 @@ impl Gan {
             let first = c.n_critic.updates_before(self.step);
             let mut last = None;
             for index in first..first + c.n_critic.updates(self.step) {
-                let (real, labels) = batcher.batch(data, index);
-                let real = if c.channels_last { crate::perf::channels_last(&real) } else { real };
-                let z = self.latent_for_step(index);
+                let (real, labels, z) = profiled(c"gan_lab::batch_and_latent", || {
+                    let (real, labels) = batcher.batch(data, index);
+                    let real = if c.channels_last { crate::perf::channels_last(&real) } else { real };
+                    (real, labels, self.latent_for_step(index))
+                });
                 let (fake, critique) = self.critic_step(&real, labels.as_ref(), &z, index);
                 last = Some((fake, labels, z, critique));
             }
