@@ -19,8 +19,8 @@
 #include <cstring>
 #include <exception>
 #include <map>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -946,6 +946,7 @@ int64_t gan_lab_unseeded_draws() {
   }();
   return unseeded_draws.load();
 }
+
 // Runs f(ctx, begin, end) over [0, n) in chunks of at least `grain` on libtorch's thread pool (the
 // threads its own kernels use, already awake between them).
 void gan_lab_parallel_for(int64_t n, int64_t grain, void (*f)(void*, int64_t, int64_t), void* ctx) {
@@ -970,19 +971,19 @@ void gan_lab_profile_start() {
           .scopes({at::RecordScope::FUNCTION, at::RecordScope::BACKWARD_FUNCTION}));
 }
 
-// Starts and ends a named range of gan_lab's own work while profiling (`name` must outlive the
-// profile: a string literal).
+// Starts and ends a named range of gan_lab's own work while profiling this thread.
 void gan_lab_range_start() { range_start(); }
 void gan_lab_range_end(const char* name) { range_end(name); }
 
-// Stops timing ops (on the thread that started) and returns a report, valid until the next call: a first line with the wall
-// milliseconds since the start, then per op "calls total_ms self_ms name", most self time first.
+// Stops timing ops (called on the thread that started) and returns a report, valid until the next
+// call: a first line with the wall milliseconds since the start, then per op
+// "calls total_ms self_ms name", most self time first.
 const char* gan_lab_profile_stop() {
   static std::string report;
   profiling = false;
+  std::lock_guard<std::mutex> lock(profile_mutex);
   if (profile_handle) at::removeCallback(*profile_handle);
   profile_handle.reset();
-  std::lock_guard<std::mutex> lock(profile_mutex);
   std::vector<std::pair<std::string, OpTimes>> rows(profile.begin(), profile.end());
   std::sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.second.self_ms > b.second.self_ms; });
   report = std::to_string(ms_since(profile_started)) + "\n";

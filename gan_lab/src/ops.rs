@@ -92,7 +92,8 @@ pub fn profiled<T>(name: &'static CStr, f: impl FnOnce() -> T) -> T {
     // SAFETY: pushes a start time on this thread's stack of ranges (only while profiling).
     unsafe { gan_lab_range_start() };
     let out = f();
-    // SAFETY: `name` is 'static, as the profile keeps it; pops the range pushed above.
+    // SAFETY: `name` is a NUL-terminated string (copied into the profile); pops the range pushed
+    // above.
     unsafe { gan_lab_range_end(name.as_ptr()) };
     out
 }
