@@ -56,15 +56,41 @@ at::Tensor* protect(F f) {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// One pass: each row (n, i, j) copies its 16 window pixels' channels (zeros where the window
+// reaches into the padding) from the map in channels-last order, any dtype.
 at::Tensor windows_of(const at::Tensor& x) {
   TORCH_CHECK(x.dim() == 4 && x.size(2) % 2 == 0 && x.size(3) % 2 == 0,
               "windows: expected a [N, C, H, W] map with even H and W, got ", x.sizes());
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2) / 2, w = x.size(3) / 2;
-  auto padded = at::zeros({n, 2 * h + 2, 2 * w + 2, c}, x.options());
-  padded.narrow(1, 1, 2 * h).narrow(2, 1, 2 * w).copy_(x.permute({0, 2, 3, 1}));
-  const auto s = padded.strides();
-  return padded.as_strided({n, h, w, 4, 4, c}, {s[0], 2 * s[1], 2 * s[2], s[1], s[2], s[3]})
-      .reshape({n * h * w, 16 * c});
+  const auto xs = x.permute({0, 2, 3, 1}).contiguous();  // no copy for a channels-last map
+  auto out = at::empty({n * h * w, 16 * c}, x.options());
+  const int64_t bytes = c * static_cast<int64_t>(x.element_size());
+  const char* src = static_cast<const char*>(xs.const_data_ptr());
+  char* dst = static_cast<char*>(out.data_ptr());
+  at::parallel_for(0, n * h, std::max<int64_t>(1, 16384 / (w * 16 * bytes)), [&](int64_t begin, int64_t end) {
+    for (int64_t si = begin; si < end; ++si) {
+      const int64_t s = si / h, i = si % h;
+      for (int64_t j = 0; j < w; ++j) {
+        char* row = dst + (si * w + j) * 16 * bytes;
+        for (int64_t a = 0; a < 4; ++a) {
+          const int64_t y = 2 * i - 1 + a;
+          for (int64_t b = 0; b < 4; ++b, row += bytes) {
+            const int64_t xx = 2 * j - 1 + b;
+            if (y < 0 || y >= 2 * h || xx < 0 || xx >= 2 * w) {
+              std::memset(row, 0, bytes);
+            } else {
+              const char* from = src + ((s * 2 * h + y) * 2 * w + xx) * bytes;
+              if (bytes == 4)
+                std::memcpy(row, from, 4);  // one float32 channel: a single move
+              else
+                std::memcpy(row, from, bytes);
+            }
+          }
+        }
+      }
+    }
+  });
+  return out;
 }
 
 // dst[k] += src[k] for k < c (non-overlapping rows, so the loop vectorises without checks).

@@ -358,6 +358,28 @@ pub(crate) mod tests {
         }
     }
 
+    /// Each row of the windows holds its 4×4 window's pixels, channels fastest, zeros where the
+    /// window reaches into the padding: the padded map read through strides, for plain and
+    /// channels-last maps, float32 and float64, one channel or several.
+    #[test]
+    fn windows_are_the_padded_maps_4x4_windows_row_by_row() {
+        for (n, c, h, w) in [(3, 1, 4, 5), (2, 7, 2, 2), (1, 32, 3, 1), (2, 3, 1, 1)] {
+            for kind in [Kind::Float, Kind::Double] {
+                let x = crate::train::with_seed(4, || Tensor::randn([n, c, 2 * h, 2 * w], (kind, tch::Device::Cpu)));
+                let padded = Tensor::zeros([n, 2 * h + 2, 2 * w + 2, c], (kind, tch::Device::Cpu));
+                padded.narrow(1, 1, 2 * h).narrow(2, 1, 2 * w).copy_(&x.permute([0, 2, 3, 1]));
+                let st = padded.stride();
+                let want = padded
+                    .as_strided([n, h, w, 4, 4, c], [st[0], 2 * st[1], 2 * st[2], st[1], st[2], st[3]], None)
+                    .reshape([n * h * w, 16 * c]);
+                for x in [x.shallow_clone(), crate::perf::channels_last(&x)] {
+                    let got = windows_k4s2(&x);
+                    assert!(got.equal(&want), "[{n}, {c}, {}, {}] {kind:?}: other values", 2 * h, 2 * w);
+                }
+            }
+        }
+    }
+
     #[test]
     fn overlap_sums_each_pixels_windows_in_the_order_of_their_offsets() {
         // The float32 loop gathers each pixel's values; adding each window offset's values onto a
