@@ -245,9 +245,9 @@ fn rmsprop_update(s: &mut Slot, grad: &Tensor, RmsPropConfig { lr, alpha, eps }:
 /// Adam's update number `step` of every parameter with a gradient: PyTorch's `torch.optim.Adam`
 /// (single-tensor, no weight decay, no amsgrad) in one pass over the memory of each parameter, its
 /// gradient and the two moments, all parameters' elements split evenly across libtorch's thread
-/// pool (one parallel loop per update, not one per parameter). The chain of tensor ops PyTorch runs reads
-/// and writes each of them several times and allocates three temporaries: for the large dense
-/// layers (InfoGAN's 8192 × 1024) that is most of a step's optimizer time.
+/// pool (one parallel loop per update, not one per parameter). The chain of tensor ops PyTorch
+/// runs reads and writes each of them several times and allocates three temporaries: for the
+/// large dense layers (InfoGAN's 8192 × 1024) that is most of a step's optimizer time.
 fn adam_update(updates: Vec<(&mut Slot, Tensor)>, AdamConfig { lr, beta1, beta2, eps }: AdamConfig, step: i32) {
     let bias1 = 1.0 - beta1.powi(step);
     let bias2_sqrt = (1.0 - beta2.powi(step)).sqrt();
