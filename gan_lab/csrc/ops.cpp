@@ -6,6 +6,7 @@
 #include <ATen/record_function.h>
 #include <ATen/ops/_convolution_double_backward_native.h>
 #include <ATen/ops/convolution_backward_native.h>
+#include <ATen/ops/convolution_native.h>
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 #include <torch/csrc/autograd/autograd.h>
@@ -705,41 +706,180 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_double_backward(
   return {ggO, at::Tensor(), gW};
 }
 
-// Times the image form below ran on this thread (tests).
-thread_local int64_t image_conv_backward_calls = 0;
+// Times the image forms below ran on this thread (tests).
+thread_local int64_t image_conv_backward_calls = 0, image_conv_forward_calls = 0;
+
+// A k4 s2 p1 convolution of a one-channel float32 image (D's first layer, the VAE encoder's):
+// oneDNN ran D's, 1 → 32 channels at batch 64, at about 110 GFLOP/s, plus its weight reorders
+// and set-up on each of a DCGAN step's three calls. Here each output pixel is 16 products per
+// channel, the weights of 16 channels held in registers while a row of pixels goes by; sums in
+// the order of the window offsets (a, b), so the same bits run to run. Taken for `out` channels
+// a multiple of 16 (every lesson's); otherwise libtorch's own.
+bool image_conv(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
+                at::IntArrayRef dilation, bool transposed, int64_t groups) {
+  const auto all = [](at::IntArrayRef v, int64_t x) {
+    return v.size() == 2 && std::all_of(v.begin(), v.end(), [x](int64_t e) { return e == x; });
+  };
+  return !transposed && groups == 1 && input.dim() == 4 && input.size(1) == 1 && weight.dim() == 4 &&
+         weight.size(1) == 1 && weight.size(2) == 4 && weight.size(3) == 4 && all(stride, 2) && all(padding, 1) &&
+         all(dilation, 1) && input.size(2) % 2 == 0 && input.size(3) % 2 == 0 && input.scalar_type() == at::kFloat &&
+         weight.scalar_type() == at::kFloat && input.device().is_cpu();
+}
+
+typedef float f16 __attribute__((vector_size(64)));
+typedef float f16u __attribute__((vector_size(64), aligned(4)));
+inline __attribute__((always_inline)) f16 load16(const float* p) { return *reinterpret_cast<const f16u*>(p); }
+inline __attribute__((always_inline)) void store16(float* p, f16 v) { *reinterpret_cast<f16u*>(p) = v; }
+
+// Loops over 16-float vectors: AVX-512 registers where the CPU has them (the 16 window weights of
+// 16 channels fit in registers beside the sum), else AVX2 or SSE pairs.
+#if defined(__x86_64__) && defined(__linux__)
+#define GAN_LAB_WIDE_LOOP __attribute__((noinline, target_clones("avx512f", "avx2", "default")))
+#else
+#define GAN_LAB_WIDE_LOOP __attribute__((noinline))
+#endif
+
+// One output row: out[j, k] = start[k] + Σ_(a, b) rows[a][2j + b]·wt[4a + b, k] for j < w, k < c
+// (c a multiple of 16); rows: the four zero-padded image rows the windows cover (2w + 2 values).
+GAN_LAB_WIDE_LOOP void image_conv_row(const float* const* rows, const float* __restrict__ wt,
+                                      const float* __restrict__ start, float* __restrict__ out, int64_t w,
+                                      int64_t c) {
+  for (int64_t k0 = 0; k0 < c; k0 += 16) {
+    f16 k[16];
+    for (int t = 0; t < 16; ++t) k[t] = load16(wt + t * c + k0);
+    const f16 s = load16(start + k0);
+    for (int64_t j = 0; j < w; ++j) {
+      f16 acc = s;
+      for (int a = 0; a < 4; ++a)
+        for (int b = 0; b < 4; ++b) acc += rows[a][2 * j + b] * k[4 * a + b];
+      store16(out + j * c + k0, acc);
+    }
+  }
+}
+
+// One output row's share of the weight's gradient: acc[4a + b, k] += Σ_j rows[a][2j + b]·g[j, k].
+GAN_LAB_WIDE_LOOP void image_conv_row_grad(const float* const* rows, const float* __restrict__ g,
+                                           float* __restrict__ acc, int64_t w, int64_t c) {
+  for (int64_t k0 = 0; k0 < c; k0 += 16) {
+    f16 s[16];
+    for (int t = 0; t < 16; ++t) s[t] = load16(acc + t * c + k0);
+    for (int64_t j = 0; j < w; ++j) {
+      const f16 gj = load16(g + j * c + k0);
+      for (int a = 0; a < 4; ++a)
+        for (int b = 0; b < 4; ++b) s[4 * a + b] += rows[a][2 * j + b] * gj;
+    }
+    for (int t = 0; t < 16; ++t) store16(acc + t * c + k0, s[t]);
+  }
+}
+
+// For each output row (s, i) of an image [N, 1, 2h, 2w]: the four image rows its windows read,
+// zero-padded on both sides (rows outside the image all zeros), in `pad` (4·(2w + 2) floats).
+void padded_rows(const float* image, int64_t s, int64_t i, int64_t h, int64_t w, float* pad, const float** rows) {
+  const int64_t width = 2 * w + 2;
+  for (int a = 0; a < 4; ++a) {
+    float* row = pad + a * width;
+    const int64_t y = 2 * i - 1 + a;
+    std::fill(row, row + width, 0.f);
+    if (y >= 0 && y < 2 * h) std::memcpy(row + 1, image + (s * 2 * h + y) * 2 * w, 2 * w * sizeof(float));
+    rows[a] = row;
+  }
+}
+
+// The convolution, channels-last when the image or the weight is (as libtorch's would answer).
+at::Tensor image_conv_forward(const at::Tensor& input, const at::Tensor& weight,
+                              const std::optional<at::Tensor>& bias) {
+  ++image_conv_forward_calls;
+  const int64_t n = input.size(0), c = weight.size(0), h = input.size(2) / 2, w = input.size(3) / 2;
+  const auto x = input.contiguous();
+  // wt[4a + b, k] = weight[k, 0, a, b]
+  const auto wt = weight.reshape({c, 16}).t().contiguous();
+  const auto start =
+      bias.has_value() && bias->defined() ? bias->to(at::kFloat).contiguous() : at::zeros({c}, x.options());
+  auto out = at::empty({n, h, w, c}, x.options());
+  const float *xp = x.const_data_ptr<float>(), *wp = wt.const_data_ptr<float>(), *sp = start.const_data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, n * h, std::max<int64_t>(1, 4096 / (w * c)), [&](int64_t begin, int64_t end) {
+    std::vector<float> pad(4 * (2 * w + 2));
+    const float* rows[4];
+    for (int64_t si = begin; si < end; ++si) {
+      padded_rows(xp, si / h, si % h, h, w, pad.data(), rows);
+      image_conv_row(rows, wp, sp, op + si * w * c, w, c);
+    }
+  });
+  auto y = out.permute({0, 3, 1, 2});
+  const bool channels_last = input.suggest_memory_format() == at::MemoryFormat::ChannelsLast ||
+                             weight.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+  return channels_last ? y : y.contiguous();
+}
+
+// The weight's gradient [out, 1, 4, 4] in the weight's layout: per-thread float sums over blocks
+// of output rows, moved into double (`channel_sums`, its two halves read as one [16, out] table).
+at::Tensor image_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight) {
+  const int64_t n = input.size(0), c = weight.size(0), h = input.size(2) / 2, w = input.size(3) / 2;
+  const auto x = input.contiguous();
+  const auto g = grad_output.to(at::kFloat).permute({0, 2, 3, 1}).contiguous();  // [N, h, w, out]
+  const float *xp = x.const_data_ptr<float>(), *gp = g.const_data_ptr<float>();
+  const auto sums = channel_sums(n * h, 8 * c, [&](int64_t si, float* acc, float*) {
+    thread_local std::vector<float> pad;
+    pad.resize(4 * (2 * w + 2));
+    const float* rows[4];
+    padded_rows(xp, si / h, si % h, h, w, pad.data(), rows);
+    image_conv_row_grad(rows, gp + si * w * c, acc, w, c);
+  });
+  // In (k, a, b) order: the weight's own strides when it is stored so (plain or channels-last:
+  // its channel axis has one entry), else plain.
+  const bool kab = weight.stride(0) == 16 && weight.stride(2) == 4 && weight.stride(3) == 1;
+  auto gw = kab ? at::empty_strided(weight.sizes(), weight.strides(), weight.options())
+                : at::empty_like(weight, at::MemoryFormat::Contiguous);
+  float* out = gw.data_ptr<float>();
+  for (int64_t k = 0; k < c; ++k)
+    for (int64_t t = 0; t < 16; ++t) out[k * 16 + t] = static_cast<float>(sums[t * c + k]);
+  return gw;
+}
+
+at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                        at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
+                        at::IntArrayRef output_padding, int64_t groups) {
+  if (weight.size(0) % 16 == 0 && image_conv(input, weight, stride, padding, dilation, transposed, groups))
+    return image_conv_forward(input, weight, bias);
+  return at::native::convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups);
+}
 
 // A convolution's gradients. The input's gradient of a k4 s2 p1 convolution of a one-channel
 // image (D's first layer: a gradient penalty asks for it at every critic update, G's update at
 // each step) is the transposed convolution of the output's gradient, which oneDNN's kernel for
 // this shape ran at 17 GFLOP/s (1 ms per call at batch 64, 32 channels). Here it is one matrix
 // product, [N·h·w, C] × [C, 16], whose rows `overlap_of` sums onto the image: same sums up to
-// rounding. Everything else, and the weight's and bias's gradients, go to libtorch's own function.
-// Autograd's formula for this op's gradient (the double backward above) is unchanged.
+// rounding. The weight's gradient, for C a multiple of 16, is `image_conv_weight_grad`'s.
+// Everything else goes to libtorch's own function. Autograd's formula for this op's gradient
+// (the double backward above) is unchanged.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_backward(
     const at::Tensor& gO, const at::Tensor& input, const at::Tensor& weight, at::OptionalIntArrayRef bias_sizes,
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
     at::IntArrayRef output_padding, int64_t groups, std::array<bool, 3> output_mask) {
-  const auto all = [](at::IntArrayRef v, int64_t x) {
-    return v.size() == 2 && std::all_of(v.begin(), v.end(), [x](int64_t e) { return e == x; });
-  };
-  const bool image = output_mask[0] && !transposed && groups == 1 && input.dim() == 4 && input.size(1) == 1 &&
-                     weight.dim() == 4 && weight.size(1) == 1 && weight.size(2) == 4 && weight.size(3) == 4 &&
-                     all(stride, 2) && all(padding, 1) && all(dilation, 1) && input.size(2) % 2 == 0 &&
-                     input.size(3) % 2 == 0 && gO.dim() == 4 && gO.size(2) * 2 == input.size(2) &&
-                     gO.size(3) * 2 == input.size(3) && input.scalar_type() == at::kFloat &&
-                     gO.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat && input.device().is_cpu();
-  if (!image)
+  const bool image = image_conv(input, weight, stride, padding, dilation, transposed, groups) && gO.dim() == 4 &&
+                     gO.size(2) * 2 == input.size(2) && gO.size(3) * 2 == input.size(3) &&
+                     gO.scalar_type() == at::kFloat;
+  const bool own_weight_grad = image && weight.size(0) % 16 == 0;
+  if (!image || (!output_mask[0] && !own_weight_grad))
     return at::native::convolution_backward(gO, input, weight, bias_sizes, stride, padding, dilation, transposed,
                                             output_padding, groups, output_mask);
   ++image_conv_backward_calls;
-  at::Tensor gW, gb;
-  if (output_mask[1] || output_mask[2])
+  at::Tensor gI, gW, gb;
+  if (own_weight_grad) {
+    if (output_mask[1]) gW = image_conv_weight_grad(gO, input, weight);
+    if (output_mask[2]) gb = gO.sum({0, 2, 3});
+  } else if (output_mask[1] || output_mask[2]) {
     std::tie(std::ignore, gW, gb) = at::native::convolution_backward(
         gO, input, weight, bias_sizes, stride, padding, dilation, transposed, output_padding, groups,
         {false, output_mask[1], output_mask[2]});
-  const int64_t n = gO.size(0), c = gO.size(1), h = gO.size(2), w = gO.size(3);
-  const auto rows = gO.permute({0, 2, 3, 1}).reshape({n * h * w, c}).mm(weight.reshape({c, 16}));
-  return {overlap_of(rows, n, h, w), gW, gb};
+  }
+  if (output_mask[0]) {
+    const int64_t n = gO.size(0), c = gO.size(1), h = gO.size(2), w = gO.size(3);
+    const auto rows = gO.permute({0, 2, 3, 1}).reshape({n * h * w, c}).mm(weight.reshape({c, 16}));
+    gI = overlap_of(rows, n, h, w);
+  }
+  return {gI, gW, gb};
 }
 
 // Times a matrix product took oneDNN's kernel on this thread (tests).
@@ -877,6 +1017,7 @@ const bool kernels_installed = [] {
   library->impl("_convolution_double_backward", TORCH_FN(conv_double_backward));
   static auto* explicit_autograd = new torch::Library(
       torch::Library::IMPL, "aten", c10::DispatchKey::CompositeExplicitAutograd, __FILE__, __LINE__);
+  explicit_autograd->impl("convolution", TORCH_FN(conv_forward));
   explicit_autograd->impl("convolution_backward", TORCH_FN(conv_backward));
   static auto* cpu = new torch::Library(torch::Library::IMPL, "aten", c10::DispatchKey::CPU, __FILE__, __LINE__);
   cpu->impl("mm", TORCH_FN(mm_kernel));
@@ -952,6 +1093,7 @@ int64_t gan_lab_conv_double_backward_calls() { return conv_double_backward_calls
 
 // How many times a one-channel image's gradient took the matrix-product form on this thread (tests).
 int64_t gan_lab_image_conv_backward_calls() { return image_conv_backward_calls; }
+int64_t gan_lab_image_conv_forward_calls() { return image_conv_forward_calls; }
 
 // How many matrix products oneDNN's kernel computed on this thread (tests).
 int64_t gan_lab_dnnl_matmul_calls() { return dnnl_matmul_calls; }

@@ -596,6 +596,7 @@ pub(crate) mod tests {
         fn gan_lab_conv_double_backward_calls() -> i64;
         fn gan_lab_dnnl_matmul_calls() -> i64;
         fn gan_lab_image_conv_backward_calls() -> i64;
+        fn gan_lab_image_conv_forward_calls() -> i64;
     }
 
     /// `f`'s result and how many matrix products oneDNN computed during it.
@@ -606,42 +607,72 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_one_channel_images_gradient_is_the_windows_sum_with_libtorchs_values() {
-        let image_calls = || unsafe { gan_lab_image_conv_backward_calls() };
+    fn a_one_channel_images_convolution_and_its_gradients_match_float64() {
+        let calls = || unsafe { (gan_lab_image_conv_forward_calls(), gan_lab_image_conv_backward_calls()) };
         let cpu = (Kind::Float, tch::Device::Cpu);
-        let (x, w, q) = crate::train::with_seed(12, || {
-            (Tensor::randn([5, 1, 12, 10], cpu), Tensor::randn([7, 1, 4, 4], cpu), Tensor::randn([5, 7, 6, 5], cpu))
-        });
-        // The image's, the weight's and the bias's gradients through conv k4 s2 p1 (and tanh).
-        let grads = |kind: Kind, channels_last: bool| {
-            let layout = |t: Tensor| if channels_last { crate::perf::channels_last(&t) } else { t };
-            let x = layout(x.to_kind(kind)).set_requires_grad(true);
-            let w = layout(w.to_kind(kind)).set_requires_grad(true);
-            let b = Tensor::zeros([7], (kind, tch::Device::Cpu)).set_requires_grad(true);
-            let y = x.conv2d(&w, Some(&b), [2, 2], [1, 1], [1, 1], 1).tanh();
-            let score = (y * q.to_kind(kind)).sum(kind);
-            Tensor::run_backward(&[score], &[&x, &w, &b], false, false)
-        };
-        for channels_last in [false, true] {
-            let before = image_calls();
-            let fast = grads(Kind::Float, channels_last);
-            assert_eq!(image_calls() - before, 1, "float32 took the windows form");
-            let exact = grads(Kind::Double, channels_last);
-            for ((a, b), name) in fast.iter().zip(&exact).zip(["image", "weight", "bias"]) {
-                let diff = relative(&a.to_kind(Kind::Double), b);
-                assert!(diff < 1e-6, "{name} (channels-last {channels_last}): off by {diff:e} of its largest");
+        // 7 output channels: the image's gradient is gan_lab's, the rest libtorch's; 16: all gan_lab's.
+        for out in [7, 16] {
+            let (x, w, b, q) = crate::train::with_seed(12, || {
+                (
+                    Tensor::randn([5, 1, 12, 10], cpu),
+                    Tensor::randn([out, 1, 4, 4], cpu),
+                    Tensor::randn([out], cpu),
+                    Tensor::randn([5, out, 6, 5], cpu),
+                )
+            });
+            // The convolution k4 s2 p1 (with a bias), and the image's, weight's and bias's
+            // gradients through it and tanh.
+            let run = |kind: Kind, channels_last: bool| {
+                let layout = |t: Tensor| if channels_last { crate::perf::channels_last(&t) } else { t };
+                let x = layout(x.to_kind(kind)).set_requires_grad(true);
+                let w = layout(w.to_kind(kind)).set_requires_grad(true);
+                let b = b.to_kind(kind).set_requires_grad(true);
+                let y = x.conv2d(&w, Some(&b), [2, 2], [1, 1], [1, 1], 1);
+                let score = (y.tanh() * q.to_kind(kind)).sum(kind);
+                let grads = Tensor::run_backward(&[score], &[&x, &w, &b], false, false);
+                (y.detach(), grads)
+            };
+            for channels_last in [false, true] {
+                let before = calls();
+                let (y, fast) = run(Kind::Float, channels_last);
+                let own_forward = i64::from(out == 16);
+                assert_eq!(calls(), (before.0 + own_forward, before.1 + 1), "{out} channels: the image forms");
+                assert_eq!(
+                    y.is_contiguous(),
+                    !channels_last,
+                    "{out} channels: the output is channels-last when the image and weight are"
+                );
+                let (y2, again) = run(Kind::Float, channels_last);
+                assert!(y.equal(&y2), "{out} channels: the same output bits twice");
+                assert!(
+                    fast.iter().zip(&again).all(|(a, b)| a.equal(b)),
+                    "{out} channels: the same gradient bits twice"
+                );
+                let (want, exact) = run(Kind::Double, channels_last);
+                let diff = relative(&y.to_kind(Kind::Double), &want);
+                assert!(
+                    diff < 1e-6,
+                    "{out} channels, output (channels-last {channels_last}): off by {diff:e} of its largest"
+                );
+                for ((a, b), name) in fast.iter().zip(&exact).zip(["image", "weight", "bias"]) {
+                    let diff = relative(&a.to_kind(Kind::Double), b);
+                    assert!(
+                        diff < 1e-6,
+                        "{out} channels, {name} (channels-last {channels_last}): off by {diff:e} of its largest"
+                    );
+                }
             }
         }
         // Two channels, or an odd side: libtorch's own.
-        let before = image_calls();
+        let before = calls();
         for (x, w) in crate::train::with_seed(13, || {
-            [([2, 2, 8, 8], [3, 2, 4, 4]), ([2, 1, 9, 8], [3, 1, 4, 4])]
+            [([2, 2, 8, 8], [16, 2, 4, 4]), ([2, 1, 9, 8], [16, 1, 4, 4])]
                 .map(|(x, w)| (Tensor::randn(x, cpu).set_requires_grad(true), Tensor::randn(w, cpu)))
         }) {
             let y = x.conv2d(&w, None::<Tensor>, [2, 2], [1, 1], [1, 1], 1);
             let _ = Tensor::run_backward(&[y.sum(Kind::Float)], &[&x], false, false);
         }
-        assert_eq!(image_calls(), before, "other shapes stay with libtorch");
+        assert_eq!(calls(), before, "other shapes stay with libtorch");
     }
 
     #[test]
@@ -711,15 +742,16 @@ pub(crate) mod tests {
     }
 
     /// Gradients of a gradient penalty through two convolutions (k4 s2 p1 without bias, then k3
-    /// s1 p0 with one) and tanh, with respect to the two weights and the bias, in `kind`.
-    fn conv_penalty_gradients(kind: Kind, channels_last: bool) -> Vec<Tensor> {
+    /// s1 p0 with one) and tanh, with respect to the two weights and the bias, in `kind`: from
+    /// three channels to 8, or from an image's one to 16 (a critic's first layer).
+    fn conv_penalty_gradients(kind: Kind, channels_last: bool, image: bool) -> Vec<Tensor> {
         let cpu = tch::Device::Cpu;
         let layout = |t: Tensor| if channels_last { crate::perf::channels_last(&t) } else { t };
         let (x, w1, w2, b2, q) = crate::train::with_seed(8, || {
             (
-                Tensor::randn([4, 3, 16, 16], (Kind::Float, cpu)),
-                Tensor::randn([8, 3, 4, 4], (Kind::Float, cpu)) * 0.3,
-                Tensor::randn([6, 8, 3, 3], (Kind::Float, cpu)) * 0.2,
+                Tensor::randn([4, if image { 1 } else { 3 }, 16, 16], (Kind::Float, cpu)),
+                Tensor::randn(if image { [16, 1, 4, 4] } else { [8, 3, 4, 4] }, (Kind::Float, cpu)) * 0.3,
+                Tensor::randn([6, if image { 16 } else { 8 }, 3, 3], (Kind::Float, cpu)) * 0.2,
                 Tensor::randn([6], (Kind::Float, cpu)) * 0.1,
                 Tensor::randn([6, 6, 6], (Kind::Float, cpu)),
             )
@@ -737,18 +769,21 @@ pub(crate) mod tests {
     #[test]
     fn a_penalty_through_convolutions_has_libtorchs_second_derivatives() {
         // float32 takes the weight-gradient form of the second derivative, float64 libtorch's own.
-        for channels_last in [false, true] {
+        for (channels_last, image) in [(false, false), (true, false), (false, true), (true, true)] {
             let before = unsafe { gan_lab_conv_double_backward_calls() };
-            let fast = conv_penalty_gradients(Kind::Float, channels_last);
+            let fast = conv_penalty_gradients(Kind::Float, channels_last, image);
             let after = unsafe { gan_lab_conv_double_backward_calls() };
-            let exact = conv_penalty_gradients(Kind::Double, channels_last);
+            let exact = conv_penalty_gradients(Kind::Double, channels_last, image);
             assert_eq!(after - before, 2, "float32: each convolution's second derivative in the weight-gradient form");
             assert_eq!(unsafe { gan_lab_conv_double_backward_calls() }, after, "float64: libtorch's own form");
             // The input's gradient does not depend on the bias: no gradient on either side.
             assert!(!fast[2].defined() && !exact[2].defined(), "conv2 bias");
             for ((a, b), name) in fast.iter().zip(&exact).zip(["conv1 weight", "conv2 weight"]) {
                 let diff = relative(a, &b.to_kind(Kind::Float));
-                assert!(diff < 1e-4, "{name} (channels-last {channels_last}): off by {diff:e} of its largest");
+                assert!(
+                    diff < 1e-4,
+                    "{name} (channels-last {channels_last}, image {image}): off by {diff:e} of its largest"
+                );
             }
         }
     }
