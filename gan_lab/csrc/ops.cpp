@@ -709,21 +709,38 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_double_backward(
 // Times the image forms below ran on this thread (tests).
 thread_local int64_t image_conv_backward_calls = 0, image_conv_forward_calls = 0;
 
-// A k4 s2 p1 convolution of a one-channel float32 image (D's first layer, the VAE encoder's):
+// A k4 s2 p1 convolution of a one-channel float32 image (D's first layer, the VAE encoder's),
+// and its transpose onto such an image (G's last layer in every family, the VAE decoder's):
 // oneDNN ran D's, 1 → 32 channels at batch 64, at about 110 GFLOP/s, plus its weight reorders
-// and set-up on each of a DCGAN step's three calls. Here each output pixel is 16 products per
-// channel, the weights of 16 channels held in registers while a row of pixels goes by; sums in
-// the order of the window offsets (a, b), so the same bits run to run. Taken for `out` channels
-// a multiple of 16 (every lesson's); otherwise libtorch's own.
-bool image_conv(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
-                at::IntArrayRef dilation, bool transposed, int64_t groups) {
+// and set-up on each of a DCGAN step's three calls. Here each output pixel of the convolution is
+// 16 products per channel, the weights of 16 channels held in registers while a row of pixels
+// goes by; sums in the order of the window offsets (a, b), so the same bits run to run. The
+// transposed convolution is the convolution's input gradient: one matrix product, [N·h·w, C] ×
+// [C, 16], whose rows `overlap_of` sums onto the image. Each one's gradients are the other and
+// the shared weight gradient below. Taken for C (the maps' channels) a multiple of 16 (every
+// lesson's); the convolution's image gradient for any C; otherwise libtorch's own.
+enum class ImageConv { none, conv, transposed };
+
+// Which form `convolution(input, weight, ...)` is: the convolution of an image [N, 1, 2h, 2w]
+// into maps [N, C, h, w], or the transposed one of such maps into the image (weight [C, 1, 4, 4]
+// either way); `any_c` also takes the convolution for C not a multiple of 16.
+ImageConv image_conv(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
+                     at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding,
+                     int64_t groups, bool any_c = false) {
   const auto all = [](at::IntArrayRef v, int64_t x) {
     return v.size() == 2 && std::all_of(v.begin(), v.end(), [x](int64_t e) { return e == x; });
   };
-  return !transposed && groups == 1 && input.dim() == 4 && input.size(1) == 1 && weight.dim() == 4 &&
-         weight.size(1) == 1 && weight.size(2) == 4 && weight.size(3) == 4 && all(stride, 2) && all(padding, 1) &&
-         all(dilation, 1) && input.size(2) % 2 == 0 && input.size(3) % 2 == 0 && input.scalar_type() == at::kFloat &&
-         weight.scalar_type() == at::kFloat && input.device().is_cpu();
+  const bool k4s2p1 = groups == 1 && input.dim() == 4 && weight.dim() == 4 && weight.size(1) == 1 &&
+                      weight.size(2) == 4 && weight.size(3) == 4 && all(stride, 2) && all(padding, 1) &&
+                      all(dilation, 1) && input.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
+                      input.device().is_cpu();
+  const bool c16 = weight.size(0) % 16 == 0;
+  if (k4s2p1 && !transposed && input.size(1) == 1 && input.size(2) % 2 == 0 && input.size(3) % 2 == 0 &&
+      (c16 || any_c))
+    return ImageConv::conv;
+  if (k4s2p1 && transposed && input.size(1) == weight.size(0) && all(output_padding, 0) && c16)
+    return ImageConv::transposed;
+  return ImageConv::none;
 }
 
 typedef float f16 __attribute__((vector_size(64)));
@@ -788,7 +805,6 @@ void padded_rows(const float* image, int64_t s, int64_t i, int64_t h, int64_t w,
 // The convolution, channels-last when the image or the weight is (as libtorch's would answer).
 at::Tensor image_conv_forward(const at::Tensor& input, const at::Tensor& weight,
                               const std::optional<at::Tensor>& bias) {
-  ++image_conv_forward_calls;
   const int64_t n = input.size(0), c = weight.size(0), h = input.size(2) / 2, w = input.size(3) / 2;
   const auto x = input.contiguous();
   // wt[4a + b, k] = weight[k, 0, a, b]
@@ -812,12 +828,14 @@ at::Tensor image_conv_forward(const at::Tensor& input, const at::Tensor& weight,
   return channels_last ? y : y.contiguous();
 }
 
-// The weight's gradient [out, 1, 4, 4] in the weight's layout: per-thread float sums over blocks
-// of output rows, moved into double (`channel_sums`, its two halves read as one [16, out] table).
-at::Tensor image_conv_weight_grad(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight) {
-  const int64_t n = input.size(0), c = weight.size(0), h = input.size(2) / 2, w = input.size(3) / 2;
-  const auto x = input.contiguous();
-  const auto g = grad_output.to(at::kFloat).permute({0, 2, 3, 1}).contiguous();  // [N, h, w, out]
+// The weight's gradient [C, 1, 4, 4] (in the weight's layout) of the convolution of `image` into
+// `maps`, gradient or value: Σ maps[n, k, i, j]·image[n, 0, 2i − 1 + a, 2j − 1 + b]. Per-thread float
+// sums over blocks of output rows, moved into double (`channel_sums`, its two halves read as one
+// [16, C] table).
+at::Tensor image_conv_weight_grad(const at::Tensor& maps, const at::Tensor& image, const at::Tensor& weight) {
+  const int64_t n = image.size(0), c = weight.size(0), h = image.size(2) / 2, w = image.size(3) / 2;
+  const auto x = image.contiguous();
+  const auto g = maps.permute({0, 2, 3, 1}).contiguous();  // [N, h, w, C]
   const float *xp = x.const_data_ptr<float>(), *gp = g.const_data_ptr<float>();
   const auto sums = channel_sums(n * h, 8 * c, [&](int64_t si, float* acc, float*) {
     thread_local std::vector<float> pad;
@@ -837,48 +855,62 @@ at::Tensor image_conv_weight_grad(const at::Tensor& grad_output, const at::Tenso
   return gw;
 }
 
+// The transposed convolution of maps [N, C, h, w] onto an image [N, 1, 2h, 2w] (channels-last).
+at::Tensor image_from_maps(const at::Tensor& maps, const at::Tensor& weight) {
+  const int64_t n = maps.size(0), c = maps.size(1), h = maps.size(2), w = maps.size(3);
+  const auto rows = maps.permute({0, 2, 3, 1}).reshape({n * h * w, c}).mm(weight.reshape({c, 16}));
+  return overlap_of(rows, n, h, w);
+}
+
 at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                         at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
                         at::IntArrayRef output_padding, int64_t groups) {
-  if (weight.size(0) % 16 == 0 && image_conv(input, weight, stride, padding, dilation, transposed, groups))
-    return image_conv_forward(input, weight, bias);
+  switch (image_conv(input, weight, stride, padding, dilation, transposed, output_padding, groups)) {
+    case ImageConv::conv:
+      ++image_conv_forward_calls;
+      return image_conv_forward(input, weight, bias);
+    case ImageConv::transposed: {
+      ++image_conv_forward_calls;
+      auto y = image_from_maps(input, weight);
+      return bias.has_value() && bias->defined() ? y + bias->view({1, 1, 1, 1}) : y;
+    }
+    case ImageConv::none:
+      break;
+  }
   return at::native::convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups);
 }
 
-// A convolution's gradients. The input's gradient of a k4 s2 p1 convolution of a one-channel
-// image (D's first layer: a gradient penalty asks for it at every critic update, G's update at
-// each step) is the transposed convolution of the output's gradient, which oneDNN's kernel for
-// this shape ran at 17 GFLOP/s (1 ms per call at batch 64, 32 channels). Here it is one matrix
-// product, [N·h·w, C] × [C, 16], whose rows `overlap_of` sums onto the image: same sums up to
-// rounding. The weight's gradient, for C a multiple of 16, is `image_conv_weight_grad`'s.
-// Everything else goes to libtorch's own function. Autograd's formula for this op's gradient
-// (the double backward above) is unchanged.
+// A convolution's gradients: the image forms above where they apply (the input's gradient of a
+// k4 s2 p1 convolution of a one-channel image is the transposed convolution of the output's
+// gradient, which oneDNN's kernel for this shape ran at 17 GFLOP/s: 1 ms per call at batch 64,
+// 32 channels), everything else libtorch's own function. Autograd's formula for this op's
+// gradient (the double backward above) is unchanged.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_backward(
     const at::Tensor& gO, const at::Tensor& input, const at::Tensor& weight, at::OptionalIntArrayRef bias_sizes,
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
     at::IntArrayRef output_padding, int64_t groups, std::array<bool, 3> output_mask) {
-  const bool image = image_conv(input, weight, stride, padding, dilation, transposed, groups) && gO.dim() == 4 &&
-                     gO.size(2) * 2 == input.size(2) && gO.size(3) * 2 == input.size(3) &&
-                     gO.scalar_type() == at::kFloat;
-  const bool own_weight_grad = image && weight.size(0) % 16 == 0;
-  if (!image || (!output_mask[0] && !own_weight_grad))
+  const auto form = image_conv(input, weight, stride, padding, dilation, transposed, output_padding, groups, true);
+  const bool sides = gO.dim() == 4 && gO.scalar_type() == at::kFloat &&
+                     (form == ImageConv::conv ? gO.size(2) * 2 == input.size(2) && gO.size(3) * 2 == input.size(3)
+                                              : input.size(2) * 2 == gO.size(2) && input.size(3) * 2 == gO.size(3));
+  const bool own_weight_grad = form != ImageConv::none && sides && weight.size(0) % 16 == 0;
+  if (form == ImageConv::none || !sides || (!output_mask[0] && !own_weight_grad))
     return at::native::convolution_backward(gO, input, weight, bias_sizes, stride, padding, dilation, transposed,
                                             output_padding, groups, output_mask);
   ++image_conv_backward_calls;
+  // The image and the maps, and which of them gO is the gradient of.
+  const bool conv = form == ImageConv::conv;
+  const auto &image = conv ? input : gO, &maps = conv ? gO : input;
   at::Tensor gI, gW, gb;
   if (own_weight_grad) {
-    if (output_mask[1]) gW = image_conv_weight_grad(gO, input, weight);
-    if (output_mask[2]) gb = gO.sum({0, 2, 3});
+    if (output_mask[1]) gW = image_conv_weight_grad(maps, image, weight);
+    if (output_mask[2]) gb = gO.sum({0, 2, 3}, false, at::kDouble).to(at::kFloat);  // totals in double
   } else if (output_mask[1] || output_mask[2]) {
     std::tie(std::ignore, gW, gb) = at::native::convolution_backward(
         gO, input, weight, bias_sizes, stride, padding, dilation, transposed, output_padding, groups,
         {false, output_mask[1], output_mask[2]});
   }
-  if (output_mask[0]) {
-    const int64_t n = gO.size(0), c = gO.size(1), h = gO.size(2), w = gO.size(3);
-    const auto rows = gO.permute({0, 2, 3, 1}).reshape({n * h * w, c}).mm(weight.reshape({c, 16}));
-    gI = overlap_of(rows, n, h, w);
-  }
+  if (output_mask[0]) gI = conv ? image_from_maps(gO, weight) : image_conv_forward(gO, weight, std::nullopt);
   return {gI, gW, gb};
 }
 

@@ -179,6 +179,14 @@ pub fn overlap_k4s2(rows: &Tensor, n: i64, h: i64, w: i64) -> Tensor {
     f_overlap_k4s2(rows, n, h, w).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Whether libtorch's k4 s2 p1 convolution of a float32 image with `image_channels` channels into
+/// `channels` maps, and the transposed one back, run gan_lab's image kernels (`csrc/ops.cpp`:
+/// direct sums with the weights in registers, faster than oneDNN's kernel or the window
+/// products at these shapes): one image channel, maps a multiple of 16 channels.
+pub fn image_conv_kernels(image_channels: i64, channels: i64) -> bool {
+    image_channels == 1 && channels % 16 == 0
+}
+
 /// BatchNorm `bn` followed by ReLU (`slope` 0) or LeakyReLU(`slope`): the block after every hidden
 /// convolution of the lessons' networks. In training, on float32 maps (returned channels-last) and
 /// `[N, C]` matrices, one fused op makes one pass for the statistics, one that normalises and
@@ -673,6 +681,57 @@ pub(crate) mod tests {
             let _ = Tensor::run_backward(&[y.sum(Kind::Float)], &[&x], false, false);
         }
         assert_eq!(calls(), before, "other shapes stay with libtorch");
+    }
+
+    #[test]
+    fn the_transposed_convolution_onto_an_image_and_its_gradients_match_float64() {
+        let calls = || unsafe { (gan_lab_image_conv_forward_calls(), gan_lab_image_conv_backward_calls()) };
+        let cpu = (Kind::Float, tch::Device::Cpu);
+        // 16 channels onto the image: gan_lab's forms; 7: libtorch's own.
+        for from in [16, 7] {
+            let (x, w, b, q) = crate::train::with_seed(14, || {
+                (
+                    Tensor::randn([5, from, 6, 5], cpu),
+                    Tensor::randn([from, 1, 4, 4], cpu),
+                    Tensor::randn([1], cpu),
+                    Tensor::randn([5, 1, 12, 10], cpu).abs(),
+                )
+            });
+            // The transposed convolution k4 s2 p1 (with a bias), and the maps', weight's and
+            // bias's gradients through it and tanh (positive factors q: the bias's one gradient is
+            // a sum of 600 positive terms, not a difference of near-equal sums that float32
+            // rounding of the output would dominate).
+            let run = |kind: Kind, channels_last: bool| {
+                let layout = |t: Tensor| if channels_last { crate::perf::channels_last(&t) } else { t };
+                let x = layout(x.to_kind(kind)).set_requires_grad(true);
+                let w = layout(w.to_kind(kind)).set_requires_grad(true);
+                let b = b.to_kind(kind).set_requires_grad(true);
+                let y = x.conv_transpose2d(&w, Some(&b), [2, 2], [1, 1], [0, 0], 1, [1, 1]);
+                let score = (y.tanh() * q.to_kind(kind)).sum(kind);
+                let grads = Tensor::run_backward(&[score], &[&x, &w, &b], false, false);
+                (y.detach(), grads)
+            };
+            for channels_last in [false, true] {
+                let before = calls();
+                let (y, fast) = run(Kind::Float, channels_last);
+                let own = i64::from(from == 16);
+                assert_eq!(calls(), (before.0 + own, before.1 + own), "{from} channels: the image forms");
+                assert_eq!(y.size(), [5, 1, 12, 10]);
+                let (y2, again) = run(Kind::Float, channels_last);
+                assert!(y.equal(&y2), "{from} channels: the same output bits twice");
+                assert!(
+                    fast.iter().zip(&again).all(|(a, b)| a.equal(b)),
+                    "{from} channels: the same gradient bits twice"
+                );
+                let (want, exact) = run(Kind::Double, channels_last);
+                let diff = relative(&y.to_kind(Kind::Double), &want);
+                assert!(diff < 1e-6, "{from} channels, output (channels-last {channels_last}): off by {diff:e}");
+                for ((a, b), name) in fast.iter().zip(&exact).zip(["maps", "weight", "bias"]) {
+                    let diff = relative(&a.to_kind(Kind::Double), b);
+                    assert!(diff < 1e-6, "{from} channels, {name} (channels-last {channels_last}): off by {diff:e}");
+                }
+            }
+        }
     }
 
     #[test]

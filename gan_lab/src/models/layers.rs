@@ -142,7 +142,9 @@ impl UpLayer {
     /// channels from 4×4 to 8×8 50 ms against 76–79 ms; 32 → 1 channel from 16×16 to 32×32 1.0
     /// against 1.5 ms); on larger maps with more channels it is slower, so models choose it layer
     /// by layer ([`UpLayer::new`] for the layer onto ≤ 4 channels). Under bfloat16 autocast it
-    /// runs oneDNN's kernel, which sums the overlaps before rounding to bfloat16.
+    /// runs oneDNN's kernel, which sums the overlaps before rounding to bfloat16. Onto one channel
+    /// from a multiple of 16 it runs libtorch's transposed convolution, which gan_lab computes the
+    /// same way forward and with its image kernels backward ([`crate::ops::image_conv_kernels`]).
     pub fn overlapped(p: nn::Path, from: i64, to: i64, config: nn::ConvTransposeConfig) -> UpLayer {
         assert!(
             config.stride == 2
@@ -175,7 +177,11 @@ impl Module for UpLayer {
                     None => y,
                 }
             }
-            UpLayer::Overlapped(conv) if crate::perf::autocast_active() => conv.forward(x),
+            UpLayer::Overlapped(conv)
+                if crate::perf::autocast_active() || crate::ops::image_conv_kernels(conv.ws.size()[1], x.size()[1]) =>
+            {
+                conv.forward(x)
+            }
             UpLayer::Overlapped(conv) => {
                 let (s, w) = (x.size(), &conv.ws); // w [from, to, 4, 4]
                 let to = w.size()[1];
@@ -239,8 +245,9 @@ impl Module for WholeConv {
 }
 
 /// A convolution k4 s2 p1 computed as one matrix product, [B·(H/2)·(W/2), 4·4·C] × [4·4·C, out], over
-/// its input's 4×4 windows ([`crate::ops::f_windows_k4s2`]); odd sizes, and bfloat16 autocast, run
-/// the convolution. Same weights, same values up to rounding. On small maps with many channels and
+/// its input's 4×4 windows ([`crate::ops::f_windows_k4s2`]); odd sizes, bfloat16 autocast, and one
+/// image channel into a multiple of 16 (gan_lab's image kernels, [`crate::ops::image_conv_kernels`])
+/// run the convolution. Same weights, same values up to rounding. On small maps with many channels and
 /// from an image's few channels that is faster than oneDNN's kernel (batch 64, forward and
 /// backward: the cDCGAN's 256 → 512 channels from 8×8 to 4×4 49 ms against 71–74 ms; 1 → 32
 /// channels from 32×32 with the input's gradient 1.0 against 1.9 ms); on larger maps with more
@@ -264,7 +271,11 @@ impl Module for WindowConv {
     /// `[B, C, H, W]` → `[B, out, H/2, W/2]` (channels-last).
     fn forward(&self, x: &Tensor) -> Tensor {
         let (s, w) = (x.size(), &self.conv.ws); // w [out, C, 4, 4]
-        if s[2] % 2 != 0 || s[3] % 2 != 0 || crate::perf::autocast_active() {
+        if s[2] % 2 != 0
+            || s[3] % 2 != 0
+            || crate::perf::autocast_active()
+            || crate::ops::image_conv_kernels(s[1], w.size()[0])
+        {
             return self.conv.forward(x);
         }
         let rows = crate::ops::windows_k4s2(x);
