@@ -706,6 +706,54 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_double_backward(
   return {ggO, at::Tensor(), gW};
 }
 
+// Per-op wall times while profiling (`gan-lab bench --profile`): for each op and autograd node
+// name, its calls, its time from start to end, and its self time (less the ops it ran inside).
+// Only the thread that started the profile is timed (the training loop, autograd's backward on
+// the CPU, the optimizers): other threads' work, tests running beside it, stays out.
+struct OpTimes {
+  int64_t calls = 0;
+  double total_ms = 0, self_ms = 0;
+};
+std::mutex profile_mutex;
+std::map<std::string, OpTimes> profile;
+std::chrono::steady_clock::time_point profile_started;
+std::optional<at::CallbackHandle> profile_handle;
+struct Frame {
+  std::chrono::steady_clock::time_point start;
+  double children_ms = 0;
+};
+thread_local std::vector<Frame> frames;
+
+double ms_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+thread_local bool profiling = false;
+
+void range_start() {
+  if (profiling) frames.push_back({std::chrono::steady_clock::now(), 0});
+}
+
+void range_end(const char* name) {
+  if (!profiling || frames.empty()) return;
+  const Frame frame = frames.back();
+  frames.pop_back();
+  const double ms = ms_since(frame.start);
+  if (!frames.empty()) frames.back().children_ms += ms;
+  std::lock_guard<std::mutex> lock(profile_mutex);
+  auto& t = profile[name];
+  ++t.calls;
+  t.total_ms += ms;
+  t.self_ms += ms - frame.children_ms;
+}
+
+// gan_lab's own work, timed as one op while profiling.
+struct Range {
+  const char* name;
+  explicit Range(const char* name) : name(name) { range_start(); }
+  ~Range() { range_end(name); }
+};
+
 // Times the image forms below ran on this thread (tests).
 thread_local int64_t image_conv_backward_calls = 0, image_conv_forward_calls = 0;
 
@@ -805,6 +853,7 @@ void padded_rows(const float* image, int64_t s, int64_t i, int64_t h, int64_t w,
 // The convolution, channels-last when the image or the weight is (as libtorch's would answer).
 at::Tensor image_conv_forward(const at::Tensor& input, const at::Tensor& weight,
                               const std::optional<at::Tensor>& bias) {
+  const Range range("gan_lab::image_conv");
   const int64_t n = input.size(0), c = weight.size(0), h = input.size(2) / 2, w = input.size(3) / 2;
   const auto x = input.contiguous();
   // wt[4a + b, k] = weight[k, 0, a, b]
@@ -833,6 +882,7 @@ at::Tensor image_conv_forward(const at::Tensor& input, const at::Tensor& weight,
 // sums over blocks of output rows, moved into double (`channel_sums`, its two halves read as one
 // [16, C] table).
 at::Tensor image_conv_weight_grad(const at::Tensor& maps, const at::Tensor& image, const at::Tensor& weight) {
+  const Range range("gan_lab::image_conv_weight_grad");
   const int64_t n = image.size(0), c = weight.size(0), h = image.size(2) / 2, w = image.size(3) / 2;
   const auto x = image.contiguous();
   const auto g = maps.permute({0, 2, 3, 1}).contiguous();  // [N, h, w, C]
@@ -855,11 +905,58 @@ at::Tensor image_conv_weight_grad(const at::Tensor& maps, const at::Tensor& imag
   return gw;
 }
 
-// The transposed convolution of maps [N, C, h, w] onto an image [N, 1, 2h, 2w] (channels-last).
+// One image's transposed convolution: for each map position (i, j), its 16 window values
+// v[4a + b] = Σ_k maps[i, j, k]·wt[k, 4a + b] (four partial sums over k mod 4), added onto the
+// padded image `buf` ((2h + 2) × (2w + 2), zeroed) at rows 2i + a, columns 2j + b; positions in
+// order, so each pixel's sum has a fixed order.
+GAN_LAB_WIDE_LOOP void image_from_maps_one(const float* __restrict__ maps, const float* __restrict__ wt,
+                                           float* __restrict__ buf, int64_t h, int64_t w, int64_t c) {
+  const int64_t width = 2 * w + 2;
+  for (int64_t i = 0; i < h; ++i) {
+    for (int64_t j = 0; j < w; ++j) {
+      const float* m = maps + (i * w + j) * c;
+      f16 v0 = {}, v1 = {}, v2 = {}, v3 = {};
+      for (int64_t k = 0; k < c; k += 4) {
+        v0 += m[k] * load16(wt + k * 16);
+        v1 += m[k + 1] * load16(wt + (k + 1) * 16);
+        v2 += m[k + 2] * load16(wt + (k + 2) * 16);
+        v3 += m[k + 3] * load16(wt + (k + 3) * 16);
+      }
+      const f16 v = (v0 + v1) + (v2 + v3);
+      for (int a = 0; a < 4; ++a) {
+        float* dst = buf + (2 * i + a) * width + 2 * j;
+        for (int b = 0; b < 4; ++b) dst[b] += v[4 * a + b];
+      }
+    }
+  }
+}
+
+// The transposed convolution of maps [N, C, h, w] onto an image [N, 1, 2h, 2w] (channels-last
+// strides): per image as above for C a multiple of 16, else one matrix product, [N·h·w, C] ×
+// [C, 16], whose rows `overlap_of` sums onto the image.
 at::Tensor image_from_maps(const at::Tensor& maps, const at::Tensor& weight) {
+  const Range range("gan_lab::image_from_maps");
   const int64_t n = maps.size(0), c = maps.size(1), h = maps.size(2), w = maps.size(3);
-  const auto rows = maps.permute({0, 2, 3, 1}).reshape({n * h * w, c}).mm(weight.reshape({c, 16}));
-  return overlap_of(rows, n, h, w);
+  if (c % 16 != 0) {
+    const auto rows = maps.permute({0, 2, 3, 1}).reshape({n * h * w, c}).mm(weight.reshape({c, 16}));
+    return overlap_of(rows, n, h, w);
+  }
+  const auto m = maps.to(at::kFloat).permute({0, 2, 3, 1}).contiguous();  // [N, h, w, C]
+  const auto wt = weight.reshape({c, 16}).contiguous();                     // wt[k, 4a + b] = weight[k, 0, a, b]
+  auto out = at::empty({n, 2 * h, 2 * w, 1}, m.options());
+  const float *mp = m.const_data_ptr<float>(), *wp = wt.const_data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    const int64_t width = 2 * w + 2;
+    std::vector<float> buf((2 * h + 2) * width);
+    for (int64_t s = begin; s < end; ++s) {
+      std::fill(buf.begin(), buf.end(), 0.f);
+      image_from_maps_one(mp + s * h * w * c, wp, buf.data(), h, w, c);
+      for (int64_t y = 0; y < 2 * h; ++y)
+        std::memcpy(op + (s * 2 * h + y) * 2 * w, buf.data() + (y + 1) * width + 1, 2 * w * sizeof(float));
+    }
+  });
+  return out.permute({0, 3, 1, 2});
 }
 
 at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
@@ -989,53 +1086,6 @@ bool draws_from_the_generator(const char* name) {
   return std::any_of(ops.begin(), ops.end(), [name](const char* op) { return std::strcmp(op, name) == 0; });
 }
 
-// Per-op wall times while profiling (`gan-lab bench --profile`): for each op and autograd node
-// name, its calls, its time from start to end, and its self time (less the ops it ran inside).
-// Only the thread that started the profile is timed (the training loop, autograd's backward on
-// the CPU, the optimizers): other threads' work, tests running beside it, stays out.
-struct OpTimes {
-  int64_t calls = 0;
-  double total_ms = 0, self_ms = 0;
-};
-std::mutex profile_mutex;
-std::map<std::string, OpTimes> profile;
-std::chrono::steady_clock::time_point profile_started;
-std::optional<at::CallbackHandle> profile_handle;
-struct Frame {
-  std::chrono::steady_clock::time_point start;
-  double children_ms = 0;
-};
-thread_local std::vector<Frame> frames;
-
-double ms_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
-}
-
-thread_local bool profiling = false;
-
-void range_start() {
-  if (profiling) frames.push_back({std::chrono::steady_clock::now(), 0});
-}
-
-void range_end(const char* name) {
-  if (!profiling || frames.empty()) return;
-  const Frame frame = frames.back();
-  frames.pop_back();
-  const double ms = ms_since(frame.start);
-  if (!frames.empty()) frames.back().children_ms += ms;
-  std::lock_guard<std::mutex> lock(profile_mutex);
-  auto& t = profile[name];
-  ++t.calls;
-  t.total_ms += ms;
-  t.self_ms += ms - frame.children_ms;
-}
-
-// gan_lab's own work, timed as one op while profiling.
-struct Range {
-  const char* name;
-  explicit Range(const char* name) : name(name) { range_start(); }
-  ~Range() { range_end(name); }
-};
 
 // Installed when the library loads. libtorch warns when a kernel is replaced; that warning says
 // nothing to a student, so it is not shown.
