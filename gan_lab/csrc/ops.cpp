@@ -210,34 +210,44 @@ at::Tensor batch_norm_act_composite(const at::Tensor& x, const at::Tensor& weigh
 #define GAN_LAB_ROW_LOOP __attribute__((noinline))
 #endif
 
+// Each takes `rows` consecutive rows of c channels (one call per block of rows: a call per row of
+// 32 channels cost more than its arithmetic).
+
 // acc[j] += x[j] − k[j], acc2[j] += (x[j] − k[j])² (k: one value per channel, near the mean).
 GAN_LAB_ROW_LOOP void row_moments(const float* __restrict__ x, const float* __restrict__ k, float* __restrict__ acc,
-                                  float* __restrict__ acc2, int64_t c) {
-  for (int64_t j = 0; j < c; ++j) {
-    const float v = x[j] - k[j];
-    acc[j] += v;
-    acc2[j] += v * v;
+                                  float* __restrict__ acc2, int64_t rows, int64_t c) {
+  for (int64_t r = 0; r < rows; ++r, x += c) {
+    for (int64_t j = 0; j < c; ++j) {
+      const float v = x[j] - k[j];
+      acc[j] += v;
+      acc2[j] += v * v;
+    }
   }
 }
 
 // out = act(x·scale + shift), act(y) = max(y, 0) + slope·min(y, 0): ReLU for slope 0, else LeakyReLU.
 GAN_LAB_ROW_LOOP void row_forward(const float* __restrict__ x, const float* __restrict__ scale,
-                                  const float* __restrict__ shift, float slope, float* __restrict__ out, int64_t c) {
-  for (int64_t j = 0; j < c; ++j) {
-    const float y = x[j] * scale[j] + shift[j];
-    out[j] = std::max(y, 0.f) + slope * std::min(y, 0.f);
+                                  const float* __restrict__ shift, float slope, float* __restrict__ out, int64_t rows,
+                                  int64_t c) {
+  for (int64_t r = 0; r < rows; ++r, x += c, out += c) {
+    for (int64_t j = 0; j < c; ++j) {
+      const float y = x[j] * scale[j] + shift[j];
+      out[j] = std::max(y, 0.f) + slope * std::min(y, 0.f);
+    }
   }
 }
 
 // d = dy·act'(out); acc[j] += d, acc2[j] += d·(x − mean).
 GAN_LAB_ROW_LOOP void row_backward_sums(const float* __restrict__ x, const float* __restrict__ out,
                                         const float* __restrict__ dy, const float* __restrict__ mean, float slope,
-                                        float* __restrict__ acc, float* __restrict__ acc2, int64_t c) {
-  for (int64_t j = 0; j < c; ++j) {
-    const float on = out[j] > 0.f;  // act'(y) = on + slope·(1 − on), as arithmetic so that it vectorises
-    const float d = dy[j] * on + dy[j] * slope * (1.f - on);
-    acc[j] += d;
-    acc2[j] += d * (x[j] - mean[j]);
+                                        float* __restrict__ acc, float* __restrict__ acc2, int64_t rows, int64_t c) {
+  for (int64_t r = 0; r < rows; ++r, x += c, out += c, dy += c) {
+    for (int64_t j = 0; j < c; ++j) {
+      const float on = out[j] > 0.f;  // act'(y) = on + slope·(1 − on), as arithmetic so that it vectorises
+      const float d = dy[j] * on + dy[j] * slope * (1.f - on);
+      acc[j] += d;
+      acc2[j] += d * (x[j] - mean[j]);
+    }
   }
 }
 
@@ -245,16 +255,19 @@ GAN_LAB_ROW_LOOP void row_backward_sums(const float* __restrict__ x, const float
 GAN_LAB_ROW_LOOP void row_backward(const float* __restrict__ x, const float* __restrict__ out,
                                    const float* __restrict__ dy, const float* __restrict__ mean,
                                    const float* __restrict__ mean_d, const float* __restrict__ k,
-                                   const float* __restrict__ w_invstd, float slope, float* __restrict__ dx, int64_t c) {
-  for (int64_t j = 0; j < c; ++j) {
-    const float on = out[j] > 0.f;
-    const float d = dy[j] * on + dy[j] * slope * (1.f - on);
-    dx[j] = (d - mean_d[j] - (x[j] - mean[j]) * k[j]) * w_invstd[j];
+                                   const float* __restrict__ w_invstd, float slope, float* __restrict__ dx,
+                                   int64_t rows, int64_t c) {
+  for (int64_t r = 0; r < rows; ++r, x += c, out += c, dy += c, dx += c) {
+    for (int64_t j = 0; j < c; ++j) {
+      const float on = out[j] > 0.f;
+      const float d = dy[j] * on + dy[j] * slope * (1.f - on);
+      dx[j] = (d - mean_d[j] - (x[j] - mean[j]) * k[j]) * w_invstd[j];
+    }
   }
 }
 
-// Two sums per channel over the rows of an [m, c] matrix: f(r, acc, acc2) adds row r's terms to
-// float accumulators, which move into double every kBlock rows. Each thread sums its own share of
+// Two sums per channel over the rows of an [m, c] matrix: f(r, rows, acc, acc2) adds the terms of
+// rows r..r + rows to float accumulators, which move into double every kBlock rows. Each thread sums its own share of
 // the rows, so the result depends only on the thread count. Returns [sums, sums2] (2c doubles).
 template <typename F>
 std::vector<double> channel_sums(int64_t m, int64_t c, F f) {
@@ -266,7 +279,7 @@ std::vector<double> channel_sums(int64_t m, int64_t c, F f) {
     std::vector<float> block(2 * c);
     for (int64_t r0 = begin; r0 < end; r0 += kBlock) {
       std::fill(block.begin(), block.end(), 0.f);
-      for (int64_t r = r0; r < std::min(end, r0 + kBlock); ++r) f(r, block.data(), block.data() + c);
+      f(r0, std::min(end, r0 + kBlock) - r0, block.data(), block.data() + c);
       for (int64_t j = 0; j < 2 * c; ++j) total[j] += block[j];
     }
   });
@@ -293,7 +306,9 @@ struct BatchNormAct : torch::autograd::Function<BatchNormAct> {
     // cancellation of E[x²] − E[x]² when the mean is large.
     const float* k = xp;
     const auto sums =
-        channel_sums(m, c, [&](int64_t r, float* acc, float* acc2) { row_moments(xp + r * c, k, acc, acc2, c); });
+        channel_sums(m, c, [&](int64_t r, int64_t rows, float* acc, float* acc2) {
+          row_moments(xp + r * c, k, acc, acc2, rows, c);
+        });
     auto mean = at::empty({c}, x.options());
     auto invstd = at::empty({c}, x.options());
     std::vector<float> scale(c), shift(c);
@@ -322,7 +337,7 @@ struct BatchNormAct : torch::autograd::Function<BatchNormAct> {
     float* op = out.data_ptr<float>();
     const float s = static_cast<float>(slope);
     at::parallel_for(0, m, std::max<int64_t>(1, 32768 / c), [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) row_forward(xp + r * c, scale.data(), shift.data(), s, op + r * c, c);
+      row_forward(xp + begin * c, scale.data(), shift.data(), s, op + begin * c, end - begin, c);
     });
     keep(ctx, {x, weight, bias, out, mean, invstd}, slope, eps);
     return out;
@@ -349,8 +364,8 @@ struct BatchNormAct : torch::autograd::Function<BatchNormAct> {
     const float *mu = mean.const_data_ptr<float>(), *is = invstd.const_data_ptr<float>(), *w = weight.const_data_ptr<float>();
     const float s = static_cast<float>(slope);
     // Per channel: the sum of the gradient after the activation, and of it times (x − mean).
-    const auto sums = channel_sums(m, c, [&](int64_t r, float* acc, float* acc2) {
-      row_backward_sums(xp + r * c, op + r * c, gp + r * c, mu, s, acc, acc2, c);
+    const auto sums = channel_sums(m, c, [&](int64_t r, int64_t rows, float* acc, float* acc2) {
+      row_backward_sums(xp + r * c, op + r * c, gp + r * c, mu, s, acc, acc2, rows, c);
     });
     auto grad_weight = at::empty({c}, weight.options());
     auto grad_bias = at::empty({c}, bias.options());
@@ -365,8 +380,8 @@ struct BatchNormAct : torch::autograd::Function<BatchNormAct> {
     auto grad_x = at::empty_like(x);
     float* gx = grad_x.data_ptr<float>();
     at::parallel_for(0, m, std::max<int64_t>(1, 32768 / c), [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r)
-        row_backward(xp + r * c, op + r * c, gp + r * c, mu, mean_d.data(), k.data(), wis.data(), s, gx + r * c, c);
+      row_backward(xp + begin * c, op + begin * c, gp + begin * c, mu, mean_d.data(), k.data(), wis.data(), s,
+                   gx + begin * c, end - begin, c);
     });
     return {grad_x, grad_weight, grad_bias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
@@ -551,8 +566,9 @@ struct LayerNormActGrad : torch::autograd::Function<LayerNormActGrad> {
     const float s = static_cast<float>(slope);
     auto row_sums = at::empty({n, 2}, x.options().dtype(at::kDouble));
     double* rows = row_sums.data_ptr<double>();
-    const auto columns = channel_sums(n, m, [&](int64_t r, float* acc_b, float* acc_w) {
-      ln_row_backward_sums(xp + r * m, op + r * m, gp + r * m, w, mu[r], rs[r], s, acc_b, acc_w, m, rows + 2 * r);
+    const auto columns = channel_sums(n, m, [&](int64_t r0, int64_t count, float* acc_b, float* acc_w) {
+      for (int64_t r = r0; r < r0 + count; ++r)
+        ln_row_backward_sums(xp + r * m, op + r * m, gp + r * m, w, mu[r], rs[r], s, acc_b, acc_w, m, rows + 2 * r);
     });
     auto grad_weight = at::empty_like(weight);
     auto grad_bias = at::empty_like(bias);
@@ -626,9 +642,10 @@ struct LayerNormActGrad : torch::autograd::Function<LayerNormActGrad> {
     });
     auto grad_dy = at::empty_like(x), grad_x = at::empty_like(x);
     float *gdy = grad_dy.data_ptr<float>(), *gx = grad_x.data_ptr<float>();
-    const auto columns = channel_sums(n, m, [&](int64_t r, float* acc_w, float*) {
-      ln_row_double(vp + r * m, xp + r * m, op + r * m, gp + r * m, w, mu[r], rs[r], s, k.data() + 5 * r, acc_w,
-                    gdy + r * m, gx + r * m, m);
+    const auto columns = channel_sums(n, m, [&](int64_t r0, int64_t count, float* acc_w, float*) {
+      for (int64_t r = r0; r < r0 + count; ++r)
+        ln_row_double(vp + r * m, xp + r * m, op + r * m, gp + r * m, w, mu[r], rs[r], s, k.data() + 5 * r, acc_w,
+                      gdy + r * m, gx + r * m, m);
     });
     auto grad_weight = at::empty_like(weight);
     float* gw = grad_weight.data_ptr<float>();
@@ -887,12 +904,13 @@ at::Tensor image_conv_weight_grad(const at::Tensor& maps, const at::Tensor& imag
   const auto x = image.contiguous();
   const auto g = maps.permute({0, 2, 3, 1}).contiguous();  // [N, h, w, C]
   const float *xp = x.const_data_ptr<float>(), *gp = g.const_data_ptr<float>();
-  const auto sums = channel_sums(n * h, 8 * c, [&](int64_t si, float* acc, float*) {
-    thread_local std::vector<float> pad;
-    pad.resize(4 * (2 * w + 2));
+  const auto sums = channel_sums(n * h, 8 * c, [&](int64_t begin, int64_t count, float* acc, float*) {
+    std::vector<float> pad(4 * (2 * w + 2));
     const float* rows[4];
-    padded_rows(xp, si / h, si % h, h, w, pad.data(), rows);
-    image_conv_row_grad(rows, gp + si * w * c, acc, w, c);
+    for (int64_t si = begin; si < begin + count; ++si) {
+      padded_rows(xp, si / h, si % h, h, w, pad.data(), rows);
+      image_conv_row_grad(rows, gp + si * w * c, acc, w, c);
+    }
   });
   // In (k, a, b) order: the weight's own strides when it is stored so (plain or channels-last:
   // its channel axis has one entry), else plain.
