@@ -614,65 +614,68 @@ pub(crate) mod tests {
         (out, unsafe { gan_lab_dnnl_matmul_calls() } - before)
     }
 
+    /// A k4 s2 p1 convolution of the image `x` (`transposed`: the transposed one of the maps `x`
+    /// onto an image) with weight `w` and bias `b`, and the gradients of x, w and b through it,
+    /// tanh and the factors `q`, in float32 (twice: the same bits) and float64: the float32 output
+    /// and gradients must be within 1e-6 of the float64 ones' largest values. Returns the output.
+    fn check_image_layer(what: &str, [x, w, b, q]: [&Tensor; 4], transposed: bool, channels_last: bool) -> Tensor {
+        let run = |kind: Kind| {
+            let layout = |t: Tensor| if channels_last { crate::perf::channels_last(&t) } else { t };
+            let x = layout(x.to_kind(kind)).set_requires_grad(true);
+            let w = layout(w.to_kind(kind)).set_requires_grad(true);
+            let b = b.to_kind(kind).set_requires_grad(true);
+            let y = if transposed {
+                x.conv_transpose2d(&w, Some(&b), [2, 2], [1, 1], [0, 0], 1, [1, 1])
+            } else {
+                x.conv2d(&w, Some(&b), [2, 2], [1, 1], [1, 1], 1)
+            };
+            let score = (y.tanh() * q.to_kind(kind)).sum(kind);
+            let grads = Tensor::run_backward(&[score], &[&x, &w, &b], false, false);
+            (y.detach(), grads)
+        };
+        let (y, fast) = run(Kind::Float);
+        let (y2, again) = run(Kind::Float);
+        assert!(y.equal(&y2), "{what}: the same output bits twice");
+        assert!(fast.iter().zip(&again).all(|(a, b)| a.equal(b)), "{what}: the same gradient bits twice");
+        let (want, exact) = run(Kind::Double);
+        let diff = relative(&y.to_kind(Kind::Double), &want);
+        assert!(diff < 1e-6, "{what}, output (channels-last {channels_last}): off by {diff:e}");
+        for ((a, b), name) in fast.iter().zip(&exact).zip(["input", "weight", "bias"]) {
+            let diff = relative(&a.to_kind(Kind::Double), b);
+            assert!(diff < 1e-6, "{what}, {name} gradient (channels-last {channels_last}): off by {diff:e}");
+        }
+        y
+    }
+
+    /// (times the image kernels' forward forms ran, times their backward ran) on this thread.
+    fn image_calls() -> (i64, i64) {
+        unsafe { (gan_lab_image_conv_forward_calls(), gan_lab_image_conv_backward_calls()) }
+    }
+
     #[test]
     fn a_one_channel_images_convolution_and_its_gradients_match_float64() {
-        let calls = || unsafe { (gan_lab_image_conv_forward_calls(), gan_lab_image_conv_backward_calls()) };
         let cpu = (Kind::Float, tch::Device::Cpu);
         // 7 output channels: the image's gradient is gan_lab's, the rest libtorch's; 16: all gan_lab's.
         for out in [7, 16] {
-            let (x, w, b, q) = crate::train::with_seed(12, || {
-                (
-                    Tensor::randn([5, 1, 12, 10], cpu),
-                    Tensor::randn([out, 1, 4, 4], cpu),
-                    Tensor::randn([out], cpu),
-                    Tensor::randn([5, out, 6, 5], cpu),
-                )
+            let [x, w, b, q] = crate::train::with_seed(12, || {
+                [vec![5, 1, 12, 10], vec![out, 1, 4, 4], vec![out], vec![5, out, 6, 5]]
+                    .map(|shape| Tensor::randn(shape, cpu))
             });
-            // The convolution k4 s2 p1 (with a bias), and the image's, weight's and bias's
-            // gradients through it and tanh.
-            let run = |kind: Kind, channels_last: bool| {
-                let layout = |t: Tensor| if channels_last { crate::perf::channels_last(&t) } else { t };
-                let x = layout(x.to_kind(kind)).set_requires_grad(true);
-                let w = layout(w.to_kind(kind)).set_requires_grad(true);
-                let b = b.to_kind(kind).set_requires_grad(true);
-                let y = x.conv2d(&w, Some(&b), [2, 2], [1, 1], [1, 1], 1);
-                let score = (y.tanh() * q.to_kind(kind)).sum(kind);
-                let grads = Tensor::run_backward(&[score], &[&x, &w, &b], false, false);
-                (y.detach(), grads)
-            };
             for channels_last in [false, true] {
-                let before = calls();
-                let (y, fast) = run(Kind::Float, channels_last);
-                let own_forward = i64::from(out == 16);
-                assert_eq!(calls(), (before.0 + own_forward, before.1 + 1), "{out} channels: the image forms");
+                let before = image_calls();
+                let y = check_image_layer(&format!("{out} channels"), [&x, &w, &b, &q], false, channels_last);
+                // Two float32 runs: each a forward (gan_lab's at 16 channels) and a backward.
+                let own_forward = 2 * i64::from(out == 16);
+                assert_eq!(image_calls(), (before.0 + own_forward, before.1 + 2), "{out} channels: the image forms");
                 assert_eq!(
                     y.is_contiguous(),
                     !channels_last,
                     "{out} channels: the output is channels-last when the image and weight are"
                 );
-                let (y2, again) = run(Kind::Float, channels_last);
-                assert!(y.equal(&y2), "{out} channels: the same output bits twice");
-                assert!(
-                    fast.iter().zip(&again).all(|(a, b)| a.equal(b)),
-                    "{out} channels: the same gradient bits twice"
-                );
-                let (want, exact) = run(Kind::Double, channels_last);
-                let diff = relative(&y.to_kind(Kind::Double), &want);
-                assert!(
-                    diff < 1e-6,
-                    "{out} channels, output (channels-last {channels_last}): off by {diff:e} of its largest"
-                );
-                for ((a, b), name) in fast.iter().zip(&exact).zip(["image", "weight", "bias"]) {
-                    let diff = relative(&a.to_kind(Kind::Double), b);
-                    assert!(
-                        diff < 1e-6,
-                        "{out} channels, {name} (channels-last {channels_last}): off by {diff:e} of its largest"
-                    );
-                }
             }
         }
         // Two channels, or an odd side: libtorch's own.
-        let before = calls();
+        let before = image_calls();
         for (x, w) in crate::train::with_seed(13, || {
             [([2, 2, 8, 8], [16, 2, 4, 4]), ([2, 1, 9, 8], [16, 1, 4, 4])]
                 .map(|(x, w)| (Tensor::randn(x, cpu).set_requires_grad(true), Tensor::randn(w, cpu)))
@@ -680,56 +683,27 @@ pub(crate) mod tests {
             let y = x.conv2d(&w, None::<Tensor>, [2, 2], [1, 1], [1, 1], 1);
             let _ = Tensor::run_backward(&[y.sum(Kind::Float)], &[&x], false, false);
         }
-        assert_eq!(calls(), before, "other shapes stay with libtorch");
+        assert_eq!(image_calls(), before, "other shapes stay with libtorch");
     }
 
     #[test]
     fn the_transposed_convolution_onto_an_image_and_its_gradients_match_float64() {
-        let calls = || unsafe { (gan_lab_image_conv_forward_calls(), gan_lab_image_conv_backward_calls()) };
         let cpu = (Kind::Float, tch::Device::Cpu);
         // 16 channels onto the image: gan_lab's forms; 7: libtorch's own.
         for from in [16, 7] {
-            let (x, w, b, q) = crate::train::with_seed(14, || {
-                (
-                    Tensor::randn([5, from, 6, 5], cpu),
-                    Tensor::randn([from, 1, 4, 4], cpu),
-                    Tensor::randn([1], cpu),
-                    Tensor::randn([5, 1, 12, 10], cpu).abs(),
-                )
+            let [x, w, b, q] = crate::train::with_seed(14, || {
+                [vec![5, from, 6, 5], vec![from, 1, 4, 4], vec![1], vec![5, 1, 12, 10]]
+                    .map(|shape| Tensor::randn(shape, cpu))
             });
-            // The transposed convolution k4 s2 p1 (with a bias), and the maps', weight's and
-            // bias's gradients through it and tanh (positive factors q: the bias's one gradient is
-            // a sum of 600 positive terms, not a difference of near-equal sums that float32
-            // rounding of the output would dominate).
-            let run = |kind: Kind, channels_last: bool| {
-                let layout = |t: Tensor| if channels_last { crate::perf::channels_last(&t) } else { t };
-                let x = layout(x.to_kind(kind)).set_requires_grad(true);
-                let w = layout(w.to_kind(kind)).set_requires_grad(true);
-                let b = b.to_kind(kind).set_requires_grad(true);
-                let y = x.conv_transpose2d(&w, Some(&b), [2, 2], [1, 1], [0, 0], 1, [1, 1]);
-                let score = (y.tanh() * q.to_kind(kind)).sum(kind);
-                let grads = Tensor::run_backward(&[score], &[&x, &w, &b], false, false);
-                (y.detach(), grads)
-            };
+            // Positive factors q: the bias's one gradient is then a sum of 600 positive terms, not
+            // a difference of near-equal sums that float32 rounding of the output would dominate.
+            let q = q.abs();
             for channels_last in [false, true] {
-                let before = calls();
-                let (y, fast) = run(Kind::Float, channels_last);
-                let own = i64::from(from == 16);
-                assert_eq!(calls(), (before.0 + own, before.1 + own), "{from} channels: the image forms");
+                let before = image_calls();
+                let y = check_image_layer(&format!("{from} channels"), [&x, &w, &b, &q], true, channels_last);
+                let own = 2 * i64::from(from == 16);
+                assert_eq!(image_calls(), (before.0 + own, before.1 + own), "{from} channels: the image forms");
                 assert_eq!(y.size(), [5, 1, 12, 10]);
-                let (y2, again) = run(Kind::Float, channels_last);
-                assert!(y.equal(&y2), "{from} channels: the same output bits twice");
-                assert!(
-                    fast.iter().zip(&again).all(|(a, b)| a.equal(b)),
-                    "{from} channels: the same gradient bits twice"
-                );
-                let (want, exact) = run(Kind::Double, channels_last);
-                let diff = relative(&y.to_kind(Kind::Double), &want);
-                assert!(diff < 1e-6, "{from} channels, output (channels-last {channels_last}): off by {diff:e}");
-                for ((a, b), name) in fast.iter().zip(&exact).zip(["maps", "weight", "bias"]) {
-                    let diff = relative(&a.to_kind(Kind::Double), b);
-                    assert!(diff < 1e-6, "{from} channels, {name} (channels-last {channels_last}): off by {diff:e}");
-                }
             }
         }
     }
