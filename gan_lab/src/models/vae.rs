@@ -96,9 +96,9 @@ impl VaeNet {
             // The last convolution, onto the smallest maps (2×2 for 32×32 images), is a matrix
             // product there, and so are the decoder's first and last layers below (128 → 256
             // channels, 4×4 → 2×2, forward and backward: 3.7 ms against oneDNN's 6.3 ms; see
-            // WindowConv). The first stays oneDNN's: it needs no input gradient, so the matrix
-            // product saves little there (0.45 against 0.7 ms), and it rounds μ beyond the 1e-5
-            // the parity test with PyTorch allows (1.1e-5).
+            // WindowConv). The first, from the one-channel image, is libtorch's convolution,
+            // which gan_lab's image kernels compute (`ops::image_conv_kernels`; the matrix
+            // product had rounded μ beyond the 1e-5 the parity test with PyTorch allows).
             let conv: Box<dyn Module> = if i == 3 {
                 Box::new(WindowConv::new(path, in_ch, w, config))
             } else {
