@@ -799,7 +799,7 @@ ImageConv image_conv(const at::Tensor& input, const at::Tensor& weight, at::IntA
                       weight.size(2) == 4 && weight.size(3) == 4 && all(stride, 2) && all(padding, 1) &&
                       all(dilation, 1) && input.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
                       input.device().is_cpu();
-  const bool c16 = weight.size(0) % 16 == 0;
+  const bool c16 = weight.dim() == 4 && weight.size(0) % 16 == 0;
   if (k4s2p1 && !transposed && input.size(1) == 1 && input.size(2) % 2 == 0 && input.size(3) % 2 == 0 &&
       (c16 || any_c))
     return ImageConv::conv;
@@ -1005,11 +1005,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_backward(
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
     at::IntArrayRef output_padding, int64_t groups, std::array<bool, 3> output_mask) {
   const auto form = image_conv(input, weight, stride, padding, dilation, transposed, output_padding, groups, true);
-  const bool sides = gO.dim() == 4 && gO.scalar_type() == at::kFloat &&
+  const bool sides = form != ImageConv::none && gO.dim() == 4 && gO.scalar_type() == at::kFloat &&
                      (form == ImageConv::conv ? gO.size(2) * 2 == input.size(2) && gO.size(3) * 2 == input.size(3)
                                               : input.size(2) * 2 == gO.size(2) && input.size(3) * 2 == gO.size(3));
-  const bool own_weight_grad = form != ImageConv::none && sides && weight.size(0) % 16 == 0;
-  if (form == ImageConv::none || !sides || (!output_mask[0] && !own_weight_grad))
+  const bool own_weight_grad = sides && weight.size(0) % 16 == 0;
+  if (!sides || (!output_mask[0] && !own_weight_grad))
     return at::native::convolution_backward(gO, input, weight, bias_sizes, stride, padding, dilation, transposed,
                                             output_padding, groups, output_mask);
   ++image_conv_backward_calls;

@@ -687,6 +687,15 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_malformed_weight_gets_libtorchs_own_error_not_the_image_kernels() {
+        let image = Tensor::zeros([2, 1, 8, 8], (Kind::Float, tch::Device::Cpu));
+        for weight in [Tensor::from(1.0f32), Tensor::zeros([16], (Kind::Float, tch::Device::Cpu))] {
+            let e = image.f_conv2d(&weight, None::<Tensor>, [2, 2], [1, 1], [1, 1], 1).unwrap_err().to_string();
+            assert!(e.contains("weight"), "{:?}: {e}", weight.size());
+        }
+    }
+
+    #[test]
     fn the_transposed_convolution_onto_an_image_and_its_gradients_match_float64() {
         let cpu = (Kind::Float, tch::Device::Cpu);
         // 16 channels onto the image: gan_lab's forms; 7: libtorch's own.
