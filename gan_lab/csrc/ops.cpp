@@ -780,9 +780,9 @@ thread_local int64_t image_conv_backward_calls = 0, image_conv_forward_calls = 0
 // and set-up on each of a DCGAN step's three calls. Here each output pixel of the convolution is
 // 16 products per channel, the weights of 16 channels held in registers while a row of pixels
 // goes by; sums in the order of the window offsets (a, b), so the same bits run to run. The
-// transposed convolution is the convolution's input gradient: one matrix product, [N·h·w, C] ×
-// [C, 16], whose rows `overlap_of` sums onto the image. Each one's gradients are the other and
-// the shared weight gradient below. Taken for C (the maps' channels) a multiple of 16 (every
+// transposed convolution (the convolution's input gradient) adds each map position's 16 window
+// values onto its image (`image_from_maps`). Each one's gradients are the other and the shared
+// weight gradient below. Taken for C (the maps' channels) a multiple of 16 (every
 // lesson's); the convolution's image gradient for any C; otherwise libtorch's own.
 enum class ImageConv { none, conv, transposed };
 
