@@ -875,8 +875,7 @@ at::Tensor image_conv_forward(const at::Tensor& input, const at::Tensor& weight,
   const auto x = input.contiguous();
   // wt[4a + b, k] = weight[k, 0, a, b]
   const auto wt = weight.reshape({c, 16}).t().contiguous();
-  const auto start =
-      bias.has_value() && bias->defined() ? bias->to(at::kFloat).contiguous() : at::zeros({c}, x.options());
+  const auto start = bias.has_value() && bias->defined() ? bias->contiguous() : at::zeros({c}, x.options());
   auto out = at::empty({n, h, w, c}, x.options());
   const float *xp = x.const_data_ptr<float>(), *wp = wt.const_data_ptr<float>(), *sp = start.const_data_ptr<float>();
   float* op = out.data_ptr<float>();
@@ -959,7 +958,7 @@ at::Tensor image_from_maps(const at::Tensor& maps, const at::Tensor& weight) {
     const auto rows = maps.permute({0, 2, 3, 1}).reshape({n * h * w, c}).mm(weight.reshape({c, 16}));
     return overlap_of(rows, n, h, w);
   }
-  const auto m = maps.to(at::kFloat).permute({0, 2, 3, 1}).contiguous();  // [N, h, w, C]
+  const auto m = maps.permute({0, 2, 3, 1}).contiguous();  // [N, h, w, C]
   const auto wt = weight.reshape({c, 16}).contiguous();                     // wt[k, 4a + b] = weight[k, 0, a, b]
   auto out = at::empty({n, 2 * h, 2 * w, 1}, m.options());
   const float *mp = m.const_data_ptr<float>(), *wp = wt.const_data_ptr<float>();
@@ -980,7 +979,14 @@ at::Tensor image_from_maps(const at::Tensor& maps, const at::Tensor& weight) {
 at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                         at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
                         at::IntArrayRef output_padding, int64_t groups) {
-  switch (image_conv(input, weight, stride, padding, dilation, transposed, output_padding, groups)) {
+  // A bias the image forms can add: none, or one float32 value per output channel (libtorch's own
+  // function names anything else).
+  const auto bias_fits = [&](int64_t out) {
+    return !bias.has_value() || !bias->defined() ||
+           (bias->dim() == 1 && bias->size(0) == out && bias->scalar_type() == at::kFloat);
+  };
+  const auto form = image_conv(input, weight, stride, padding, dilation, transposed, output_padding, groups);
+  switch (bias_fits(form == ImageConv::conv ? weight.size(0) : 1) ? form : ImageConv::none) {
     case ImageConv::conv:
       ++image_conv_forward_calls;
       return image_conv_forward(input, weight, bias);

@@ -687,11 +687,22 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_malformed_weight_gets_libtorchs_own_error_not_the_image_kernels() {
-        let image = Tensor::zeros([2, 1, 8, 8], (Kind::Float, tch::Device::Cpu));
-        for weight in [Tensor::from(1.0f32), Tensor::zeros([16], (Kind::Float, tch::Device::Cpu))] {
+    fn a_malformed_weight_or_bias_gets_libtorchs_own_error_not_the_image_kernels() {
+        let cpu = (Kind::Float, tch::Device::Cpu);
+        let image = Tensor::zeros([2, 1, 8, 8], cpu);
+        for weight in [Tensor::from(1.0f32), Tensor::zeros([16], cpu)] {
             let e = image.f_conv2d(&weight, None::<Tensor>, [2, 2], [1, 1], [1, 1], 1).unwrap_err().to_string();
             assert!(e.contains("weight"), "{:?}: {e}", weight.size());
+        }
+        // A bias of the wrong length, or of another type, for the image convolution and its transpose.
+        let (weight, maps) = (Tensor::zeros([16, 1, 4, 4], cpu), Tensor::zeros([2, 16, 4, 4], cpu));
+        for bias in [Tensor::zeros([5], cpu), Tensor::zeros([16], (Kind::Double, tch::Device::Cpu))] {
+            let e = image.f_conv2d(&weight, Some(&bias), [2, 2], [1, 1], [1, 1], 1).unwrap_err().to_string();
+            assert!(e.contains("bias") || e.contains("type"), "{:?}: {e}", bias.size());
+        }
+        for bias in [Tensor::zeros([3], cpu), Tensor::zeros([1], (Kind::Double, tch::Device::Cpu))] {
+            let y = maps.f_conv_transpose2d(&weight, Some(&bias), [2, 2], [1, 1], [0, 0], 1, [1, 1]);
+            assert!(y.is_err(), "transposed, bias {:?} {:?}: {y:?}", bias.size(), bias.kind());
         }
     }
 
