@@ -1,6 +1,7 @@
 //! The `gan-lab` command line: train the lessons, fetch data, manage the evaluator.
 
 use crate::builders::{Acgan, Builder, Cdcgan, Dcgan, Family, Infogan};
+use crate::course::sandbox::Limits;
 use crate::data::{self, Dataset, Source, Split};
 use crate::losses::Objective;
 use crate::metrics::{ConfidenceReport, Evaluator};
@@ -9,7 +10,7 @@ use crate::vae::{Reconstruction, Vae};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(name = "gan-lab", version, about = "Train and inspect the gan_lab course's GANs")]
@@ -65,6 +66,33 @@ enum Command {
         /// Print the results as JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Grade students' submissions (student editions: folders, .zip or .tar.gz) against this
+    /// master's exercise tests, hidden ones included; writes grades.csv and, per submission,
+    /// feedback.md and Gradescope's results.json.
+    Autograde {
+        #[arg(required = true)]
+        submissions: Vec<PathBuf>,
+        /// Only these lessons (e.g. dcgan); all by default.
+        #[arg(long)]
+        lesson: Vec<String>,
+        /// Submissions graded at once.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        #[arg(long)]
+        out: PathBuf,
+        /// Seconds each test may take.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        /// Memory (address space) each test process may use, in GB.
+        #[arg(long, default_value_t = 8.0)]
+        memory_gb: f64,
+    },
+    /// Write the files an autograding service runs for each submission.
+    Autograder {
+        /// The Gradescope autograder zip to write.
+        #[arg(long)]
+        gradescope: PathBuf,
     },
     /// Write the student edition of this repository (the instructors' master) to a new folder.
     Release {
@@ -356,12 +384,45 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Explore { checkpoint, dim, seed, out } => explore(&checkpoint, dim, seed, &out),
         Command::Grade { lesson, timeout, json } => {
-            let results = crate::course::grade::grade(&repo_root(), &lesson, std::time::Duration::from_secs(timeout))?;
+            let limits = Limits { timeout: Duration::from_secs(timeout), ..Limits::default() };
+            let results = crate::course::grade::grade(&repo_root(), &lesson, limits)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&results)?);
             } else {
                 print!("{}", crate::course::grade::table(&results));
             }
+            Ok(())
+        }
+        Command::Autograde { submissions, lesson, jobs, out, timeout, memory_gb } => {
+            anyhow::ensure!(jobs >= 1, "--jobs {jobs}: expected 1 or more");
+            anyhow::ensure!(memory_gb > 0.0, "--memory-gb {memory_gb}: expected a positive number");
+            let target =
+                std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
+            let options = crate::course::autograde::Options {
+                lessons: lesson,
+                jobs,
+                limits: Limits {
+                    timeout: Duration::from_secs(timeout),
+                    memory: (memory_gb * (1u64 << 30) as f64) as u64,
+                },
+                work: target.join("autograde"),
+            };
+            let started = Instant::now();
+            let reports = crate::course::autograde::autograde(&repo_root(), &submissions, &out, &options)?;
+            println!(
+                "{} submissions graded in {:.0} s; grades in {}",
+                reports.len(),
+                started.elapsed().as_secs_f64(),
+                out.join("grades.csv").display()
+            );
+            Ok(())
+        }
+        Command::Autograder { gradescope } => {
+            let n = crate::course::gradescope::write_bundle(&repo_root(), &gradescope)?;
+            println!(
+                "Gradescope autograder in {} ({n} files): upload it as the assignment's autograder",
+                gradescope.display()
+            );
             Ok(())
         }
         Command::Release { out } => {

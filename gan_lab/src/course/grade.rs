@@ -1,14 +1,14 @@
-//! `gan-lab grade`: runs each exercise's tests in its own process with a time limit, so a
-//! function that panics, loops forever or returns NaN fails its own exercise only, and prints a
-//! table of exercises, points and a one-line hint from the first failing check.
+//! `gan-lab grade`: runs each exercise's tests in its own process (see `sandbox`), so a function
+//! that panics, loops forever, exits or returns NaN fails its own exercise only, and prints a
+//! table of exercises, points and a one-line hint from the first failing check. The building
+//! blocks here serve `autograde` too.
 
+use super::sandbox::{self, Limits};
 use super::{Exercise, EXERCISES};
 use anyhow::{Context, Result};
 use serde::Serialize;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// One test's result.
 #[derive(Debug, Clone, Serialize)]
@@ -42,32 +42,86 @@ impl ExerciseResult {
     }
 }
 
-/// Builds the exercise tests of `lesson` in the workspace `root`; returns the test binary, or the
-/// compiler's first error.
-fn build(root: &Path, lesson: &str) -> Result<std::result::Result<PathBuf, String>> {
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(root)
-        .args(["test", "--release", "--no-run", "--message-format=json-render-diagnostics", "--test"])
-        .arg(format!("exercises_{lesson}"))
-        .stderr(Stdio::piped())
-        .output()
-        .context("cannot run cargo")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    for line in stdout.lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        if msg["reason"] == "compiler-artifact" && msg["target"]["name"] == format!("exercises_{lesson}") {
-            if let Some(exe) = msg["executable"].as_str() {
-                return Ok(Ok(PathBuf::from(exe)));
-            }
-        }
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let first_error = stderr.lines().find(|l| l.starts_with("error")).unwrap_or("the exercise tests do not build");
-    Ok(Err(format!("does not compile: {first_error}")))
+/// A compiler error, where it points.
+#[derive(Debug, Clone)]
+pub struct CompileError {
+    /// The file as cargo names it (relative to the workspace), and its 1-based line.
+    pub file: String,
+    pub line: usize,
+    /// The error's first line, e.g. `error[E0308]: mismatched types`.
+    pub message: String,
 }
 
-fn list_tests(exe: &Path) -> Result<Vec<String>> {
-    let out = Command::new(exe).args(["--list", "--format", "terse"]).output()?;
+impl std::fmt::Display for CompileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
+}
+
+/// `cargo test --release --no-run` of the exercise tests of `lessons` in the workspace `root`:
+/// the test binary of each lesson, or the compiler's errors. The command runs without the
+/// `CARGO_*` variables of a `cargo run` that started this process: build scripts watch them, and
+/// inheriting them would rebuild dependencies on every call.
+pub fn build(
+    root: &Path,
+    lessons: &[&str],
+    envs: &[(&str, &Path)],
+) -> Result<std::result::Result<Vec<PathBuf>, Vec<CompileError>>> {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_") && !matches!(&*key, "CARGO_HOME" | "CARGO_TARGET_DIR") {
+            cmd.env_remove(&*key);
+        }
+    }
+    cmd.current_dir(root).args(["test", "--release", "--no-run", "--message-format=json"]);
+    for lesson in lessons {
+        cmd.arg("--test").arg(format!("exercises_{lesson}"));
+    }
+    for (key, value) in envs {
+        cmd.env(key, value);
+    }
+    let out = cmd.stderr(Stdio::piped()).output().context("cannot run cargo")?;
+    let mut exes = vec![None; lessons.len()];
+    let mut errors = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if msg["reason"] == "compiler-artifact" {
+            let target = msg["target"]["name"].as_str().unwrap_or("");
+            if let (Some(i), Some(exe)) =
+                (lessons.iter().position(|l| target == format!("exercises_{l}")), msg["executable"].as_str())
+            {
+                exes[i] = Some(PathBuf::from(exe));
+            }
+        }
+        if msg["reason"] == "compiler-message" && msg["message"]["level"] == "error" {
+            let m = &msg["message"];
+            let span = m["spans"].as_array().and_then(|s| s.iter().find(|s| s["is_primary"] == true).cloned());
+            let code = m["code"]["code"].as_str().map(|c| format!("[{c}]")).unwrap_or_default();
+            errors.push(CompileError {
+                file: span.as_ref().and_then(|s| s["file_name"].as_str()).unwrap_or("").to_string(),
+                line: span.as_ref().and_then(|s| s["line_start"].as_u64()).unwrap_or(0) as usize,
+                message: format!("error{code}: {}", m["message"].as_str().unwrap_or("")),
+            });
+        }
+    }
+    if errors.is_empty() && exes.iter().all(Option::is_some) {
+        return Ok(Ok(exes.into_iter().flatten().collect()));
+    }
+    if errors.is_empty() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let first = stderr.lines().find(|l| l.starts_with("error")).unwrap_or("the exercise tests do not build");
+        errors.push(CompileError { file: String::new(), line: 0, message: first.to_string() });
+    }
+    Ok(Err(errors))
+}
+
+/// The test names of a libtest binary.
+pub fn list_tests(exe: &Path) -> Result<Vec<String>> {
+    let out = Command::new(exe)
+        .args(["--list", "--format", "terse"])
+        .output()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.strip_suffix(": test"))
@@ -75,90 +129,49 @@ fn list_tests(exe: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// The failure's first useful line: the panic message, with `todo!` stubs said plainly.
-fn hint_from(output: &str) -> String {
-    let mut lines = output.lines();
-    while let Some(line) = lines.next() {
-        if line.contains("panicked at") {
-            let message = lines.next().unwrap_or("").trim();
-            if let Some(rest) = message.strip_prefix("not yet implemented: ") {
-                return format!("not implemented yet ({rest})");
-            }
-            return message.chars().take(160).collect();
-        }
-    }
-    "failed without a panic message".into()
+/// The tests of `exe` that belong to exercise `e` (named `<function>__<check>`).
+pub fn tests_of<'a>(names: &'a [String], e: &Exercise) -> impl Iterator<Item = &'a String> {
+    let prefix = format!("{}__", e.name());
+    names.iter().filter(move |n| n.starts_with(&prefix))
 }
 
-fn run_test(exe: &Path, name: &str, timeout: Duration) -> Result<TestOutcome> {
-    let started = Instant::now();
-    let mut child = Command::new(exe)
-        .args(["--exact", name, "--test-threads=1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot run {}", exe.display()))?;
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
-        }
-        if started.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let output = reader.join().unwrap_or_default();
-    let seconds = started.elapsed().as_secs_f64();
-    let (passed, hint) = match status {
-        None => (false, Some(format!("stopped after {} s: an endless loop?", timeout.as_secs()))),
-        Some(s) if s.success() && output.contains("1 passed") => (true, None),
-        Some(_) => (false, Some(hint_from(&output))),
-    };
-    Ok(TestOutcome { name: name.to_string(), passed, hint, seconds })
+/// The result of an exercise whose tests could not be run.
+pub fn not_built(e: &Exercise, hint: &str) -> ExerciseResult {
+    let t = TestOutcome { name: format!("{}__builds", e.name()), passed: false, hint: Some(hint.into()), seconds: 0.0 };
+    ExerciseResult { id: e.id, points: e.points, earned: 0, tests: vec![t] }
 }
 
-/// Grades the exercises of `lessons` (all lessons when empty) in the workspace `root`.
-pub fn grade(root: &Path, lessons: &[String], timeout: Duration) -> Result<Vec<ExerciseResult>> {
+/// Runs the tests of `e` from `names` in `exe`, each in its own process.
+pub fn run_exercise(exe: &Path, names: &[String], e: &Exercise, cwd: &Path, limits: Limits) -> Result<ExerciseResult> {
+    let tests = tests_of(names, e)
+        .map(|n| {
+            let o = sandbox::run_test(exe, n, cwd, limits)?;
+            Ok(TestOutcome { name: n.clone(), passed: o.passed, hint: o.hint, seconds: o.seconds })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut r = ExerciseResult { id: e.id, points: e.points, earned: 0, tests };
+    r.earned = if r.passed() { r.points } else { 0 };
+    Ok(r)
+}
+
+/// Grades the exercises of `lessons` (all lessons when empty) in the workspace `root`, its own
+/// tests on its own code (the student's check; `autograde` is the instructor's).
+pub fn grade(root: &Path, lessons: &[String], limits: Limits) -> Result<Vec<ExerciseResult>> {
     let mut results = Vec::new();
     for lesson in super::lessons() {
         if !lessons.is_empty() && !lessons.iter().any(|l| l == lesson) {
             continue;
         }
-        let exercises: Vec<&Exercise> = EXERCISES.iter().filter(|e| e.lesson() == lesson).collect();
-        match build(root, lesson)? {
-            Err(hint) => {
-                for e in exercises {
-                    let t = TestOutcome {
-                        name: format!("{}__builds", e.name()),
-                        passed: false,
-                        hint: Some(hint.clone()),
-                        seconds: 0.0,
-                    };
-                    results.push(ExerciseResult { id: e.id, points: e.points, earned: 0, tests: vec![t] });
-                }
+        let exercises = EXERCISES.iter().filter(|e| e.lesson() == lesson);
+        match build(root, &[lesson], &[])? {
+            Err(errors) => {
+                let hint = format!("does not compile: {}", errors[0]);
+                results.extend(exercises.map(|e| not_built(e, &hint)));
             }
-            Ok(exe) => {
-                let names = list_tests(&exe)?;
+            Ok(exes) => {
+                let names = list_tests(&exes[0])?;
                 for e in exercises {
-                    let prefix = format!("{}__", e.name());
-                    let tests = names
-                        .iter()
-                        .filter(|n| n.starts_with(&prefix))
-                        .map(|n| run_test(&exe, n, timeout))
-                        .collect::<Result<Vec<_>>>()?;
-                    let mut r = ExerciseResult { id: e.id, points: e.points, earned: 0, tests };
-                    r.earned = if r.passed() { r.points } else { 0 };
-                    results.push(r);
+                    results.push(run_exercise(&exes[0], &names, e, root, limits)?);
                 }
             }
         }

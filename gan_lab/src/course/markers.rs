@@ -7,6 +7,10 @@ pub const BEGIN_SOLUTION: &str = "BEGIN SOLUTION";
 pub const END_SOLUTION: &str = "END SOLUTION";
 pub const BEGIN_HIDDEN: &str = "BEGIN HIDDEN TESTS";
 pub const END_HIDDEN: &str = "END HIDDEN TESTS";
+/// The lines around an exercise body in the student edition: the instructor's grader takes the
+/// code between them, and only that, from a submission.
+pub const BEGIN_EXERCISE: &str = "BEGIN EXERCISE";
+pub const END_EXERCISE: &str = "END EXERCISE";
 
 /// A marked region: lines `begin..=end` (0-based) of a text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,4 +126,32 @@ pub fn strip(text: &str, what: &str, stub: impl Fn(&Region) -> Result<String>) -
         out.pop();
     }
     Ok(out)
+}
+
+/// One exercise body of a student's file: the lines strictly between `// BEGIN EXERCISE <id>`
+/// and `// END EXERCISE` (0-based, `begin..end`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub id: String,
+    pub begin: usize,
+    pub end: usize,
+}
+
+/// The exercise blocks of a student's file, in order. A block left open, or an END without a
+/// BEGIN, is left out: the grader then treats that exercise as not found in the file.
+pub fn exercise_blocks(text: &str) -> Vec<Block> {
+    let mut out = Vec::new();
+    let mut open: Option<(String, usize)> = None;
+    for (i, line) in text.lines().enumerate() {
+        let Some(rest) = line.trim_start().strip_prefix("//").map(str::trim_start) else { continue };
+        if let Some(after) = rest.strip_prefix(BEGIN_EXERCISE) {
+            let id = after.trim_start().split(|c: char| c.is_whitespace() || c == ':').next().unwrap_or("");
+            open = Some((id.to_string(), i + 1));
+        } else if rest.starts_with(END_EXERCISE) {
+            if let Some((id, begin)) = open.take() {
+                out.push(Block { id, begin, end: i });
+            }
+        }
+    }
+    out
 }

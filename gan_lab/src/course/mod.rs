@@ -7,10 +7,13 @@
 //! edition replaces each solution region by `todo!("exercise <id>: <summary>")` and drops hidden
 //! tests. Each exercise's tests are named `<function>__<check>` in `tests/exercises_<lesson>.rs`.
 
+pub mod autograde;
 pub mod grade;
+pub mod gradescope;
 pub mod markers;
 pub mod notebooks;
 pub mod release;
+pub mod sandbox;
 
 /// One exercise: a function (or a few) whose body the student writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -36,7 +36,16 @@ pub fn stub(region: &Region, what: &str) -> Result<String> {
     let Some(e) = exercise(id) else {
         bail!("{what}:{}: exercise `{id}` is not in gan_lab::course::EXERCISES", region.begin + 1);
     };
-    Ok(format!("// YOUR CODE HERE\ntodo!(\"exercise {}: {}\")", e.id, e.summary))
+    Ok(format!(
+        "// {} {}: your code goes between this line and `{}` (the grader takes exactly that)\n\
+         todo!(\"exercise {}: {}\")\n// {}",
+        markers::BEGIN_EXERCISE,
+        e.id,
+        markers::END_EXERCISE,
+        e.id,
+        e.summary,
+        markers::END_EXERCISE
+    ))
 }
 
 /// The student version of one file of the master, or `None` if it is not shipped.
