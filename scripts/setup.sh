@@ -7,7 +7,7 @@
 set -euo pipefail
 
 GAN_LAB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-GAN_LAB_HOME="${GAN_LAB_HOME:-$HOME/.cache/gan_lab}"
+export GAN_LAB_HOME="${GAN_LAB_HOME:-$HOME/.cache/gan_lab}"
 TORCH_VERSION="2.13.0"
 VENV="$GAN_LAB_HOME/venv-torch-$TORCH_VERSION"
 mkdir -p "$GAN_LAB_HOME"

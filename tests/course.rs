@@ -26,7 +26,9 @@ fn markers_find_regions_and_strip_them() {
     let stripped = markers::strip(text, "x.rs", |r| release::stub(r, "x.rs")).unwrap();
     assert_eq!(
         stripped,
-        "fn f() -> i32 {\n    // YOUR CODE HERE\n    todo!(\"exercise dcgan.interpolate: steps rows (1 - a) z1 + a z2 for a evenly from 0 to 1\")\n}\nfn g() {}\n"
+        "fn f() -> i32 {\n    // BEGIN EXERCISE dcgan.interpolate: your code goes between this line and `END EXERCISE` \
+         (the grader takes exactly that)\n    todo!(\"exercise dcgan.interpolate: steps rows (1 - a) z1 + a z2 for a evenly \
+         from 0 to 1\")\n    // END EXERCISE\n}\nfn g() {}\n"
     );
 }
 

@@ -94,7 +94,9 @@ fn init__dcgan_batchnorm_weight_is_normal_1_002_and_bias_0() {
     let bn = batch_norm(Init::Dcgan);
     let w = bn.ws.as_ref().expect("BatchNorm weight");
     close("BatchNorm weight mean", w.mean(Kind::Float).double_value(&[]), 1.0, 0.003);
-    close("BatchNorm weight std", w.std(true).double_value(&[]), 0.02, 0.1);
+    // 4096 draws: the sample std of N(1, 0.02) is within 0.0007 of 0.02; PyTorch's default (all
+    // 1.0) and N(1, 0.1) are far outside 0.002.
+    close("BatchNorm weight std", w.std(true).double_value(&[]), 0.02, 0.002);
     let b = bn.bs.as_ref().expect("BatchNorm bias");
     assert_eq!(b.abs().max().double_value(&[]), 0.0, "BatchNorm bias must start at 0");
 }

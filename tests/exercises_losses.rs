@@ -139,7 +139,11 @@ fn gradient_penalty__is_taken_between_real_and_fake() {
 fn gradient_penalty__reaches_the_critic_weights() {
     let (r, f, a) = batch(3);
     let w = (Tensor::full([1, 1, 3, 3], 2.0 / 3.0, (Kind::Float, Device::Cpu))).set_requires_grad(true); // ‖w‖ = 2
-    gradient_penalty(&linear(&w), &r, &f, &a, 10.0).backward();
+    let penalty = gradient_penalty(&linear(&w), &r, &f, &a, 10.0);
+    assert!(
+        penalty.f_backward().is_ok(),
+        "the penalty does not differentiate back to the critic: take ∇f with create_graph = true"
+    );
     let grad = w.grad();
     assert!(grad.defined(), "no gradient reached the critic's weights: take ∇f with create_graph");
     // d/dw λ(‖w‖ − 1)² = 2λ(‖w‖ − 1) w/‖w‖ = 10 w.

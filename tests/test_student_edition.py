@@ -10,50 +10,14 @@ the master's build of `gan-lab` in the shared directory. Each build names its ch
 (GAN_LAB_CHECKOUT, as scripts/setup.sh does) and copies get fresh modification times, so cargo
 never takes another checkout's build for theirs.
 """
-import json
-import os
-import pathlib
 import re
 import shutil
-import subprocess
 
 import nbformat
-import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from conftest import ROOT, cargo, copy_edition, grade, tracked, write_exercises
+
 BEGIN, END = re.compile(r"^\s*// BEGIN (SOLUTION|HIDDEN TESTS)"), re.compile(r"^\s*// END (SOLUTION|HIDDEN TESTS)")
-
-
-def cargo(cwd, *args):
-    """`cargo ARGS` in `cwd`; outside the master, into the student editions' target directory
-    (the one scripts/setup.sh gives a student edition)."""
-    env = dict(os.environ, GAN_LAB_CHECKOUT=str(pathlib.Path(cwd).resolve()))
-    if pathlib.Path(cwd).resolve() != ROOT and "CARGO_TARGET_DIR" in env:
-        env["CARGO_TARGET_DIR"] = env["CARGO_TARGET_DIR"].rstrip("/") + "-student"
-    return subprocess.run(["cargo", *args], cwd=cwd, env=env, capture_output=True, text=True)
-
-
-def gan_lab(cwd, *args):
-    return cargo(cwd, "run", "--release", "--quiet", "--bin", "gan-lab", "--", *args)
-
-
-def grade(cwd):
-    out = gan_lab(cwd, "grade", "--json")
-    assert out.returncode == 0, out.stderr[-3000:]
-    return {r["id"]: r for r in json.loads(out.stdout)}
-
-
-def tracked(root):
-    files = subprocess.run(["git", "-C", str(root), "ls-files"], capture_output=True, text=True, check=True).stdout
-    return [f for f in files.splitlines() if (root / f).is_file()]
-
-
-@pytest.fixture(scope="module")
-def edition(tmp_path_factory):
-    out = tmp_path_factory.mktemp("edition") / "student"
-    result = gan_lab(ROOT, "release", "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    return out
 
 
 def marked_lines():
@@ -123,15 +87,8 @@ def test_edition_builds_and_every_exercise_fails(edition):
 
 
 def test_writing_one_exercise_turns_only_it_green(edition, tmp_path):
-    copy = tmp_path / "student"
-    shutil.copytree(edition, copy, ignore=shutil.ignore_patterns("target"), copy_function=shutil.copy)
-    viz = copy / "gan_lab/src/viz.rs"
-    text = viz.read_text()
-    stub = re.search(r'    // YOUR CODE HERE\n    todo!\("exercise dcgan.interpolate[^\n]*\n', text)
-    assert stub, "the interpolate stub"
-    solution = '    let alpha = Tensor::linspace(0.0, 1.0, steps, (Kind::Float, z1.device())).unsqueeze(1);\n' \
-               '    z1.unsqueeze(0) * (1.0 - &alpha) + z2.unsqueeze(0) * alpha\n'
-    viz.write_text(text.replace(stub.group(0), solution))
+    copy = copy_edition(edition, tmp_path / "student")
+    write_exercises(copy, {"dcgan.interpolate"})
     results = grade(copy)
     green = sorted(i for i, r in results.items() if r["earned"] == r["points"])
     assert green == ["dcgan.interpolate"], green
@@ -152,7 +109,7 @@ BUGS = {
     "dcgan.interpolate": ("gan_lab/src/viz.rs", "z1.unsqueeze(0) * (1.0 - &alpha) + z2.unsqueeze(0) * alpha",
                           "z1.unsqueeze(0) * &alpha + z2.unsqueeze(0) * (1.0 - alpha)"),
     "dcgan.init": ("gan_lab/src/models/dcgan.rs", "bn_weight: nn::Init::Randn { mean: 1.0, stdev: 0.02 }",
-                   "bn_weight: nn::Init::Randn { mean: 0.0, stdev: 0.02 }"),
+                   "bn_weight: nn::Init::Const(1.0)"),
     "metrics.inception_score": ("gan_lab/src/metrics/mod.rs", "    kl.mean(Kind::Double).double_value(&[]).exp()\n",
                                 "    kl.sum(Kind::Double).double_value(&[]).exp()\n"),
     "metrics.mode_score": ("gan_lab/src/metrics/mod.rs", "(kl.mean(Kind::Double) - kl_marginal)",

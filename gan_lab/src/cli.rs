@@ -396,8 +396,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Autograde { submissions, lesson, jobs, out, timeout, memory_gb } => {
             anyhow::ensure!(jobs >= 1, "--jobs {jobs}: expected 1 or more");
             anyhow::ensure!(memory_gb > 0.0, "--memory-gb {memory_gb}: expected a positive number");
-            let target =
-                std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
+            // One build tree per machine (scripts/setup.sh exports GAN_LAB_HOME), else per checkout.
+            let work = match std::env::var_os("GAN_LAB_HOME") {
+                Some(home) => PathBuf::from(home).join("autograde"),
+                None => repo_root().join("target/autograde"),
+            };
             let options = crate::course::autograde::Options {
                 lessons: lesson,
                 jobs,
@@ -405,7 +408,7 @@ fn run(cli: Cli) -> Result<()> {
                     timeout: Duration::from_secs(timeout),
                     memory: (memory_gb * (1u64 << 30) as f64) as u64,
                 },
-                work: target.join("autograde"),
+                work,
             };
             let started = Instant::now();
             let reports = crate::course::autograde::autograde(&repo_root(), &submissions, &out, &options)?;

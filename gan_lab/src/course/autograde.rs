@@ -201,7 +201,7 @@ const NOT_BUILT: &[&str] = &["notebooks/", "solutions/", "docs/", "tools/", ".ci
 impl Master {
     fn read(root: &Path) -> Result<Master> {
         let mut files = BTreeMap::new();
-        for path in master_files(root)? {
+        for path in release::master_files(root)? {
             if NOT_BUILT.iter().any(|p| path.starts_with(p)) {
                 continue;
             }
@@ -239,34 +239,6 @@ impl Master {
             p.ends_with(".rs") && p.starts_with("gan_lab/src/") && String::from_utf8_lossy(b).contains("BEGIN SOLUTION")
         })
     }
-}
-
-/// The master's files: git's list in a checkout, else every file but builds and envs (the
-/// Gradescope bundle is an unpacked folder, not a checkout).
-pub fn master_files(root: &Path) -> Result<Vec<String>> {
-    if root.join(".git").exists() {
-        return release::tracked_files(root);
-    }
-    let mut out = Vec::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let dir = root.join(&rel);
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if rel.as_os_str().is_empty() && matches!(name.as_str(), "target" | ".venv" | ".git") {
-                continue;
-            }
-            let path = rel.join(&name);
-            if entry.file_type()?.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path.to_string_lossy().into_owned());
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
 }
 
 /// The folder of a submission that holds `gan_lab/src`: the submission itself or, as archives
@@ -672,4 +644,65 @@ fn lock(path: &Path) -> Result<std::fs::File> {
         }
     }
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MASTER: &str = "fn a() -> i32 {\n    // BEGIN SOLUTION dcgan.init\n    1\n    // END SOLUTION\n}\n\
+                          fn b() -> i32 {\n    // BEGIN SOLUTION dcgan.interpolate\n    2\n    // END SOLUTION\n}\n";
+
+    fn student(a: &str, b: &str) -> String {
+        format!(
+            "fn a() -> i32 {{\n    // BEGIN EXERCISE dcgan.init: yours\n{a}    // END EXERCISE\n}}\n\
+             // a change outside the exercises\n\
+             fn b() -> i32 {{\n    // BEGIN EXERCISE dcgan.interpolate: yours\n{b}    // END EXERCISE\n}}\n"
+        )
+    }
+
+    #[test]
+    fn splice_takes_exactly_the_bodies_and_says_where_they_went() {
+        let theirs = student("    let x = 40;\n    x + 1\n", "    7\n");
+        let (text, placed, missing) = splice("f.rs", MASTER, Some(&theirs), &BTreeSet::new()).unwrap();
+        assert_eq!(text, "fn a() -> i32 {\n    let x = 40;\n    x + 1\n}\nfn b() -> i32 {\n    7\n}\n");
+        assert!(missing.is_empty());
+        let at: Vec<_> = placed.iter().map(|p| (p.id.as_str(), p.begin, p.end, p.from)).collect();
+        // Spliced lines 1..3 (0-based) came from the student's lines 2 on, b's body from line 9.
+        assert_eq!(at, [("dcgan.init", 1, 3, 2), ("dcgan.interpolate", 5, 6, 9)]);
+    }
+
+    #[test]
+    fn a_stubbed_or_missing_exercise_gets_the_stub() {
+        let theirs = student("    1\n", "    2\n").replace("// END EXERCISE\n}\n// a", "}\n// a");
+        let stubbed = BTreeSet::from(["dcgan.interpolate".to_string()]);
+        let (text, placed, missing) = splice("f.rs", MASTER, Some(&theirs), &stubbed).unwrap();
+        // dcgan.init's block lost its END line: not found; dcgan.interpolate is stubbed.
+        assert_eq!(missing, ["dcgan.init"]);
+        assert!(placed.is_empty());
+        assert_eq!(text.matches("todo!(\"exercise dcgan.").count(), 2, "{text}");
+        let (_, _, missing) = splice("f.rs", MASTER, None, &BTreeSet::new()).unwrap();
+        assert_eq!(missing, ["dcgan.init", "dcgan.interpolate"]);
+    }
+
+    #[test]
+    fn hidden_checks_are_reported_without_their_names_or_messages() {
+        let test = |name: &str, passed: bool, hint: &str| TestOutcome {
+            name: name.into(),
+            passed,
+            hint: (!passed).then(|| hint.into()),
+            seconds: 0.0,
+        };
+        let result = ExerciseResult {
+            id: "dcgan.init",
+            points: 1,
+            earned: 0,
+            tests: vec![test("init__visible", true, ""), test("init__secret", false, "secret message")],
+        };
+        let g = graded(result, &["init__secret".to_string()]);
+        assert_eq!(g.feedback(), "hidden check failed (1 of 1)");
+        let mut shown = g.clone();
+        shown.result.tests[0] = test("init__visible", false, "look at the mean");
+        assert_eq!(shown.feedback(), "failed `init__visible`: look at the mean; hidden check failed (1 of 1)");
+    }
 }

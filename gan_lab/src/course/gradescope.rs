@@ -9,7 +9,7 @@
 //! `GAN_LAB_AUTOGRADER_ROOT` (default `/autograder`), so the same files run in a folder laid out
 //! like Gradescope's on any machine.
 
-use super::autograde::master_files;
+use super::release::master_files;
 use anyhow::{ensure, Context, Result};
 use std::io::Write;
 use std::path::Path;
@@ -20,7 +20,7 @@ const LEFT_OUT: &[&str] = &["notebooks/", "solutions/", "docs/", "tools/", ".ci/
 pub const SETUP: &str = r#"#!/usr/bin/env bash
 # Gradescope runs this once, when it builds the autograder's image: what gan_lab's own set-up
 # installs (libtorch from the PyPI torch wheel), Rust if the image has none, the grader itself,
-# and one grading of the empty student edition so that the exercise tests' dependencies are built.
+# and a first build of the exercise tests and their dependencies.
 set -euo pipefail
 ROOT="${GAN_LAB_AUTOGRADER_ROOT:-/autograder}"
 cd "$ROOT/source"
@@ -32,9 +32,10 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 source scripts/setup.sh
 cargo build --release --quiet --bin gan-lab
+# Grading the master itself finds no exercise blocks (every exercise graded as not written): a
+# cheap first build of the tree every submission is then built in.
 warm="$(mktemp -d)"
-"$CARGO_TARGET_DIR/release/gan-lab" release --out "$warm/edition" >/dev/null
-"$CARGO_TARGET_DIR/release/gan-lab" autograde "$warm/edition" --out "$warm/grades" >/dev/null
+"$CARGO_TARGET_DIR/release/gan-lab" autograde "$ROOT/source" --out "$warm" >/dev/null
 rm -rf "$warm"
 "#;
 

@@ -101,8 +101,13 @@ fn isolate(cmd: &mut Command, memory: Option<u64>, no_network: bool) {
 
 /// The failure's first useful line: the panic message, with `todo!` stubs said plainly.
 pub fn hint_from(output: &str) -> Option<String> {
-    if let Some(line) = output.lines().find(|l| l.starts_with("memory allocation of") && l.ends_with("failed")) {
-        return Some(format!("ran out of memory ({})", line.trim()));
+    for line in output.lines() {
+        if let Some(at) = line.find("memory allocation of").filter(|_| line.trim_end().ends_with("failed")) {
+            return Some(format!("ran out of memory ({})", &line[at..].trim_end()));
+        }
+        if line.contains("std::bad_alloc") {
+            return Some("ran out of memory (std::bad_alloc in libtorch)".into());
+        }
     }
     let mut lines = output.lines();
     while let Some(line) = lines.next() {
@@ -141,6 +146,7 @@ pub fn run_test(exe: &Path, name: &str, cwd: &Path, limits: Limits) -> Result<Ou
         let mut err = Vec::new();
         let _ = (&mut stderr).take(64 << 10).read_to_end(&mut err);
         let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+        text.push(b'\n');
         text.extend(err);
         String::from_utf8_lossy(&text).into_owned()
     });
