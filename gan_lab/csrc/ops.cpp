@@ -1204,6 +1204,9 @@ int64_t gan_lab_image_conv_forward_calls() { return image_conv_forward_calls; }
 // How many matrix products oneDNN's kernel computed on this thread (tests).
 int64_t gan_lab_dnnl_matmul_calls() { return dnnl_matmul_calls; }
 
+// Whether oneDNN has taken float32 products on this CPU so far (it refuses them on some AVX2 CPUs).
+bool gan_lab_dnnl_matmul_usable() { return dnnl_matmul_usable; }
+
 // Marks this thread as holding (or no longer holding) gan_lab's seed lock.
 void gan_lab_seeded(bool on) { seeded = on; }
 

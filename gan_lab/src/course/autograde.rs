@@ -152,6 +152,7 @@ pub fn autograde(master: &Path, submissions: &[PathBuf], out: &Path, options: &O
         }
     });
     let _ = std::fs::remove_dir_all(&scratch);
+    sandbox::remove_private_dir();
     if let Some(e) = failure.into_inner().unwrap() {
         return Err(e);
     }

@@ -176,6 +176,7 @@ pub fn grade(root: &Path, lessons: &[String], limits: Limits) -> Result<Vec<Exer
             }
         }
     }
+    sandbox::remove_private_dir();
     Ok(results)
 }
 

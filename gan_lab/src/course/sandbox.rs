@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// What one test process may use.
@@ -206,18 +206,29 @@ fn kill_group(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
-/// A folder for the log files that only this user can enter, made once per process.
-fn private_dir() -> Result<&'static Path> {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    if let Some(d) = DIR.get() {
-        return Ok(d);
+/// The folder for the log files, which only this user can enter: made on first use, removed by
+/// [`remove_private_dir`].
+static PRIVATE_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+fn private_dir() -> Result<PathBuf> {
+    let mut dir = PRIVATE_DIR.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(d) = dir.as_ref() {
+        return Ok(d.clone());
     }
-    let dir = std::env::temp_dir().join(format!("gan-lab-grade-{}", token()));
-    std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let made = std::env::temp_dir().join(format!("gan-lab-grade-{}", token()));
+    std::fs::create_dir(&made).with_context(|| format!("cannot create {}", made.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        std::fs::set_permissions(&made, std::fs::Permissions::from_mode(0o700))?;
     }
-    Ok(DIR.get_or_init(|| dir))
+    *dir = Some(made.clone());
+    Ok(made)
+}
+
+/// Removes the log folder once grading is over.
+pub fn remove_private_dir() {
+    if let Some(d) = PRIVATE_DIR.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }
