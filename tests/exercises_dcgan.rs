@@ -11,13 +11,15 @@
 
 mod common;
 
-use common::{assert_gradients_reach_every_layer, close, fake, fill_like_reference, logits, real, shapes, values};
+use common::{
+    assert_gradients_reach_every_layer, assert_layer_list, close, fake, fill_like_reference, logits, real, shapes,
+    values,
+};
 use gan_lab::data::{Dataset, Split};
 use gan_lab::losses;
 use gan_lab::models::dcgan::{DcganConfig, Discriminator, Generator, Init};
 use gan_lab::train::{sample_prior, with_seed};
 use gan_lab::viz::interpolate;
-use std::collections::BTreeMap;
 use tch::{nn, Kind, Tensor};
 
 fn reference_z() -> Tensor {
@@ -135,7 +137,7 @@ fn generator__maps_z_to_32x32_images_in_tanh_range() {
 #[test]
 fn generator__has_the_lesson_layers() {
     let (vs, _g) = generator(&DcganConfig::mnist32());
-    let expected: BTreeMap<String, Vec<i64>> = [
+    let expected = [
         ("convt1.weight", vec![100, 128, 4, 4]),
         ("bn1.weight", vec![128]),
         ("bn1.bias", vec![128]),
@@ -146,11 +148,8 @@ fn generator__has_the_lesson_layers() {
         ("bn3.weight", vec![32]),
         ("bn3.bias", vec![32]),
         ("convt4.weight", vec![32, 1, 4, 4]),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    assert_eq!(shapes(&vs), expected, "parameters (name → shape) differ from the lesson's layer list (no conv biases)");
+    ];
+    assert_layer_list(&vs, &expected);
 }
 
 #[test]
@@ -206,7 +205,7 @@ fn discriminator__maps_images_to_one_logit_each() {
 #[test]
 fn discriminator__has_the_lesson_layers() {
     let (vs, _d) = discriminator(&DcganConfig::mnist32());
-    let expected: BTreeMap<String, Vec<i64>> = [
+    let expected = [
         ("conv1.weight", vec![32, 1, 4, 4]),
         ("bn1.weight", vec![32]),
         ("bn1.bias", vec![32]),
@@ -217,11 +216,8 @@ fn discriminator__has_the_lesson_layers() {
         ("bn3.weight", vec![128]),
         ("bn3.bias", vec![128]),
         ("conv4.weight", vec![1, 128, 4, 4]),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    assert_eq!(shapes(&vs), expected, "parameters (name → shape) differ from the lesson's layer list (no conv biases)");
+    ];
+    assert_layer_list(&vs, &expected);
 }
 
 #[test]

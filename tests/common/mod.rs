@@ -36,6 +36,30 @@ pub fn shapes(vs: &nn::VarStore) -> BTreeMap<String, Vec<i64>> {
     vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(k, v)| (k, v.size())).collect()
 }
 
+/// Panics with what differs between a network's parameters and the lesson's layer list: the
+/// missing ones (a BatchNorm left out shows as its missing `bn*.weight`), the unexpected ones (a
+/// convolution's `bias`: the lesson's convolutions have none), and wrong shapes.
+pub fn assert_layer_list(vs: &nn::VarStore, expected: &[(&str, Vec<i64>)]) {
+    let got = shapes(vs);
+    let mut problems = Vec::new();
+    for (name, shape) in expected {
+        match got.get(*name) {
+            None => problems.push(format!("missing {name} {shape:?}")),
+            Some(s) if s != shape => problems.push(format!("{name}: expected shape {shape:?}, got {s:?}")),
+            Some(_) => {}
+        }
+    }
+    for name in got.keys().filter(|n| !expected.iter().any(|(e, _)| e == n)) {
+        let why = if name.ends_with(".bias") && !name.starts_with("bn") {
+            " (the lesson's convolutions take no bias)"
+        } else {
+            ""
+        };
+        problems.push(format!("unexpected {name}{why}"));
+    }
+    assert!(problems.is_empty(), "the layers differ from the lesson's list: {}", problems.join("; "));
+}
+
 /// Sets every parameter (sorted by name, k-th) to 0.05·sin(0.37·i + 1.3·k), BatchNorm weights
 /// plus 1: the same values the PyTorch reference loads.
 pub fn fill_like_reference(vs: &nn::VarStore) {
