@@ -27,8 +27,8 @@ fn markers_find_regions_and_strip_them() {
     assert_eq!(
         stripped,
         "fn f() -> i32 {\n    // BEGIN EXERCISE dcgan.interpolate: your code goes between this line and `END EXERCISE` \
-         (the grader takes exactly that)\n    todo!(\"exercise dcgan.interpolate: steps rows (1 - a) z1 + a z2 for a evenly \
-         from 0 to 1\")\n    // END EXERCISE\n}\nfn g() {}\n"
+         (the grader takes exactly that)\n    todo!(\"exercise dcgan.interpolate: steps latent vectors on the segment from z1 \
+         to z2, ends included\")\n    // END EXERCISE\n}\nfn g() {}\n"
     );
 }
 

@@ -21,7 +21,8 @@ pub struct Exercise {
     /// `<lesson>.<name>`; tests for it are `tests/exercises_<lesson>.rs::<name>__*`.
     pub id: &'static str,
     pub points: u32,
-    /// One line for the stub's `todo!` message.
+    /// One line for the stub's `todo!` message: the task, never its answer (no formula that a
+    /// lesson's question asks for).
     pub summary: &'static str,
 }
 
@@ -37,90 +38,110 @@ impl Exercise {
 
 /// Every exercise of the course.
 pub const EXERCISES: &[Exercise] = &[
-    Exercise { id: "dcgan.sample_prior", points: 1, summary: "draw n vectors from N(0, I) in latent_dim dimensions" },
+    Exercise { id: "dcgan.sample_prior", points: 1, summary: "draw n latent vectors from the lesson's prior" },
     Exercise {
         id: "dcgan.init",
         points: 1,
-        summary: "DCGAN init: conv N(0, 0.02), BatchNorm weight N(1, 0.02), bias 0",
+        summary: "the DCGAN paper's initialisation of convolution and BatchNorm weights",
     },
     Exercise {
         id: "dcgan.generator",
         points: 3,
-        summary: "the lesson's generator: convT blocks with BatchNorm and ReLU, tanh",
+        summary: "the lesson's generator, layer by layer as the course text lists it",
     },
     Exercise {
         id: "dcgan.discriminator",
         points: 3,
-        summary: "the lesson's discriminator: conv blocks with BatchNorm and LeakyReLU(0.2), logits",
+        summary: "the lesson's discriminator, layer by layer as the course text lists it; it returns logits",
     },
     Exercise {
         id: "dcgan.discriminator_loss",
         points: 2,
-        summary: "BCE of real logits against 1 plus fake logits against 0",
+        summary: "D's loss on the logits of a real and a generated batch",
     },
-    Exercise { id: "dcgan.generator_loss_non_saturating", points: 2, summary: "-E[log D(G(z))] on logits" },
-    Exercise { id: "dcgan.generator_loss_saturating", points: 2, summary: "E[log(1 - D(G(z)))] on logits" },
-    Exercise { id: "dcgan.interpolate", points: 1, summary: "steps rows (1 - a) z1 + a z2 for a evenly from 0 to 1" },
+    Exercise {
+        id: "dcgan.generator_loss_non_saturating",
+        points: 2,
+        summary: "the non-saturating generator loss, on D's logits",
+    },
+    Exercise {
+        id: "dcgan.generator_loss_saturating",
+        points: 2,
+        summary: "the saturating (minimax) generator loss, on D's logits",
+    },
+    Exercise {
+        id: "dcgan.interpolate",
+        points: 1,
+        summary: "steps latent vectors on the segment from z1 to z2, ends included",
+    },
     Exercise {
         id: "metrics.inception_score",
         points: 2,
-        summary: "exp of the mean KL(p(y|x) || p(y)), p(y) the mean of the rows",
+        summary: "the Inception score of the evaluator's class probabilities",
     },
-    Exercise { id: "metrics.mode_score", points: 2, summary: "exp(mean KL(p(y|x) || p(y)) - KL(p(y) || p(y*)))" },
+    Exercise {
+        id: "metrics.mode_score",
+        points: 2,
+        summary: "the Mode score of the class probabilities against the real data's class marginal",
+    },
     Exercise {
         id: "metrics.frechet_distance",
         points: 3,
-        summary: "|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), via sqrt_psd",
+        summary: "the Fréchet distance between two Gaussians (sqrt_psd is there to help)",
     },
     Exercise {
         id: "conditional.label_map",
         points: 1,
-        summary: "one-hot labels expanded to [B, classes, size, size] planes",
+        summary: "the labels as one constant plane per class, [B, classes, size, size]",
     },
     Exercise {
         id: "conditional.fusion",
         points: 3,
-        summary: "the two branches of cG and cD, concatenated along the channels",
+        summary: "the two input branches of cG and cD, joined along the channels",
     },
+    Exercise { id: "conditional.class_loss", points: 2, summary: "the auxiliary classifier's loss on class logits" },
+    Exercise { id: "losses.wasserstein_critic", points: 1, summary: "the WGAN critic's loss on its raw scores" },
     Exercise {
-        id: "conditional.class_loss",
-        points: 2,
-        summary: "cross-entropy of class logits against labels (no softmax first)",
+        id: "losses.wasserstein_generator",
+        points: 1,
+        summary: "the WGAN generator's loss on the critic's raw scores",
     },
-    Exercise { id: "losses.wasserstein_critic", points: 1, summary: "E[f(G(z))] - E[f(x)] on raw critic scores" },
-    Exercise { id: "losses.wasserstein_generator", points: 1, summary: "-E[f(G(z))]" },
-    Exercise { id: "losses.clip_weights", points: 1, summary: "clamp every critic weight into [-c, c]" },
+    Exercise { id: "losses.clip_weights", points: 1, summary: "WGAN's clipping of every critic weight to [-c, c]" },
     Exercise {
         id: "losses.gradient_penalty",
         points: 3,
-        summary: "lambda E[(|grad f(x_hat)| - 1)^2] at x_hat = a x + (1 - a) x_fake, with create_graph",
+        summary: "WGAN-GP's gradient penalty at points between real and generated images",
     },
     Exercise {
         id: "losses.power_iteration",
         points: 2,
-        summary: "v = W^T u / |W^T u|, u' = W v / |W v|, sigma = u'^T W v (no gradient into u', v)",
+        summary: "one power-iteration step and the largest singular value it estimates",
     },
-    Exercise { id: "losses.attention", points: 2, summary: "beta[b, j, i] = softmax over i of f(x_i) . g(x_j)" },
     Exercise {
-        id: "infogan.sample_codes",
+        id: "losses.attention",
         points: 2,
-        summary: "one-hot rows of uniform categorical values, then continuous codes from U(-1, 1)",
+        summary: "SAGAN's attention map: for each position, weights over the positions it attends to",
     },
+    Exercise { id: "infogan.sample_codes", points: 2, summary: "draw InfoGAN's categorical and continuous codes" },
     Exercise {
         id: "infogan.information_loss",
         points: 3,
-        summary: "cross-entropy of Q's logits (no softmax first) and Gaussian NLL of the continuous codes",
+        summary: "InfoGAN's information term for the categorical and the continuous codes",
     },
-    Exercise { id: "vae.reparameterize", points: 1, summary: "z = mu + exp(log_variance / 2) * eps, eps ~ N(0, I)" },
+    Exercise {
+        id: "vae.reparameterize",
+        points: 1,
+        summary: "draw z from q(z|x) so that gradients reach mu and log_variance",
+    },
     Exercise {
         id: "vae.kl_divergence",
         points: 2,
-        summary: "0.5 * mean(exp(log_variance) + mu^2 - 1 - log_variance) over dimensions and batch",
+        summary: "KL(q(z|x) || N(0, I)) from mu and log_variance, averaged",
     },
     Exercise {
         id: "vae.vae_loss",
         points: 2,
-        summary: "reconstruction (MSE, or BCE on (x + 1) / 2) + lambda_kl * KL, both averaged",
+        summary: "the VAE's loss: a reconstruction term and the weighted KL term",
     },
 ];
 
