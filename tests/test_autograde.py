@@ -99,6 +99,9 @@ def graded(edition, tmp_path_factory):
     # A wrong KL costs kl_divergence only, not also vae_loss, which calls it.
     replace(broken / "gan_lab/src/losses.rs", "(log_variance.exp() + mu.square() - 1.0 - log_variance)",
             "(log_variance.exp() + mu - 1.0 - log_variance)")
+    # A wrong label map costs label_map only, not also the fusion that reads the planes.
+    replace(broken / "gan_lab/src/models/cdcgan.rs", "expand([b, classes, size, size], false)",
+            "expand([b, classes, size, size], false).ones_like()")
     replace(broken / "gan_lab/src/losses.rs", "let _ = w.clamp_(-c, c);",
             "let mut hog = Vec::new();\n        loop { hog.push(vec![1u8; 1 << 24]); }")
 
@@ -188,7 +191,8 @@ def test_bugs_only_hidden_tests_catch_are_caught_without_showing_them(graded):
 def test_code_that_breaks_costs_only_its_own_exercise(graded):
     grades = row(graded, "broken")
     lost = {k for k, v in points().items() if grades[k] < v}
-    assert lost == {"metrics.mode_score", "losses.wasserstein_generator", "losses.clip_weights", "vae.kl_divergence"}, \
+    assert lost == {"metrics.mode_score", "losses.wasserstein_generator", "losses.clip_weights", "vae.kl_divergence",
+                    "conditional.label_map"}, \
         grades
     compile_error = exercise_line(graded, "broken", "metrics.mode_score")
     assert f"does not compile: gan_lab/src/metrics/mod.rs:{graded['error_line']}: error[E0308]" in compile_error

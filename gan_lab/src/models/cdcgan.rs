@@ -166,20 +166,26 @@ impl Discriminator {
     pub fn forward_t(&self, x: &Tensor, labels: &Tensor, train: bool) -> Tensor {
         let b = x.size()[0];
         assert_eq!(labels.size(), [b], "discriminator labels: expected [{b}]");
-        let h = self.fuse(x, labels); // [B, 2ndf, 16, 16]
-        let h = batch_norm_leaky_relu(&conv1_in_two_parts(&self.conv1, &h, labels), &self.bn1, train, 0.2); // [B, 4ndf, 8, 8]
+        let h = self.fuse(x, &label_map(labels, self.classes, x.size()[2])); // [B, 2ndf, 16, 16]
+        self.score(&h, labels, train)
+    }
+
+    /// The fused maps `[B, 2ndf, 16, 16]` ([`Discriminator::fuse`]) and their labels `[B]` → logits `[B]`.
+    pub fn score(&self, h: &Tensor, labels: &Tensor, train: bool) -> Tensor {
+        let b = h.size()[0];
+        let h = batch_norm_leaky_relu(&conv1_in_two_parts(&self.conv1, h, labels), &self.bn1, train, 0.2); // [B, 4ndf, 8, 8]
         let h = batch_norm_leaky_relu(&self.conv2.forward(&h), &self.bn2, train, 0.2); // [B, 8ndf, 4, 4]
         self.to_score.forward(&h).view([b]) // [B, 1, 1, 1] → [B]
     }
 
-    /// Exercise `conditional.fusion` (discriminator half): branch 1 is the image through its conv +
-    /// LeakyReLU(0.2), branch 2 the [`label_map`] through its conv + LeakyReLU(0.2), each
-    /// `[B, ndf, 16, 16]`; concatenate them, image first → `[B, 2ndf, 16, 16]`.
-    pub fn fuse(&self, x: &Tensor, labels: &Tensor) -> Tensor {
-        let size = x.size()[2];
+    /// Exercise `conditional.fusion` (discriminator half): branch 1 is the image `[B, C, 32, 32]`
+    /// through its conv + LeakyReLU(0.2), branch 2 the label planes `[B, classes, 32, 32]` (made
+    /// by [`label_map`]) through its conv + LeakyReLU(0.2), each `[B, ndf, 16, 16]`; concatenate
+    /// them, image first → `[B, 2ndf, 16, 16]`.
+    pub fn fuse(&self, x: &Tensor, planes: &Tensor) -> Tensor {
         // BEGIN SOLUTION conditional.fusion
         let hx = leaky_relu_02(&self.x_branch.forward(x));
-        let hy = leaky_relu_02(&self.y_branch.forward(&label_map(labels, self.classes, size)));
+        let hy = leaky_relu_02(&self.y_branch.forward(planes));
         Tensor::cat(&[hx, hy], 1)
         // END SOLUTION
     }
