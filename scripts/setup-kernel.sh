@@ -4,6 +4,7 @@
 # - the kernelspec `gan-lab` ("Rust (gan_lab)"), whose environment finds libtorch. Its launcher
 #   gives each running kernel one of a few fixed build folders under $GAN_LAB_HOME/evcxr, so a
 #   second kernel start reuses the compiled libraries and two notebooks open at once never share one.
+#   Jupyter talks to scripts/gan_lab_kernel.py, which runs evcxr inside it (see that file).
 
 EVCXR_VERSION="0.22.0"
 EVCXR_ROOT="$GAN_LAB_HOME/cargo"
@@ -39,10 +40,24 @@ echo "gan-lab kernel: all 8 build folders are in use" >&2
 exit 1
 LAUNCH
 chmod +x "$KERNEL_SRC/launch.sh"
-"$VENV/bin/python" - "$KERNEL_SRC/kernel.json" <<PY
+# The kernel Jupyter starts is scripts/gan_lab_kernel.py, which runs evcxr (the inner kernelspec)
+# and turns a panic into the cell's error; copied here so that every clone's notebooks share it.
+mkdir -p "$KERNEL_SRC/inner/evcxr"
+cp "$GAN_LAB_ROOT/scripts/gan_lab_kernel.py" "$KERNEL_SRC/gan_lab_kernel.py.tmp"
+mv "$KERNEL_SRC/gan_lab_kernel.py.tmp" "$KERNEL_SRC/gan_lab_kernel.py"
+"$VENV/bin/python" - "$KERNEL_SRC/inner/evcxr/kernel.json" <<PY
 import json, sys
 json.dump({
     "argv": ["$KERNEL_SRC/launch.sh", "{connection_file}"],
+    "display_name": "evcxr (inside Rust (gan_lab))",
+    "language": "rust",
+    "interrupt_mode": "message",
+}, open(sys.argv[1], "w"), indent=1)
+PY
+"$VENV/bin/python" - "$KERNEL_SRC/kernel.json" <<PY
+import json, sys
+json.dump({
+    "argv": ["$VENV/bin/python", "$KERNEL_SRC/gan_lab_kernel.py", "-f", "{connection_file}"],
     "display_name": "Rust (gan_lab)",
     "language": "rust",
     "interrupt_mode": "message",
@@ -50,6 +65,7 @@ json.dump({
         "LIBTORCH": "$TORCH_DIR",
         "LD_LIBRARY_PATH": "$TORCH_DIR/lib:$RUST_STD_LIB",
         "GAN_LAB_PYTHON": "$VENV/bin/python",
+        "GAN_LAB_HOME": "$GAN_LAB_HOME",
         "GAN_LAB_PROGRESS": "lines",
         "PATH": "$(dirname "$(command -v cargo)"):$PATH",
     },
