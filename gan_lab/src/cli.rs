@@ -514,8 +514,7 @@ fn explore(checkpoint: &std::path::Path, dim: i64, seed: u64, out: &std::path::P
 
 /// The repository this build of gan-lab belongs to.
 fn repo_root() -> PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    root.canonicalize().unwrap_or(root)
+    crate::course::checkout()
 }
 
 /// Trains `builder` with the command line's settings, then reports what the evaluator sees.

@@ -338,3 +338,20 @@ impl crate::metrics::CodeAccuracy {
             .evcxr_display()
     }
 }
+
+/// A lesson's grades, shown as the table `gan-lab grade` prints.
+pub struct Grades(pub Vec<crate::course::grade::ExerciseResult>);
+
+impl Grades {
+    pub fn evcxr_display(&self) {
+        emit("text/plain", crate::course::grade::table(&self.0).trim_end())
+    }
+}
+
+/// `gan-lab grade --lesson <lesson>` from a cell: builds this checkout's tests of that lesson
+/// (`cargo test --release`, minutes the first time) and runs each exercise's checks in its own
+/// process. Edits to `gan_lab/src` count at once; the kernel needs no restart for grading.
+pub fn grade(lesson: &str) -> anyhow::Result<Grades> {
+    let limits = crate::course::sandbox::Limits::default();
+    Ok(Grades(crate::course::grade::grade(&crate::course::checkout(), &[lesson.to_owned()], limits)?))
+}

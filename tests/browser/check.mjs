@@ -5,7 +5,7 @@
 // Environment: LAB_URL (http://127.0.0.1:PORT), LAB_TOKEN, SCREENSHOT (output path).
 import { chromium } from "playwright-core";
 
-const url = `${process.env.LAB_URL}/lab/tree/dcgan.ipynb?token=${process.env.LAB_TOKEN}`;
+const url = `${process.env.LAB_URL}/lab/tree/01-dcgan.ipynb?token=${process.env.LAB_TOKEN}`;
 const screenshot = process.env.SCREENSHOT ?? "dcgan-in-jupyterlab.png";
 
 const browser = await chromium.launch({

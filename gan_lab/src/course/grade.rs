@@ -60,8 +60,9 @@ impl std::fmt::Display for CompileError {
 
 /// `cargo test --release --no-run` of the exercise tests of `lessons` in the workspace `root`:
 /// the test binary of each lesson, or the compiler's errors. The command runs without the
-/// `CARGO_*` variables of a `cargo run` that started this process: build scripts watch them, and
-/// inheriting them would rebuild dependencies on every call.
+/// `CARGO_*` variables and the `OUT_DIR` of a `cargo run` that started this process: build
+/// scripts watch them (ring watches both), and inheriting them made every `cargo run … grade`
+/// rebuild ring, rustls, ureq and gan_lab twice, once for each side.
 pub fn build(
     root: &Path,
     lessons: &[&str],
@@ -70,7 +71,7 @@ pub fn build(
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
-        if key.starts_with("CARGO_") && !matches!(&*key, "CARGO_HOME" | "CARGO_TARGET_DIR") {
+        if (key.starts_with("CARGO_") && !matches!(&*key, "CARGO_HOME" | "CARGO_TARGET_DIR")) || key == "OUT_DIR" {
             cmd.env_remove(&*key);
         }
     }
@@ -154,16 +155,37 @@ pub fn run_exercise(exe: &Path, names: &[String], e: &Exercise, cwd: &Path, limi
     Ok(r)
 }
 
+/// What the grader's `cargo` needs beyond the environment it inherits: the checkout's name
+/// (GAN_LAB_CHECKOUT) and, when nothing chose a target directory but the set-up's shared folder is
+/// known (a notebook's kernel names GAN_LAB_HOME), the one scripts/setup.sh would choose: `target`
+/// for the master, `target-student` for a student edition.
+pub fn cargo_env(root: &Path) -> Vec<(&'static str, PathBuf)> {
+    let mut env = vec![("GAN_LAB_CHECKOUT", root.to_path_buf())];
+    if std::env::var_os("CARGO_TARGET_DIR").is_none() {
+        if let Some(home) = std::env::var_os("GAN_LAB_HOME") {
+            let dir = if root.join("solutions").is_dir() { "target" } else { "target-student" };
+            env.push(("CARGO_TARGET_DIR", PathBuf::from(home).join(dir)));
+        }
+    }
+    env
+}
+
 /// Grades the exercises of `lessons` (all lessons when empty) in the workspace `root`, its own
 /// tests on its own code (the student's check; `autograde` is the instructor's).
 pub fn grade(root: &Path, lessons: &[String], limits: Limits) -> Result<Vec<ExerciseResult>> {
+    let known = super::lessons();
+    if let Some(unknown) = lessons.iter().find(|l| !known.contains(&l.as_str())) {
+        anyhow::bail!("there is no lesson `{unknown}`: the lessons are {}", known.join(", "));
+    }
+    let env = cargo_env(root);
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
     let mut results = Vec::new();
     for lesson in super::lessons() {
         if !lessons.is_empty() && !lessons.iter().any(|l| l == lesson) {
             continue;
         }
         let exercises = EXERCISES.iter().filter(|e| e.lesson() == lesson);
-        match build(root, &[lesson], &[])? {
+        match build(root, &[lesson], &env)? {
             Err(errors) => {
                 let hint = format!("does not compile: {}", errors[0]);
                 results.extend(exercises.map(|e| not_built(e, &hint)));

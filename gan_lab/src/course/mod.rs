@@ -150,6 +150,13 @@ pub fn exercise(id: &str) -> Option<&'static Exercise> {
     EXERCISES.iter().find(|e| e.id == id)
 }
 
+/// The checkout (master or student edition) this gan_lab was compiled from: its datasets,
+/// notebooks and exercise tests.
+pub fn checkout() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize().unwrap_or(root)
+}
+
 /// The lessons that have exercises, in course order.
 pub fn lessons() -> Vec<&'static str> {
     let mut out: Vec<&str> = Vec::new();
