@@ -1,4 +1,4 @@
-//! The conditional-generation lesson: the cDCGAN's layer list (`001`, section 2.2), ACGAN's class
+//! The conditional-generation lesson: the cDCGAN's layer list (RDFIA practical 3-d, section 2.2), ACGAN's class
 //! head and class loss, conditional sampling and its errors, class accuracy.
 
 mod common;

@@ -1,5 +1,5 @@
 //! Exercises of the conditional-generation lesson: the cDCGAN of the DCGAN lesson's bonus section
-//! (`001_40a2548f544e6e70.txt`, section 2.2) and ACGAN's class loss (`003_3d452f94987d22c3.txt`,
+//! (RDFIA practical 3-d, section 2.2) and ACGAN's class loss (DLCV HW4,
 //! problem 3). Graded by `cargo test` and `gan-lab grade`; tests are named `<exercise>__<check>`.
 //!
 //! Reference numbers come from PyTorch 2.13 (tests/reference/conditional_reference.py): the

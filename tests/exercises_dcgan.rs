@@ -1,4 +1,4 @@
-//! Exercises of the DCGAN lesson (`001_40a2548f544e6e70.txt`, section 1), graded by `cargo test`
+//! Exercises of the DCGAN lesson (RDFIA practical 3-d, section 1), graded by `cargo test`
 //! and `gan-lab grade`. Tests are named `<exercise>__<check>`; see `gan_lab::course::EXERCISES`
 //! for the points.
 //!

@@ -1,4 +1,4 @@
-//! Exercises of the InfoGAN lesson (`003_3d452f94987d22c3.txt`, bonus; Chen et al., 2016): drawing
+//! Exercises of the InfoGAN lesson (DLCV HW4, bonus; Chen et al., 2016): drawing
 //! the latent codes and Q's information loss. Graded by `cargo test` and `gan-lab grade`; tests are
 //! named `<exercise>__<check>`.
 //!

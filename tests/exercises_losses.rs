@@ -1,4 +1,4 @@
-//! Exercises of the loss-families lesson (`000`, `002`, `004`): the Wasserstein losses, weight
+//! Exercises of the loss-families lesson (IFT6135 assignment 4, the UPenn GAN report, the IISc final project): the Wasserstein losses, weight
 //! clipping, the gradient penalty, one power-iteration step of spectral normalisation and the
 //! self-attention weights. Graded by `cargo test` and `gan-lab grade`; tests are named
 //! `<exercise>__<check>`.

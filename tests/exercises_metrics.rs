@@ -1,4 +1,4 @@
-//! Exercises of the metrics lesson (`000_5a0c4d330e7ba721.txt` section 4, `004_6b9d9d49c9e474b6.txt`
+//! Exercises of the metrics lesson (IFT6135 assignment 4 section 4, the IISc final project
 //! FID), graded by `cargo test` and `gan-lab grade`. Tests are named `<exercise>__<check>`.
 //!
 //! Reference numbers from numpy/scipy, on `p = softmax(logits)` with the logits below:

@@ -1,4 +1,4 @@
-//! Exercises of the VAE vs GAN lesson (`003_3d452f94987d22c3.txt`, problem 1; Kingma and Welling,
+//! Exercises of the VAE vs GAN lesson (DLCV HW4, problem 1; Kingma and Welling,
 //! 2014): the reparameterisation, the KL term and the VAE's loss. Graded by `cargo test` and
 //! `gan-lab grade`; tests are named `<exercise>__<check>`.
 //!

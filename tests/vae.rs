@@ -1,4 +1,4 @@
-//! The VAE vs GAN lesson (`003_3d452f94987d22c3.txt`, problems 1 and 5): the VAE's layers, parity
+//! The VAE vs GAN lesson (DLCV HW4, problems 1 and 5): the VAE's layers, parity
 //! with PyTorch, its training loop and history, saving, bad input, t-SNE, the sharpness measure
 //! and the comparison table.
 

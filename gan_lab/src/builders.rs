@@ -192,7 +192,7 @@ impl Family for SaganConfig {
     fn networks(&self, g: &nn::Path, d: &nn::Path) -> (Box<dyn GeneratorNet>, Box<dyn DiscriminatorNet>) {
         (Box::new(sagan::Generator::new(g, self)), Box::new(sagan::Discriminator::new(d, self)))
     }
-    /// `004`'s: WGAN-GP (λ 10, 5 critic updates) with TTUR, Adam β 0 and 0.9, G 1e-4, D 4e-4.
+    /// The IISc final project's: WGAN-GP (λ 10, 5 critic updates) with TTUR, Adam β 0 and 0.9, G 1e-4, D 4e-4.
     fn training() -> TrainConfig {
         let adam = |lr| AdamConfig { lr, beta1: 0.0, beta2: 0.9, eps: 1e-8 }.into();
         TrainConfig {
@@ -326,22 +326,22 @@ pub struct Builder<F: Family> {
     resume: Option<PathBuf>,
 }
 
-/// The DCGAN lesson (`001_40a2548f544e6e70.txt`, section 1): every experiment it lists is one
+/// The DCGAN lesson (RDFIA practical 3-d, section 1): every experiment it lists is one
 /// setter away (ngf/ndf, default init, the "true" loss, learning rates, longer training,
 /// n_z, 64×64 images, another dataset).
 pub type Dcgan = Builder<DcganConfig>;
 
-/// The conditional DCGAN of the DCGAN lesson's bonus section (`001`, section 2.2).
+/// The conditional DCGAN of the DCGAN lesson's bonus section (RDFIA practical 3-d, section 2.2).
 pub type Cdcgan = Builder<CdcganConfig>;
 
-/// SAGAN (`004_6b9d9d49c9e474b6.txt`): spectral normalisation, self-attention, WGAN-GP and TTUR.
+/// SAGAN (the IISc final project): spectral normalisation, self-attention, WGAN-GP and TTUR.
 pub type Sagan = Builder<SaganConfig>;
 
-/// ACGAN (`003_3d452f94987d22c3.txt`, problem 3): the DCGAN with the class appended to z and a
+/// ACGAN (DLCV HW4, problem 3): the DCGAN with the class appended to z and a
 /// class head on D, both players adding the class loss.
 pub type Acgan = Builder<AcganConfig>;
 
-/// InfoGAN (`003_3d452f94987d22c3.txt`, bonus): latent codes appended to the noise, and a Q head
+/// InfoGAN (DLCV HW4, bonus): latent codes appended to the noise, and a Q head
 /// on D that recovers them, both players adding the information loss.
 pub type Infogan = Builder<InfoganConfig>;
 
@@ -664,7 +664,7 @@ impl Dcgan {
         self.model.norm = norm;
         self
     }
-    /// How G doubles its feature maps (`000` section 2.2).
+    /// How G doubles its feature maps (IFT6135 assignment 4, section 2.2).
     pub fn upsample(mut self, upsample: Upsample) -> Self {
         self.model.upsample = upsample;
         self
@@ -690,7 +690,7 @@ impl Cdcgan {
 }
 
 impl Sagan {
-    /// `004`'s SAGAN at 32×32: spectral norm everywhere, attention at 16×16, WGAN-GP, TTUR.
+    /// The IISc final project's SAGAN at 32×32: spectral norm everywhere, attention at 16×16, WGAN-GP, TTUR.
     pub fn mnist32() -> Sagan {
         Builder::with_model(SaganConfig::mnist32())
     }

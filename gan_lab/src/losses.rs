@@ -36,7 +36,7 @@ pub fn generator_loss_saturating(fake_logits: &Tensor) -> Tensor {
     // END SOLUTION
 }
 
-/// Exercise `conditional.class_loss`: the auxiliary classifier's loss (ACGAN, `003` problem 3): the
+/// Exercise `conditional.class_loss`: the auxiliary classifier's loss (ACGAN, DLCV HW4 problem 3): the
 /// cross-entropy of class logits `[B, classes]` against labels `[B]`, averaged,
 /// −mean(log softmax(l)[y]). On logits: a softmax before it would be applied twice.
 pub fn class_loss(class_logits: &Tensor, labels: &Tensor) -> Tensor {
@@ -247,7 +247,7 @@ pub enum CriticSchedule {
     One,
     /// A fixed number (WGAN-GP and SAGAN: 5).
     Fixed(i64),
-    /// The WGAN schedule of `000_5a0c4d330e7ba721.txt`: 20 while G has done fewer than 50
+    /// The WGAN schedule of IFT6135 assignment 4: 20 while G has done fewer than 50
     /// updates or when G's next update is a multiple of 500, else 5.
     Wgan,
 }

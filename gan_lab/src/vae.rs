@@ -1,4 +1,4 @@
-//! The VAE of the VAE vs GAN lesson (`003_3d452f94987d22c3.txt`, problems 1 and 5): its builder,
+//! The VAE of the VAE vs GAN lesson (DLCV HW4, problems 1 and 5): its builder,
 //! its training loop and what the lesson looks at. A VAE has no adversary, so its loop is the
 //! plain one: encode, draw z with the reparameterisation, decode, one optimizer on one loss.
 //!

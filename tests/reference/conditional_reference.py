@@ -1,4 +1,4 @@
-"""The conditional DCGAN of the DCGAN lesson (001_40a2548f544e6e70.txt, section 2.2) in PyTorch,
+"""The conditional DCGAN of the DCGAN lesson (RDFIA practical 3-d, section 2.2) in PyTorch,
 layer by layer as the lesson lists them, with parameter names that sort like gan_lab's.
 
 Prints the numbers tests/exercises_conditional.rs compares against: each parameter set to

@@ -1,4 +1,4 @@
-"""The DCGAN of the lesson (001_40a2548f544e6e70.txt, section 1.2) in PyTorch, as the course's
+"""The DCGAN of the lesson (RDFIA practical 3-d, section 1.2) in PyTorch, as the course's
 notebooks write it: Sigmoid at the end of D, nn.BCELoss, torch.optim.Adam.
 
 Used by tests/parity.rs: loads the weights and inputs gan_lab saved, runs the forward passes and

@@ -1,6 +1,6 @@
 """Independent reference for gan_lab's metrics, in numpy/scipy as the usual implementations
 write them: the Inception score of Salimans et al.'s code (splits, np.std over splits), the Mode
-score of 000_5a0c4d330e7ba721.txt 4.2, and pytorch-fid's Fréchet distance (scipy.linalg.sqrtm).
+score of IFT6135 assignment 4, section 4.2, and pytorch-fid's Fréchet distance (scipy.linalg.sqrtm).
 
 Usage: python metrics_reference.py WORKDIR   (reads WORKDIR/inputs.safetensors, writes WORKDIR/reference.json)
 """

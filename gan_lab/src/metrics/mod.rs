@@ -1,5 +1,5 @@
 //! Judging generators by numbers, on the course's frozen MNIST evaluator
-//! ([`crate::models::classifier`]): Inception score, Mode score (`000_5a0c4d330e7ba721.txt`
+//! ([`crate::models::classifier`]): Inception score, Mode score (IFT6135 assignment 4
 //! section 4.2) and the Fréchet distance on the evaluator's penultimate features (FID's formula).
 //!
 //! ImageNet's Inception network is not reachable offline, so these are the MNIST versions of the
@@ -68,7 +68,7 @@ pub fn inception_score_of(p: &Tensor) -> f64 {
 }
 
 /// Mode score exp(E_x KL(p(y|x) ‖ p(y)) − KL(p(y) ‖ p(y*))) (Che et al., 2017, as in
-/// `000_5a0c4d330e7ba721.txt` 4.2), with `real_marginal` p(y*) the class marginal of real data.
+/// IFT6135 assignment 4, section 4.2), with `real_marginal` p(y*) the class marginal of real data.
 pub fn mode_score(probs: &Tensor, real_marginal: &Tensor, splits: i64) -> Score {
     let real = real_marginal.to_kind(Kind::Double).clamp_min(1e-12);
     over_splits(probs, splits, |p| mode_score_of(&p.to_kind(Kind::Double).clamp_min(1e-12), &real))

@@ -1,4 +1,4 @@
-//! ACGAN (Odena et al., 2017, arXiv:1610.09585) as `003_3d452f94987d22c3.txt` problem 3 builds it
+//! ACGAN (Odena et al., 2017, arXiv:1610.09585) as DLCV HW4 problem 3 builds it
 //! from its GAN: the generator's input is the noise with the class appended (one-hot), and the
 //! discriminator gets one more dense output layer that classifies its input. Both networks are the
 //! DCGAN lesson's, so `ngf`, `ndf`, the init and 64×64 images work as there.

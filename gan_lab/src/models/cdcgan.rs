@@ -1,4 +1,4 @@
-//! The conditional DCGAN of the DCGAN lesson's bonus section (`001_40a2548f544e6e70.txt`,
+//! The conditional DCGAN of the DCGAN lesson's bonus section (RDFIA practical 3-d,
 //! section 2.2; Mirza & Osindero, 2014): G and D each project their input and the one-hot label
 //! in two branches, then concatenate them along the channels. With ngf = ndf = 64 (the defaults)
 //! the widths are the lesson's:

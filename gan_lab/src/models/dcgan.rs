@@ -1,5 +1,5 @@
 //! DCGAN (Radford et al., 2016, arXiv:1511.06434) as specified by the DCGAN 32×32 MNIST lesson
-//! (`001_40a2548f544e6e70.txt`, section 1.2), with the lesson's 64×64 experiment (one more block).
+//! (RDFIA practical 3-d, section 1.2), with the lesson's 64×64 experiment (one more block).
 //!
 //! D: conv(ndf, k4 s2 p1, no bias)+BN+LeakyReLU(0.2) → conv(2·ndf) → conv(4·ndf) → conv(1, k4 s1 p0)
 //! G: convT(4·ngf, k4 s1 p0, no bias)+BN+ReLU → convT(2·ngf, k4 s2 p1) → convT(ngf) → convT(C)+tanh

@@ -1,4 +1,4 @@
-//! InfoGAN (Chen et al., 2016, arXiv:1606.03657) as `003_3d452f94987d22c3.txt` builds it from its
+//! InfoGAN (Chen et al., 2016, arXiv:1606.03657) as DLCV HW4 builds it from its
 //! ACGAN: the generator's input is the noise with latent codes appended, and the discriminator's
 //! auxiliary output becomes the Q network, one more dense layer followed by one dense output per
 //! code, that recovers the codes from an image. The MNIST set-up of the paper (and of the text's

@@ -1,6 +1,6 @@
-//! Layers the loss-families lesson adds to the DCGAN's (`000`, `002`, `004`): normalisations a
-//! critic can use instead of BatchNorm, the three ways to double a feature map, spectral
-//! normalisation and the SAGAN self-attention block.
+//! Layers the loss-families lesson adds to the DCGAN's (IFT6135 assignment 4, the UPenn GAN
+//! report, the IISc final project): normalisations a critic can use instead of BatchNorm, the
+//! three ways to double a feature map, spectral normalisation and the SAGAN self-attention block.
 
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
@@ -13,9 +13,9 @@ pub enum Norm {
     /// independent: not for WGAN-GP's critic.
     #[default]
     Batch,
-    /// LayerNorm over each image's [C, H, W] (WGAN-GP, `002`).
+    /// LayerNorm over each image's [C, H, W] (WGAN-GP, the UPenn GAN report).
     Layer,
-    /// InstanceNorm: each image's channels separately, with a learned scale and shift (SAGAN's D, `004`).
+    /// InstanceNorm: each image's channels separately, with a learned scale and shift (SAGAN's D, the IISc final project).
     Instance,
     /// None.
     None,
@@ -74,7 +74,7 @@ impl ModuleT for NormLayer {
     }
 }
 
-/// How the generator doubles its feature maps (`000` section 2.2).
+/// How the generator doubles its feature maps (IFT6135 assignment 4, section 2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Upsample {
     /// Transposed convolution k4 s2 p1 (DCGAN): uneven kernel overlap, checkerboard artefacts.
@@ -400,7 +400,7 @@ impl ModuleT for SnConv {
     }
 }
 
-/// The SAGAN self-attention block (Zhang et al., 2019; `004` section 2.2): 1×1 projections f, g
+/// The SAGAN self-attention block (Zhang et al., 2019; the IISc final project, section 2.2): 1×1 projections f, g
 /// and h to C/8 channels and v back to C; attention β = softmax over positions of f(x)ᵀg(x);
 /// output γ·o + x with γ a learned scalar starting at 0.
 #[derive(Debug)]
@@ -458,7 +458,7 @@ impl Module for SelfAttention {
     }
 }
 
-/// The 1-D toy example of `000` section 2.2 (after Odena et al., 2016): x = (0.9, 0.7, 0.5, 0.3,
+/// The 1-D toy example of IFT6135 assignment 4, section 2.2 (after Odena et al., 2016): x = (0.9, 0.7, 0.5, 0.3,
 /// 0.1) doubled to 10 samples by `kind` with the kernel (1/3, 1/3, 1/3): the transposed
 /// convolution has stride 2 (padding 1, output padding 1); the resize variants resize ×2 and
 /// convolve with padding 1. Returns (Cᵀ `[10, 5]`, y = Cᵀx `[10]`): each column of Cᵀ is the

@@ -1,4 +1,4 @@
-//! SAGAN (Zhang et al., 2019) as `004_6b9d9d49c9e474b6.txt` builds it, at 32×32: the DCGAN's
+//! SAGAN (Zhang et al., 2019) as the IISc final project builds it, at 32×32: the DCGAN's
 //! layout with spectral normalisation on every convolution of both networks, a self-attention
 //! block at a chosen resolution in each, BatchNorm in G and InstanceNorm in D, trained with the
 //! Wasserstein loss and gradient penalty and TTUR (see [`crate::builders::Sagan`]).

@@ -1,4 +1,4 @@
-//! The convolutional VAE of the VAE vs GAN lesson (`003_3d452f94987d22c3.txt`, problem 1), with the
+//! The convolutional VAE of the VAE vs GAN lesson (DLCV HW4, problem 1), with the
 //! text's 64×64×3 faces adapted to 32×32 (or 64×64) images of any channel count.
 //!
 //! Encoder: conv(nf, k4 s2 p1)+BN+LeakyReLU(0.01) → conv(2nf) → conv(4nf) → conv(8nf), each halving
