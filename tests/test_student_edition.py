@@ -48,6 +48,10 @@ def test_no_solution_or_hidden_test_leaks(edition):
     assert len(secret) > 20, "expected the master to hold solution lines"
     answers = [c.source for nb in (ROOT / "solutions").glob("*.ipynb")
                for c in nbformat.read(nb, as_version=4).cells if "solution" in c.metadata.get("tags", [])]
+    # Every sentence of every answer (whitespace folded, as Markdown wraps lines anywhere).
+    sentences = {s.strip() for a in answers for s in re.split(r"(?<=[.!?])\s+", fold(a).replace("*Answer.*", ""))
+                 if len(s.strip()) >= 40}
+    assert len(sentences) > 50, "expected the master's answer cells to hold sentences"
     for path in edition.rglob("*"):
         if path.is_dir():
             continue
@@ -55,6 +59,12 @@ def test_no_solution_or_hidden_test_leaks(edition):
             text = path.read_text()
         except UnicodeDecodeError:
             continue
+        if path.suffix == ".ipynb":
+            readable = fold("\n".join(c.source for c in nbformat.read(path, as_version=4).cells))
+        else:  # comments read as prose
+            readable = fold(re.sub(r"^\s*//[/!]?", "", text, flags=re.M))
+        said = [s for s in sentences if s in readable]
+        assert not said, f"{path.relative_to(edition)} states an answer: {said[0]!r}"
         lines = {l.strip() for l in text.splitlines()}
         leaked = secret & lines
         assert not leaked, f"{path.relative_to(edition)} holds solution lines: {sorted(leaked)[:3]}"
@@ -63,6 +73,20 @@ def test_no_solution_or_hidden_test_leaks(edition):
         for answer in answers:
             assert answer not in text, f"an instructor's answer leaked into {path.relative_to(edition)}"
     assert not (edition / "solutions").exists()
+    assert not (edition / "docs").exists(), "docs/ holds pictures and results that answer questions"
+    assert (edition / "README.md").read_text() == (ROOT / "docs/student-README.md").read_text()
+
+
+def fold(text):
+    return re.sub(r"\s+", " ", text)
+
+
+def test_course_texts_are_cited_by_course_and_section_not_by_file_name(edition):
+    internal = re.compile(r"\b00[0-4]_[0-9a-f]{16}\b|`00[0-4]`")
+    for path in edition.rglob("*"):
+        if path.is_file() and "target" not in path.parts and path.suffix in (".rs", ".md", ".ipynb", ".py", ".sh"):
+            found = internal.findall(path.read_text())
+            assert not found, f"{path.relative_to(edition)} cites course texts by file name: {found[:3]}"
 
 
 def test_notebooks_are_valid_nbformat_4(edition):

@@ -332,7 +332,7 @@ pub fn compare(
     Ok(rows)
 }
 
-/// The table the README shows: per case and side, ms per step, images per second, peak memory,
+/// The table `docs/performance.md` shows: per case and side, ms per step, images per second, peak memory,
 /// GFLOP/s and its share of the measured matmul rate, and gan_lab's speed-up.
 pub fn table(rows: &[Row], peak_gflops: f64) -> String {
     let mut out = String::from(

@@ -51,7 +51,7 @@ pub struct TrainConfig {
     pub channels_last: bool,
     /// Run the players' forward passes in bfloat16 ([`crate::perf::with_bf16`]; CPUs with
     /// `avx512_bf16` only), with weights, gradients and optimizers in float32. Not always faster:
-    /// measured slower than float32 on a CPU with `avx512_bf16` but no AMX (README, Performance).
+    /// measured slower than float32 on a CPU with `avx512_bf16` but no AMX (`docs/performance.md`).
     #[serde(default)]
     pub bf16: bool,
     /// Keep an exponential moving average of G's weights with this decay β (0: off), for sampling

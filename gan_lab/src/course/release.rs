@@ -1,8 +1,9 @@
 //! `gan-lab release --out DIR`: the student edition of the master repository.
 //!
 //! Solution regions become `todo!("exercise <id>: <summary>")`, hidden tests disappear, the
-//! instructors' notebooks become `notebooks/` (answers stripped, outputs cleared), and files only
-//! instructors need (solutions, the library's own test suite, CI) stay behind. The edition is
+//! instructors' notebooks become `notebooks/` (answers stripped, outputs cleared), the students'
+//! README replaces the master's, and files only instructors need (solutions, the library's own
+//! test suite, CI, docs/ and its pictures) stay behind. The edition is
 //! written beside `DIR` and renamed into place, so a failure leaves nothing half-written.
 
 use super::markers::{self, Kind, Region};
@@ -11,11 +12,16 @@ use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
 
 /// Files of the master that the student edition leaves out (prefixes of repository paths).
-const INSTRUCTOR_ONLY: &[&str] = &["solutions/", "notebooks/", ".ci/", "tools/", "tests/reference/", "tests/browser/"];
+const INSTRUCTOR_ONLY: &[&str] =
+    &["solutions/", "notebooks/", ".ci/", "tools/", "tests/reference/", "tests/browser/", "docs/", "README.md"];
+
+/// The student edition's own README (set-up, lessons, exercises, grading; no results that answer
+/// a question), which becomes its `README.md`.
+const STUDENT_README: &str = "docs/student-README.md";
 
 /// Whether a repository file goes into the student edition as it is (after stripping markers).
 fn shipped(path: &str) -> bool {
-    if INSTRUCTOR_ONLY.iter().any(|p| path.starts_with(p)) {
+    if INSTRUCTOR_ONLY.iter().any(|p| path.starts_with(p)) && path != STUDENT_README {
         return false;
     }
     // Of the tests, students get the exercise tests and their helpers.
@@ -197,7 +203,7 @@ fn write_edition(master: &Path, dir: &Path) -> Result<Summary> {
             if path.ends_with(".rs") {
                 summary.stubs += count_stubs(&bytes, &what)?;
             }
-            write(dir, &path, &content)?;
+            write(dir, if path == STUDENT_README { "README.md" } else { &path }, &content)?;
             summary.files += 1;
         }
     }
