@@ -10,7 +10,8 @@ inner kernel and passes every message through, with three changes:
   there; nbclient raises with the message) and keeps evcxr's state. An unwritten exercise reads
   as what to do: which exercise, its file, how to check it;
 - while evcxr compiles (the first `:dep gan_lab`, or gan_lab again after an edit) the cell says so;
-- an interrupt stops the running cell the way evcxr's own does (its process restarts).
+- an interrupt stops the running cell the way evcxr's own does (its process restarts, and the
+  message says that the earlier cells' variables are gone).
 
 scripts/setup-kernel.sh installs this file beside the kernelspec, with the inner kernelspec
 (evcxr's launcher) in `inner/`.
@@ -83,6 +84,7 @@ class GanLabKernel(Kernel):
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=600)
         self.hook_installed = False
+        self.interrupted = False
 
     # ---- running a cell in evcxr ----
 
@@ -178,13 +180,16 @@ class GanLabKernel(Kernel):
                 content = dict(content, execution_count=self.execution_count)
             elif kind == "error" and "ubprocess terminated" in content.get("evalue", ""):
                 self.hook_installed = False  # evcxr started a new process
+                content = self.restarted(content)
             if not silent:
                 self.send_response(self.iopub_socket, kind, content)
 
         reply = self.run_inner(code, silent, on_output)
+        self.interrupted = False
         if reply.get("status") == "error":
             if "ubprocess terminated" in reply.get("evalue", ""):
                 self.hook_installed = False
+                reply = self.restarted(reply)
             return {"status": "error", "execution_count": self.execution_count, "ename": reply.get("ename", "Error"),
                     "evalue": reply.get("evalue", ""), "traceback": reply.get("traceback", [])}
         if panics:
@@ -194,6 +199,13 @@ class GanLabKernel(Kernel):
                 self.send_response(self.iopub_socket, "error", error)
             return {"status": "error", "execution_count": self.execution_count, **error}
         return {"status": "ok", "execution_count": self.execution_count, "payload": [], "user_expressions": {}}
+
+    def restarted(self, error):
+        """evcxr's error when the process running the cells stopped, said for a student."""
+        cause = "you interrupted it" if self.interrupted else f"it stopped ({error.get('evalue', '')})"
+        text = (f"The kernel's Rust process was restarted because {cause}: the variables of earlier "
+                "cells are gone. Run the cells above again.")
+        return dict(error, ename="Restarted", evalue=text, traceback=[text])
 
     # ---- the rest, passed to evcxr ----
 
@@ -224,6 +236,7 @@ class GanLabKernel(Kernel):
 
     def _send_interrupt_children(self):
         # evcxr's own interrupt: stop the process running the cell (evcxr starts a new one).
+        self.interrupted = True
         try:
             for child in psutil.Process(self.km.provisioner.process.pid).children():
                 child.kill()

@@ -8,7 +8,7 @@ training to a few steps) with only the exercises of that lesson and the ones bef
 showing its pictures inline. Before any exercise is written, lesson 1's notebook stops at its first
 unwritten exercise with one readable message, the kernel keeps the earlier cells' variables, and
 after the student writes the lesson, running that cell again works without a restart. A cell that
-does not compile fails as well.
+does not compile fails as well, and an interrupted cell stops with a message and the kernel goes on.
 
 Run by scripts/test after `cargo test` (it installs the kernel first). The lessons share one
 edition and run in order.
@@ -17,10 +17,12 @@ import json
 import os
 import pathlib
 import re
+import threading
 import time
 
 import nbformat
 import pytest
+from jupyter_client import BlockingKernelClient
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -67,6 +69,18 @@ def built_files(lesson):
     release = pathlib.Path(os.environ["CARGO_TARGET_DIR"].rstrip("/") + "-student") / "release"
     files = [release / "gan-lab", *(release / "deps").glob(f"exercises_{lesson}-*")]
     return {f: f.stat().st_mtime_ns for f in files if f.is_file()}
+
+
+def interrupt(client):
+    """What JupyterLab's stop button sends: an interrupt request on the control channel."""
+    kc = BlockingKernelClient(connection_file=client.km.connection_file)
+    kc.load_connection_file()
+    kc.start_channels()
+    try:
+        kc.control_channel.send(kc.session.msg("interrupt_request", {}))
+        kc.control_channel.get_msg(timeout=30)
+    finally:
+        kc.stop_channels()
 
 
 def grade_lesson(student, lesson):
@@ -171,6 +185,13 @@ def test_lesson_1_stops_at_an_unwritten_exercise_then_runs_once_it_is_written(st
         # The same cell again, then the rest of the notebook, in the same kernel.
         for i in [c for c in code if c >= at]:
             client.execute_cell(nb.cells[i], i)
+
+        # Interrupting a cell that runs forever stops it and says what was lost; the kernel goes on.
+        threading.Timer(10, interrupt, [client]).start()
+        with pytest.raises(CellExecutionError) as stopped:
+            run_extra(client, nb, "loop { std::thread::sleep(std::time::Duration::from_millis(50)); }")
+        assert "you interrupted it" in str(stopped.value), str(stopped.value)
+        assert text(run_extra(client, nb, 'println!("{}", 6 * 7);')) == "42\n"
     print(f"{NOTEBOOKS[0]}: {time.monotonic() - started:.0f} s with the grading (quick mode)")
     check_outputs(nb, NOTEBOOKS[0])
 
