@@ -26,7 +26,7 @@ from jupyter_client import BlockingKernelClient
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from conftest import ROOT, copy_edition, gan_lab, solutions, write_exercises
+from conftest import ROOT, copy_edition, gan_lab, grade, solutions, write_exercises
 
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
 LESSONS = [re.fullmatch(r"(\d\d)-(\w+)\.ipynb", n).group(2) for n in NOTEBOOKS]
@@ -145,6 +145,14 @@ def test_each_notebook_lists_its_exercises_and_how_to_check_them():
 
 
 def test_lesson_1_stops_at_an_unwritten_exercise_then_runs_once_it_is_written(student):
+    # Writing one exercise turns exactly it green, over every lesson (graded here, in the same
+    # copy as the rest of the path, to build the edition's tests once).
+    write_exercises(student, {"dcgan.interpolate"})
+    results = grade(student)
+    green = sorted(i for i, r in results.items() if r["earned"] == r["points"])
+    assert green == ["dcgan.interpolate"], green
+    assert all(r["earned"] == 0 for i, r in results.items() if i != "dcgan.interpolate"), results
+
     path = student / "notebooks" / NOTEBOOKS[0]
     nb = nbformat.read(path, as_version=4)
     client = client_for(nb, student)

@@ -15,7 +15,7 @@ import shutil
 
 import nbformat
 
-from conftest import ROOT, cargo, copy_edition, grade, tracked, write_exercises
+from conftest import ROOT, cargo, grade, tracked
 
 BEGIN, END = re.compile(r"^\s*// BEGIN (SOLUTION|HIDDEN TESTS)"), re.compile(r"^\s*// END (SOLUTION|HIDDEN TESTS)")
 
@@ -108,14 +108,6 @@ def test_edition_builds_and_every_exercise_fails(edition):
     for r in results.values():
         assert r["earned"] == 0 and r["tests"], r
         assert all("not implemented yet" in t["hint"] for t in r["tests"]), r
-
-
-def test_writing_one_exercise_turns_only_it_green(edition, tmp_path):
-    copy = copy_edition(edition, tmp_path / "student")
-    write_exercises(copy, {"dcgan.interpolate"})
-    results = grade(copy)
-    green = sorted(i for i, r in results.items() if r["earned"] == r["points"])
-    assert green == ["dcgan.interpolate"], green
 
 
 # Typical student bugs, one per exercise: (file, exact text in the master, buggy replacement).
