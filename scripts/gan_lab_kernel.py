@@ -160,7 +160,7 @@ class GanLabKernel(Kernel):
                    *, cell_meta=None, cell_id=None):
         if not self.hook_installed:
             self.install_hook()
-        panics = []
+        panics, errors = [], []
 
         def on_output(kind, content):
             if kind == "stream":
@@ -178,20 +178,22 @@ class GanLabKernel(Kernel):
                     return
             elif kind == "execute_result":
                 content = dict(content, execution_count=self.execution_count)
-            elif kind == "error" and "ubprocess terminated" in content.get("evalue", ""):
-                self.hook_installed = False  # evcxr started a new process
-                content = self.restarted(content)
+            elif kind == "error":
+                if "ubprocess terminated" in content.get("evalue", ""):
+                    self.hook_installed = False  # evcxr started a new process
+                    content = self.restarted(content)
+                errors.append(content)
             if not silent:
                 self.send_response(self.iopub_socket, kind, content)
 
         reply = self.run_inner(code, silent, on_output)
         self.interrupted = False
         if reply.get("status") == "error":
-            if "ubprocess terminated" in reply.get("evalue", ""):
-                self.hook_installed = False
-                reply = self.restarted(reply)
-            return {"status": "error", "execution_count": self.execution_count, "ename": reply.get("ename", "Error"),
-                    "evalue": reply.get("evalue", ""), "traceback": reply.get("traceback", [])}
+            # evcxr's reply carries no error text; the error it sent as output does (a compile
+            # error, a restarted process), and it is what nbclient and nbconvert report.
+            error = errors[-1] if errors else reply
+            return {"status": "error", "execution_count": self.execution_count, "ename": error.get("ename", "Error"),
+                    "evalue": error.get("evalue", ""), "traceback": error.get("traceback", [])}
         if panics:
             ename, evalue, traceback = panic_error(*panics[0])
             error = {"ename": ename, "evalue": evalue, "traceback": traceback}
