@@ -18,7 +18,7 @@ use super::grade::{self, ExerciseResult, TestOutcome};
 use super::markers::{self, Kind};
 use super::release;
 use super::sandbox::{self, Limits};
-use super::{Exercise, EXERCISES};
+use super::Exercise;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -93,23 +93,11 @@ impl Graded {
     }
 }
 
-/// The exercises of the chosen lessons, in course order.
-pub fn chosen(lessons: &[String]) -> Result<Vec<&'static Exercise>> {
-    for l in lessons {
-        ensure!(
-            super::lessons().contains(&l.as_str()),
-            "--lesson {l}: expected one of {}",
-            super::lessons().join(", ")
-        );
-    }
-    Ok(EXERCISES.iter().filter(|e| lessons.is_empty() || lessons.iter().any(|l| l == e.lesson())).collect())
-}
-
 /// Grades `submissions` against the master at `master`, writing `grades.csv` and, per
 /// submission, `feedback.md` and `results.json` (Gradescope's format) under `out`.
 pub fn autograde(master: &Path, submissions: &[PathBuf], out: &Path, options: &Options) -> Result<Vec<Report>> {
     ensure!(!submissions.is_empty(), "no submissions given: name folders, .zip or .tar.gz files");
-    let exercises = chosen(&options.lessons)?;
+    let exercises = super::chosen(&options.lessons)?;
     let names = submission_names(submissions)?;
     crate::files::ensure_writable_dir(out)?;
     let master = Master::read(master)?;

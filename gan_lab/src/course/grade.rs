@@ -173,10 +173,7 @@ pub fn cargo_env(root: &Path) -> Vec<(&'static str, PathBuf)> {
 /// Grades the exercises of `lessons` (all lessons when empty) in the workspace `root`, its own
 /// tests on its own code (the student's check; `autograde` is the instructor's).
 pub fn grade(root: &Path, lessons: &[String], limits: Limits) -> Result<Vec<ExerciseResult>> {
-    let known = super::lessons();
-    if let Some(unknown) = lessons.iter().find(|l| !known.contains(&l.as_str())) {
-        anyhow::bail!("there is no lesson `{unknown}`: the lessons are {}", known.join(", "));
-    }
+    super::chosen(lessons)?;
     let env = cargo_env(root);
     let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
     let mut results = Vec::new();

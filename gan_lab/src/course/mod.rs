@@ -157,6 +157,15 @@ pub fn checkout() -> std::path::PathBuf {
     root.canonicalize().unwrap_or(root)
 }
 
+/// The exercises of the chosen lessons (all lessons when none is chosen), in course order; an
+/// unknown lesson is an error naming the lessons.
+pub fn chosen(wanted: &[String]) -> anyhow::Result<Vec<&'static Exercise>> {
+    for l in wanted {
+        anyhow::ensure!(lessons().contains(&l.as_str()), "--lesson {l}: expected one of {}", lessons().join(", "));
+    }
+    Ok(EXERCISES.iter().filter(|e| wanted.is_empty() || wanted.iter().any(|l| l == e.lesson())).collect())
+}
+
 /// The lessons that have exercises, in course order.
 pub fn lessons() -> Vec<&'static str> {
     let mut out: Vec<&str> = Vec::new();
