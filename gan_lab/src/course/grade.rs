@@ -63,7 +63,22 @@ impl std::fmt::Display for CompileError {
 /// `CARGO_*` variables and the `OUT_DIR` of a `cargo run` that started this process: build
 /// scripts watch them (ring watches both), and inheriting them made every `cargo run … grade`
 /// rebuild ring, rustls, ureq and gan_lab twice, once for each side.
+///
+/// A failure that no source line explains (the linker's: a full disk, a killed `ld`) is tried
+/// once more before it is reported, with the linker's own last words in the message: it says
+/// nothing about the code being graded.
 pub fn build(
+    root: &Path,
+    lessons: &[&str],
+    envs: &[(&str, &Path)],
+) -> Result<std::result::Result<Vec<PathBuf>, Vec<CompileError>>> {
+    match build_once(root, lessons, envs)? {
+        Err(errors) if errors.iter().all(|e| e.file.is_empty()) => build_once(root, lessons, envs),
+        built => Ok(built),
+    }
+}
+
+fn build_once(
     root: &Path,
     lessons: &[&str],
     envs: &[(&str, &Path)],
@@ -99,10 +114,18 @@ pub fn build(
             let m = &msg["message"];
             let span = m["spans"].as_array().and_then(|s| s.iter().find(|s| s["is_primary"] == true).cloned());
             let code = m["code"]["code"].as_str().map(|c| format!("[{c}]")).unwrap_or_default();
+            let mut message = format!("error{code}: {}", m["message"].as_str().unwrap_or(""));
+            if span.is_none() {
+                // The linker's complaint is the last line of its notes (`ld: ...`, `collect2: ...`).
+                let notes = m["children"].as_array().into_iter().flatten().filter_map(|c| c["message"].as_str());
+                if let Some(last) = notes.flat_map(str::lines).map(str::trim).filter(|l| !l.is_empty()).last() {
+                    message = format!("{message} ({})", last.chars().take(300).collect::<String>());
+                }
+            }
             errors.push(CompileError {
                 file: span.as_ref().and_then(|s| s["file_name"].as_str()).unwrap_or("").to_string(),
                 line: span.as_ref().and_then(|s| s["line_start"].as_u64()).unwrap_or(0) as usize,
-                message: format!("error{code}: {}", m["message"].as_str().unwrap_or("")),
+                message,
             });
         }
     }
