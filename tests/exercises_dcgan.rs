@@ -18,6 +18,8 @@ use common::{
 use gan_lab::data::{Dataset, Split};
 use gan_lab::losses;
 use gan_lab::models::dcgan::{DcganConfig, Discriminator, Generator, Init};
+use gan_lab::optim::{AdamConfig, Optimizer};
+use gan_lab::step::{train_step, Losses, Step};
 use gan_lab::train::{sample_prior, with_seed};
 use gan_lab::viz::interpolate;
 use tch::{nn, Kind, Tensor};
@@ -362,3 +364,173 @@ fn interpolate__is_linear_and_evenly_spaced() {
         assert!((got - want).abs() < 1e-5, "row {}, coordinate {}: expected {want}, got {got}", i / 2, i % 2);
     }
 }
+
+// ---- dcgan.train_step ----
+// Tiny networks with fixed weights, two fixed batches and made-up losses (not the lesson's, so
+// that a mistake in your losses costs those exercises only): tests/reference/train_step_reference.py
+// runs the same two steps in PyTorch and printed the numbers below.
+
+const F32: (Kind, tch::Device) = (Kind::Float, tch::Device::Cpu);
+
+/// D: ((D(x) − 0.9)²) + ½ ((D(G(z)) + 0.3)²); G: ((D(G(z)) − 0.9)²), each averaged.
+struct MadeUp;
+
+impl Losses for MadeUp {
+    fn discriminator(&self, on_real: &Tensor, on_fake: &Tensor) -> Tensor {
+        (on_real - 0.9).square().mean(Kind::Float) + (on_fake + 0.3).square().mean(Kind::Float) * 0.5
+    }
+
+    fn generator(&self, on_fake: &Tensor) -> Tensor {
+        (on_fake - 0.9).square().mean(Kind::Float)
+    }
+}
+
+struct TinyGan {
+    vs_g: nn::VarStore,
+    vs_d: nn::VarStore,
+    g: nn::SequentialT,
+    d: nn::SequentialT,
+    opt_g: Optimizer,
+    opt_d: Optimizer,
+}
+
+fn pattern(n: i64, scale: f64, shift: f64) -> Tensor {
+    Tensor::arange(n, F32) * scale + shift
+}
+
+fn set(vs: &nn::VarStore, name: &str, value: Tensor) {
+    let mut t = vs.variables()[name].shallow_clone();
+    tch::no_grad(|| t.copy_(&value.view(t.size().as_slice())));
+}
+
+/// G: Linear(3, 4) + tanh; D: Linear(4, 1); Adam with lr 0.05, β = (0.5, 0.999).
+fn tiny_gan() -> TinyGan {
+    let (vs_g, vs_d) = (nn::VarStore::new(tch::Device::Cpu), nn::VarStore::new(tch::Device::Cpu));
+    // Drawn under the seed lock, then overwritten with the reference's weights.
+    let (g, d) = with_seed(0, || {
+        let g = nn::seq_t().add(nn::linear(vs_g.root() / "fc", 3, 4, Default::default())).add_fn(|x| x.tanh());
+        (g, nn::seq_t().add(nn::linear(vs_d.root() / "fc", 4, 1, Default::default())))
+    });
+    set(&vs_g, "fc.weight", pattern(12, 0.7, 0.0).sin() * 0.5);
+    set(&vs_g, "fc.bias", pattern(4, 0.9, 0.0).cos() * 0.1);
+    set(&vs_d, "fc.weight", pattern(4, 1.3, 0.0).cos() * 0.6);
+    set(&vs_d, "fc.bias", Tensor::from_slice(&[0.05f32]));
+    let adam = AdamConfig { lr: 0.05, beta1: 0.5, beta2: 0.999, eps: 1e-8 };
+    let (opt_g, opt_d) = (Optimizer::new(&vs_g, adam), Optimizer::new(&vs_d, adam));
+    TinyGan { vs_g, vs_d, g, d, opt_g, opt_d }
+}
+
+/// Real batch `k` and latent batch `k` (a leaf that records its gradient).
+fn batch(k: usize) -> (Tensor, Tensor) {
+    let real = pattern(20, 0.37, k as f64).sin().view([5, 4]);
+    let z = pattern(15, 0.51, k as f64).cos().view([5, 3]).set_requires_grad(true);
+    (real, z)
+}
+
+impl TinyGan {
+    /// Your step on batch `k`, and the latent batch it used.
+    fn step(&mut self, k: usize, losses: &dyn Losses) -> (Step, Tensor) {
+        let (real, z) = batch(k);
+        let step = train_step(&self.g, &self.d, &mut self.opt_g, &mut self.opt_d, &real, &z, losses);
+        (step, z)
+    }
+}
+
+fn close_all(what: &str, got: &Tensor, expected: &[f64]) {
+    let got = values(got);
+    assert_eq!(got.len(), expected.len(), "{what}: expected {} values, got {}", expected.len(), got.len());
+    for (i, (g, e)) in got.iter().zip(expected).enumerate() {
+        assert!((g - e).abs() <= 2e-5 * (1.0 + e.abs()), "{what}[{i}]: expected {e:.6}, got {g:.6}");
+    }
+}
+
+fn param(vs: &nn::VarStore, name: &str) -> Tensor {
+    vs.variables()[name].shallow_clone()
+}
+
+#[test]
+fn train_step__updates_d_on_real_and_fake_batches() {
+    let mut gan = tiny_gan();
+    let (step, _) = gan.step(0, &MadeUp);
+    close("D's loss (before its update)", step.d_loss.double_value(&[]), 1.4465084, 1e-5);
+    close_all("D's outputs on the real batch", &step.on_real, &[-0.6287648, 0.1640193, 0.7494416, 0.0628196, -0.6471167]);
+    close_all("D's outputs on the fakes", &step.on_fake, &[0.6825847, -0.1471761, -0.4236357, 0.3885651, 0.6975234]);
+    // One Adam update of D, and nothing else moves D: not G's update, not a second D update.
+    close_all("D's weight after the step", &param(&gan.vs_d, "fc.weight"), &[0.55, 0.1104994, -0.4641333, -0.3855595]);
+    close_all("D's bias after the step", &param(&gan.vs_d, "fc.bias"), &[0.1]);
+}
+
+#[test]
+fn train_step__updates_g_through_the_updated_d() {
+    let mut gan = tiny_gan();
+    let (step, _) = gan.step(0, &MadeUp);
+    close("G's loss, scored by D after D's update", step.g_loss.double_value(&[]), 0.5635126, 1e-5);
+    let weight = [
+        -0.05, 0.2721089, 0.4427249, 0.3816047, 0.1174941, -0.2253916, -0.3857878, -0.4412263, -0.2656334, 0.0584068,
+        0.3784933, 0.5440841,
+    ];
+    close_all("G's weight after the step", &param(&gan.vs_g, "fc.weight"), &weight);
+    close_all("G's bias after the step", &param(&gan.vs_g, "fc.bias"), &[0.15, 0.112161, -0.0727202, -0.1404072]);
+}
+
+#[test]
+fn train_step__d_update_sends_nothing_back_into_g() {
+    let mut gan = tiny_gan();
+    let (_, z) = gan.step(0, &MadeUp);
+    let grad = z.grad();
+    assert!(grad.defined(), "z received no gradient: G's update must flow back through G(z)");
+    // What reaches z is G's loss alone; D's loss adds to it when D's update is not cut off from G.
+    let expected = [
+        -0.0106199, -0.0114309, -0.0068657, -0.0838834, -0.1055178, -0.0775256, -0.057425800, -0.08063, -0.0659126,
+        -0.0421732, -0.0448846, -0.0264861, -0.0093009, -0.0095827, -0.0053576,
+    ];
+    close_all("gradient reaching z (G's loss only)", &grad, &expected);
+}
+
+#[test]
+fn train_step__each_update_starts_from_cleared_gradients() {
+    let mut gan = tiny_gan();
+    gan.step(0, &MadeUp);
+    let (step, _) = gan.step(1, &MadeUp);
+    close("D's loss at step 2", step.d_loss.double_value(&[]), 1.0991769, 1e-5);
+    close("G's loss at step 2", step.g_loss.double_value(&[]), 0.4215508, 1e-5);
+    close_all("D's weight after step 2", &param(&gan.vs_d, "fc.weight"), &[0.5276626, 0.1541337, -0.4152596, -0.3344774]);
+    close_all("D's bias after step 2", &param(&gan.vs_d, "fc.bias"), &[0.1481567]);
+    let weight = [
+        -0.0920103, 0.225386, 0.3934943, 0.3307239, 0.0659897, -0.2772816, -0.3439523, -0.395619, -0.2183223, 0.0875795,
+        0.416661, 0.5880738,
+    ];
+    close_all("G's weight after step 2", &param(&gan.vs_g, "fc.weight"), &weight);
+}
+
+// BEGIN HIDDEN TESTS
+/// The losses come from `losses`, not from the lesson's functions called directly.
+#[test]
+fn train_step__uses_the_losses_it_is_given() {
+    let mut gan = tiny_gan();
+    let (step, _) = gan.step(0, &MadeUp);
+    let d_loss = MadeUp.discriminator(&step.on_real, &step.on_fake).double_value(&[]);
+    close("D's loss is losses.discriminator(on_real, on_fake)", step.d_loss.double_value(&[]), d_loss, 1e-6);
+}
+
+/// A module that fails when called in inference mode.
+#[derive(Debug)]
+struct TrainingOnly(nn::SequentialT);
+
+impl nn::ModuleT for TrainingOnly {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        assert!(train, "a network was run with train = false inside the training step");
+        self.0.forward_t(x, train)
+    }
+}
+
+#[test]
+fn train_step__runs_both_networks_in_training_mode() {
+    let TinyGan { g, d, mut opt_g, mut opt_d, .. } = tiny_gan();
+    let (g, d) = (TrainingOnly(g), TrainingOnly(d));
+    let (real, z) = batch(0);
+    let step = train_step(&g, &d, &mut opt_g, &mut opt_d, &real, &z, &MadeUp);
+    close("G's loss", step.g_loss.double_value(&[]), 0.5635126, 1e-5);
+}
+// END HIDDEN TESTS
+

@@ -14,6 +14,7 @@ pub mod notebook;
 pub mod ops;
 pub mod optim;
 pub mod perf;
+pub mod step;
 pub mod train;
 pub mod tsne;
 pub mod vae;

@@ -218,6 +218,13 @@ impl Objective {
         }
     }
 
+    /// The mean of D's judgement of a batch from its scores: the mean D(x) = sigmoid(score) for
+    /// the objectives on logits, the mean raw score otherwise.
+    pub fn mean_judgement(&self, scores: &Tensor) -> f64 {
+        let s = if self.uses_sigmoid() { scores.sigmoid() } else { scores.shallow_clone() };
+        s.mean(Kind::Float).double_value(&[])
+    }
+
     /// Whether D's score is a logit (D(x) = sigmoid(score)); otherwise it is used raw.
     pub fn uses_sigmoid(&self) -> bool {
         matches!(self, Objective::NonSaturating | Objective::Saturating)

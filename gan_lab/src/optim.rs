@@ -120,16 +120,23 @@ impl Optimizer {
         let slots: Vec<&mut Slot> = self.slots.iter_mut().filter(|s| s.param.requires_grad()).collect();
         let params: Vec<&Tensor> = slots.iter().map(|s| &s.param).collect();
         let grads = profiled(c"gan_lab::backward", || Tensor::run_backward(&[loss], &params, false, false));
-        self.step += 1;
-        let step = self.step as i32;
-        // A parameter the loss does not reach gets no gradient and no update.
-        let updates = slots.into_iter().zip(grads).filter(|(_, grad)| grad.defined());
-        profiled(c"gan_lab::optimizer_update", || {
-            tch::no_grad(|| match self.config {
-                OptimizerConfig::Adam(c) => adam_update(updates.collect(), c, step),
-                OptimizerConfig::RmsProp(c) => updates.for_each(|(s, grad)| rmsprop_update(s, &grad, c)),
-            })
-        });
+        update(&mut self.step, self.config, slots, grads);
+    }
+
+    /// Sets the `.grad` of this optimizer's parameters to zero: `backward()` adds into it, so
+    /// each update starts by clearing what the last one left (PyTorch's `optimizer.zero_grad()`).
+    pub fn zero_grad(&mut self) {
+        for s in &mut self.slots {
+            s.param.zero_grad();
+        }
+    }
+
+    /// One update from the gradients that `backward()` left in the parameters' `.grad`
+    /// (PyTorch's `optimizer.step()`). A parameter without a gradient is left as it is.
+    pub fn step(&mut self) {
+        let slots: Vec<&mut Slot> = self.slots.iter_mut().collect();
+        let grads = slots.iter().map(|s| s.param.grad()).collect();
+        update(&mut self.step, self.config, slots, grads);
     }
 
     /// The state as named tensors (`<prefix>exp_avg.<var>`, ..., `<prefix>step`).
@@ -232,6 +239,20 @@ impl Average {
         }
         Ok(())
     }
+}
+
+/// Update number `step + 1` of `slots` with their gradients `grads`. A parameter the loss does not
+/// reach has no gradient and no update.
+fn update(step: &mut i64, config: OptimizerConfig, slots: Vec<&mut Slot>, grads: Vec<Tensor>) {
+    *step += 1;
+    let step = *step as i32;
+    let updates = slots.into_iter().zip(grads).filter(|(_, grad)| grad.defined());
+    profiled(c"gan_lab::optimizer_update", || {
+        tch::no_grad(|| match config {
+            OptimizerConfig::Adam(c) => adam_update(updates.collect(), c, step),
+            OptimizerConfig::RmsProp(c) => updates.for_each(|(s, grad)| rmsprop_update(s, &grad, c)),
+        })
+    });
 }
 
 /// v ← α v + (1 − α) g², θ ← θ − lr · g / (√v + ε): PyTorch's RMSProp (no momentum, not

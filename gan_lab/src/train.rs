@@ -261,8 +261,47 @@ impl Gan {
     /// One D update then one G update on a real batch (with its labels, which conditional
     /// families also give the fakes: y = attribute(x*)), with latent vectors `z`.
     pub fn train_step(&mut self, real: &Tensor, labels: Option<&Tensor>, z: &Tensor) -> StepRecord {
-        let (fake, critic) = self.critic_step(real, labels, z, self.step);
+        self.step_on(real, labels, z, self.step)
+    }
+
+    /// [`Gan::train_step`] with D's update counted as `index` (it seeds the gradient penalty).
+    fn step_on(&mut self, real: &Tensor, labels: Option<&Tensor>, z: &Tensor, index: i64) -> StepRecord {
+        if let Some(record) = self.lesson_step(real, labels, z) {
+            return record;
+        }
+        let (fake, critic) = self.critic_step(real, labels, z, index);
         self.generator_step(&fake, labels, z, critic)
+    }
+
+    /// The lesson's own step ([`crate::step::train_step`], exercise `dcgan.train_step`) for the
+    /// runs it covers: networks that are plain modules (the DCGAN), no labels, no auxiliary term
+    /// and an objective that is its two losses alone (not WGAN's clipping or penalty). `None`
+    /// for the other runs, which take [`Gan::critic_step`] and [`Gan::generator_step`].
+    fn lesson_step(&mut self, real: &Tensor, labels: Option<&Tensor>, z: &Tensor) -> Option<StepRecord> {
+        let objective = self.config.objective;
+        let plain = labels.is_none() && self.config.auxiliary == Auxiliary::None && !objective.is_wasserstein();
+        let (Some(g), Some(d), true) = (self.generator.module(), self.discriminator.module(), plain) else {
+            return None;
+        };
+        let (opt_g, opt_d) = (&mut self.opt_g, &mut self.opt_d);
+        let s = crate::perf::with_bf16(self.config.bf16, || {
+            crate::step::train_step(g, d, opt_g, opt_d, real, z, &objective)
+        });
+        if let Some(average) = &mut self.average {
+            average.update();
+        }
+        Some(StepRecord {
+            step: self.step,
+            d_loss: s.d_loss.double_value(&[]),
+            g_loss: s.g_loss.double_value(&[]),
+            d_real: objective.mean_judgement(&s.on_real),
+            d_fake: objective.mean_judgement(&s.on_fake),
+            class_loss: None,
+            wasserstein: None,
+            penalty: None,
+            information: None,
+            mutual_information: None,
+        })
     }
 
     /// One update of D on a real batch and the fakes of `z`; returns the fakes (still attached
@@ -282,11 +321,7 @@ impl Gan {
             crate::losses::clip_weights(&self.vs_d, clip);
         }
 
-        let mean = |s: &Tensor| {
-            let s = if objective.uses_sigmoid() { s.sigmoid() } else { s.shallow_clone() };
-            s.mean(Kind::Float).double_value(&[])
-        };
-        let (d_real, d_fake) = (mean(&c.on_real), mean(&c.on_fake));
+        let (d_real, d_fake) = (objective.mean_judgement(&c.on_real), objective.mean_judgement(&c.on_fake));
         let critique = Critique {
             d_loss: c.d_loss.double_value(&[]),
             d_real,
@@ -424,21 +459,28 @@ impl Gan {
             }
             // n_critic updates of D, each on its own batch and noise, then one update of G on the
             // last fakes. With one D update per step, D's update i is step i.
-            let first = c.n_critic.updates_before(self.step);
-            let mut last = None;
-            for index in first..first + c.n_critic.updates(self.step) {
-                let (real, labels, z) = profiled(c"gan_lab::batch_and_latent", || {
+            let (first, updates) = (c.n_critic.updates_before(self.step), c.n_critic.updates(self.step));
+            ensure!(updates >= 1, "n_critic: expected at least one critic update per step");
+            let mut batch = |gan: &Gan, index: i64| {
+                profiled(c"gan_lab::batch_and_latent", || {
                     let (real, labels) = batcher.batch(data, index);
                     let real = if c.channels_last { crate::perf::channels_last(&real) } else { real };
-                    (real, labels, self.latent_for_step(index))
-                });
-                let (fake, critique) = self.critic_step(&real, labels.as_ref(), &z, index);
-                last = Some((fake, labels, z, critique));
-            }
-            let Some((fake, labels, z, critique)) = last else {
-                bail!("n_critic: expected at least one critic update per step")
+                    (real, labels, gan.latent_for_step(index))
+                })
             };
-            let record = self.generator_step(&fake, labels.as_ref(), &z, critique);
+            let record = if updates == 1 {
+                let (real, labels, z) = batch(self, first);
+                self.step_on(&real, labels.as_ref(), &z, first)
+            } else {
+                let mut last = None;
+                for index in first..first + updates {
+                    let (real, labels, z) = batch(self, index);
+                    let (fake, critique) = self.critic_step(&real, labels.as_ref(), &z, index);
+                    last = Some((fake, labels, z, critique));
+                }
+                let (fake, labels, z, critique) = last.expect("at least one critic update");
+                self.generator_step(&fake, labels.as_ref(), &z, critique)
+            };
             if !record.d_loss.is_finite() || !record.g_loss.is_finite() {
                 bail!(
                     "step {}: the losses became {} (D) and {} (G); try a lower learning rate",

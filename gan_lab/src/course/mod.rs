@@ -70,6 +70,11 @@ pub const EXERCISES: &[Exercise] = &[
         summary: "the saturating (minimax) generator loss, on D's logits",
     },
     Exercise {
+        id: "dcgan.train_step",
+        points: 3,
+        summary: "one training step: update D, then update G, as the lesson's algorithm alternates them",
+    },
+    Exercise {
         id: "dcgan.interpolate",
         points: 1,
         summary: "steps latent vectors on the segment from z1 to z2, ends included",

@@ -229,6 +229,16 @@ impl GeneratorNet for Generator {
     fn generate(&self, z: &Tensor, _labels: Option<&Tensor>, train: bool) -> Tensor {
         self.forward_t(z, train)
     }
+
+    fn module(&self) -> Option<&dyn nn::ModuleT> {
+        Some(self)
+    }
+}
+
+impl nn::ModuleT for Generator {
+    fn forward_t(&self, z: &Tensor, train: bool) -> Tensor {
+        Generator::forward_t(self, z, train)
+    }
 }
 
 /// The DCGAN discriminator; returns logits.
@@ -296,5 +306,15 @@ impl Discriminator {
 impl DiscriminatorNet for Discriminator {
     fn judge(&self, x: &Tensor, _labels: Option<&Tensor>, train: bool) -> Judgement {
         Judgement { score: self.forward_t(x, train), classes: None, codes: None }
+    }
+
+    fn module(&self) -> Option<&dyn nn::ModuleT> {
+        Some(self)
+    }
+}
+
+impl nn::ModuleT for Discriminator {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        Discriminator::forward_t(self, x, train)
     }
 }

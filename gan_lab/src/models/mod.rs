@@ -17,6 +17,12 @@ use tch::{Kind, Tensor};
 /// images `[B, C, S, S]` in [-1, 1].
 pub trait GeneratorNet {
     fn generate(&self, z: &Tensor, labels: Option<&Tensor>, train: bool) -> Tensor;
+
+    /// The network as a plain tch module (z → images), for a family that needs no labels:
+    /// such a family trains through the lesson's own step ([`crate::step::train_step`]).
+    fn module(&self) -> Option<&dyn tch::nn::ModuleT> {
+        None
+    }
 }
 
 /// What a discriminator says about a batch of images.
@@ -35,6 +41,12 @@ pub struct Judgement {
 /// Maps images `[B, C, S, S]` (and, for conditional families, labels `[B]`) to a [`Judgement`].
 pub trait DiscriminatorNet {
     fn judge(&self, x: &Tensor, labels: Option<&Tensor>, train: bool) -> Judgement;
+
+    /// The network as a plain tch module (images → scores), for a family whose D gives a score
+    /// alone (see [`GeneratorNet::module`]).
+    fn module(&self) -> Option<&dyn tch::nn::ModuleT> {
+        None
+    }
 
     /// The score alone.
     fn score(&self, x: &Tensor, labels: Option<&Tensor>, train: bool) -> Tensor {
