@@ -453,7 +453,11 @@ fn train_step__updates_d_on_real_and_fake_batches() {
     let mut gan = tiny_gan();
     let (step, _) = gan.step(0, &MadeUp);
     close("D's loss (before its update)", step.d_loss.double_value(&[]), 1.4465084, 1e-5);
-    close_all("D's outputs on the real batch", &step.on_real, &[-0.6287648, 0.1640193, 0.7494416, 0.0628196, -0.6471167]);
+    close_all(
+        "D's outputs on the real batch",
+        &step.on_real,
+        &[-0.6287648, 0.1640193, 0.7494416, 0.0628196, -0.6471167],
+    );
     close_all("D's outputs on the fakes", &step.on_fake, &[0.6825847, -0.1471761, -0.4236357, 0.3885651, 0.6975234]);
     // One Adam update of D, and nothing else moves D: not G's update, not a second D update.
     close_all("D's weight after the step", &param(&gan.vs_d, "fc.weight"), &[0.55, 0.1104994, -0.4641333, -0.3855595]);
@@ -481,8 +485,21 @@ fn train_step__d_update_sends_nothing_back_into_g() {
     assert!(grad.defined(), "z received no gradient: G's update must flow back through G(z)");
     // What reaches z is G's loss alone; D's loss adds to it when D's update is not cut off from G.
     let expected = [
-        -0.0106199, -0.0114309, -0.0068657, -0.0838834, -0.1055178, -0.0775256, -0.057425800, -0.08063, -0.0659126,
-        -0.0421732, -0.0448846, -0.0264861, -0.0093009, -0.0095827, -0.0053576,
+        -0.0106199,
+        -0.0114309,
+        -0.0068657,
+        -0.0838834,
+        -0.1055178,
+        -0.0775256,
+        -0.057425800,
+        -0.08063,
+        -0.0659126,
+        -0.0421732,
+        -0.0448846,
+        -0.0264861,
+        -0.0093009,
+        -0.0095827,
+        -0.0053576,
     ];
     close_all("gradient reaching z (G's loss only)", &grad, &expected);
 }
@@ -490,15 +507,19 @@ fn train_step__d_update_sends_nothing_back_into_g() {
 #[test]
 fn train_step__each_update_starts_from_cleared_gradients() {
     let mut gan = tiny_gan();
-    gan.step(0, &MadeUp);
+    let _ = gan.step(0, &MadeUp);
     let (step, _) = gan.step(1, &MadeUp);
     close("D's loss at step 2", step.d_loss.double_value(&[]), 1.0991769, 1e-5);
     close("G's loss at step 2", step.g_loss.double_value(&[]), 0.4215508, 1e-5);
-    close_all("D's weight after step 2", &param(&gan.vs_d, "fc.weight"), &[0.5276626, 0.1541337, -0.4152596, -0.3344774]);
+    close_all(
+        "D's weight after step 2",
+        &param(&gan.vs_d, "fc.weight"),
+        &[0.5276626, 0.1541337, -0.4152596, -0.3344774],
+    );
     close_all("D's bias after step 2", &param(&gan.vs_d, "fc.bias"), &[0.1481567]);
     let weight = [
-        -0.0920103, 0.225386, 0.3934943, 0.3307239, 0.0659897, -0.2772816, -0.3439523, -0.395619, -0.2183223, 0.0875795,
-        0.416661, 0.5880738,
+        -0.0920103, 0.225386, 0.3934943, 0.3307239, 0.0659897, -0.2772816, -0.3439523, -0.395619, -0.2183223,
+        0.0875795, 0.416661, 0.5880738,
     ];
     close_all("G's weight after step 2", &param(&gan.vs_g, "fc.weight"), &weight);
 }
@@ -533,4 +554,3 @@ fn train_step__runs_both_networks_in_training_mode() {
     close("G's loss", step.g_loss.double_value(&[]), 0.5635126, 1e-5);
 }
 // END HIDDEN TESTS
-

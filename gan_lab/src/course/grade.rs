@@ -118,7 +118,7 @@ fn build_once(
             if span.is_none() {
                 // The linker's complaint is the last line of its notes (`ld: ...`, `collect2: ...`).
                 let notes = m["children"].as_array().into_iter().flatten().filter_map(|c| c["message"].as_str());
-                if let Some(last) = notes.flat_map(str::lines).map(str::trim).filter(|l| !l.is_empty()).next_back() {
+                if let Some(last) = notes.flat_map(str::lines).map(str::trim).rfind(|l| !l.is_empty()) {
                     message = format!("{message} ({})", last.chars().take(300).collect::<String>());
                 }
             }
