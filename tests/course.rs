@@ -133,6 +133,36 @@ fn student_notebooks_are_generated_and_current() {
 }
 
 #[test]
+fn a_training_cell_tagged_reference_keeps_a_picture_of_the_instructors_full_run() {
+    let training = |tags: serde_json::Value| {
+        json!({"cell_type": "code", "id": "train", "metadata": {"tags": tags, "gan_lab": {"seconds": 84.4}},
+               "execution_count": 5, "source": "let gan = train()?;\ngan",
+               "outputs": [{"output_type": "display_data", "metadata": {},
+                            "data": {"text/html": "<div><img src=\"data:image/png;base64,iVBORw0K+/=\"/><svg></svg></div>"}}]})
+    };
+    let notebook = |mode: &str, tags: serde_json::Value| {
+        json!({"nbformat": 4, "nbformat_minor": 5,
+               "metadata": {"gan_lab": {"mode": mode, "cpu": "AMD EPYC", "cores": 2}},
+               "cells": [{"cell_type": "markdown", "metadata": {}, "source": "## Training"}, training(tags)]})
+    };
+    let student = notebooks::student_notebook(&notebook("full", json!(["reference"])), "n.ipynb").unwrap();
+    let cells = student["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 3, "{student:#}");
+    let reference = &cells[1];
+    assert_eq!(reference["cell_type"], "markdown");
+    assert_eq!(reference["attachments"]["reference.png"]["image/png"], "iVBORw0K+/=");
+    let text: String = reference["source"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert!(text.contains("84 s on AMD EPYC, 2 cores") && text.contains("attachment:reference.png"), "{text}");
+    assert_eq!(cells[2]["outputs"], json!([]), "the training cell itself starts empty");
+    assert!(student["metadata"].get("gan_lab").is_none() && cells[2]["metadata"].get("gan_lab").is_none());
+    // No picture from a quick run (20 steps), nor for an untagged cell.
+    for nb in [notebook("quick", json!(["reference"])), notebook("full", json!([]))] {
+        let student = notebooks::student_notebook(&nb, "n.ipynb").unwrap();
+        assert_eq!(student["cells"].as_array().unwrap().len(), 2, "{student:#}");
+    }
+}
+
+#[test]
 fn malformed_notebooks_are_refused_by_name() {
     let msg = err_of(notebooks::student_notebook(&json!({"nbformat": 3, "cells": []}), "old.ipynb"));
     assert!(msg.contains("old.ipynb") && msg.contains("nbformat 4"), "{msg}");

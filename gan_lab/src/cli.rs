@@ -162,10 +162,13 @@ enum NotebooksCommand {
         check: bool,
     },
     /// Re-run solutions/ through the gan-lab kernel to refresh their outputs (quick mode unless
-    /// --full), then regenerate notebooks/.
+    /// --full), then regenerate notebooks/. A full run also gives the student edition its
+    /// pictures of correct runs and their times (before the cells tagged `reference`).
     Execute {
         #[arg(long)]
         full: bool,
+        /// Only these notebooks (e.g. 01-dcgan); default: all.
+        names: Vec<String>,
     },
 }
 
@@ -447,9 +450,9 @@ fn run(cli: Cli) -> Result<()> {
             anyhow::ensure!(!check || stale.is_empty(), "notebooks/ is out of date: run `gan-lab notebooks student`");
             Ok(())
         }
-        Command::Notebooks(NotebooksCommand::Execute { full }) => {
+        Command::Notebooks(NotebooksCommand::Execute { full, names }) => {
             // Executing records the kernel's metadata in solutions/: the student edition follows.
-            crate::course::notebooks::execute(&repo_root(), full)?;
+            crate::course::notebooks::execute(&repo_root(), full, &names)?;
             for path in crate::course::notebooks::write_student_notebooks(&repo_root(), false)? {
                 println!("wrote {}", path.display());
             }

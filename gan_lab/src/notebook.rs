@@ -218,26 +218,94 @@ impl VaeModel {
 }
 
 impl crate::vae::Comparison {
-    /// The table as HTML.
-    pub fn html(&self) -> String {
-        let (header, rows) = self.cells();
-        let mut out = String::from("<table><thead><tr>");
-        for h in header {
-            let _ = write!(out, "<th>{}</th>", escape(h));
+    pub fn evcxr_display(&self) {
+        self.table().evcxr_display()
+    }
+}
+
+impl viz::Table {
+    pub fn evcxr_display(&self) {
+        emit("text/html", &self.html())
+    }
+}
+
+/// The lesson-1 experiments side by side, judged without the lesson-2 scores. For each run: its
+/// training (steps, seconds, and the losses and D's mean outputs over its last 100 steps) and
+/// 1,000 of its samples as the frozen digit evaluator reads them (the share it reads as a clear
+/// digit, how evenly the classes spread, the most frequent class, near-duplicates) with their
+/// sharpness. 64×64 samples are averaged down to 32×32 for the evaluator.
+#[derive(Default)]
+pub struct Experiments {
+    table: viz::Table,
+}
+
+impl Experiments {
+    pub fn new() -> Experiments {
+        let header = [
+            "run",
+            "steps",
+            "train s",
+            "D loss",
+            "G loss",
+            "D(x)",
+            "D(G(z))",
+            "clear digits",
+            "class entropy",
+            "most frequent",
+            "near-duplicates",
+            "sharpness",
+        ];
+        Experiments { table: viz::Table::new(&header) }
+    }
+
+    /// Adds the run `gan` as `name`. Fails for samples the digit evaluator cannot read (not
+    /// one-channel 32×32 or 64×64).
+    pub fn add(mut self, name: &str, gan: &Gan) -> anyhow::Result<Experiments> {
+        let mut images = gan.sample(1000, 7);
+        let size = images.size();
+        anyhow::ensure!(
+            size[1] == 1 && (size[2] == 32 || size[2] == 64),
+            "{name}: the digit evaluator reads one-channel 32×32 or 64×64 images, not {:?}",
+            &size[1..]
+        );
+        if size[2] == 64 {
+            images = images.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>);
         }
-        out.push_str("</tr></thead><tbody>");
-        for row in rows {
-            out.push_str("<tr>");
-            for cell in row {
-                let _ = write!(out, "<td>{}</td>", escape(&cell));
-            }
-            out.push_str("</tr>");
-        }
-        out + "</tbody></table>"
+        let ev = crate::metrics::Evaluator::shipped()?;
+        let signals = crate::metrics::collapse_signals(&ev, &images);
+        let last = &gan.history.steps[gan.history.steps.len().saturating_sub(100)..];
+        let mean = |f: fn(&crate::train::StepRecord) -> f64| {
+            format!("{:.2}", last.iter().map(f).sum::<f64>() / last.len().max(1) as f64)
+        };
+        self.table.rows.push(vec![
+            name.to_string(),
+            gan.step.to_string(),
+            format!("{:.0}", gan.history.seconds),
+            mean(|r| r.d_loss),
+            mean(|r| r.g_loss),
+            mean(|r| r.d_real),
+            mean(|r| r.d_fake),
+            format!("{:.0}%", 100.0 * ev.confident_share(&images, 0.9)),
+            format!("{:.2} nats", signals.entropy),
+            format!("{} ({:.0}%)", signals.top_class, 100.0 * signals.class_shares[signals.top_class]),
+            format!("{:.1}%", 100.0 * signals.near_duplicate_rate),
+            format!("{:.3}", crate::metrics::sharpness(&images)),
+        ]);
+        Ok(self)
+    }
+
+    pub fn table(&self) -> &viz::Table {
+        &self.table
     }
 
     pub fn evcxr_display(&self) {
-        emit("text/html", &self.html())
+        self.table.evcxr_display()
+    }
+}
+
+impl std::fmt::Display for Experiments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.table.fmt(f)
     }
 }
 
@@ -255,7 +323,7 @@ impl Panel {
     fn item(mut self, caption: &str, body: String) -> Panel {
         self.items.push(format!(
             "<figure style=\"margin:0\">{body}<figcaption style=\"text-align:center\">{}</figcaption></figure>",
-            escape(caption)
+            viz::escape_html(caption)
         ));
         self
     }
@@ -269,7 +337,7 @@ impl Panel {
     }
 
     pub fn text(self, caption: &str, text: &str) -> Panel {
-        self.item(caption, format!("<pre>{}</pre>", escape(text)))
+        self.item(caption, format!("<pre>{}</pre>", viz::escape_html(text)))
     }
 
     pub fn html(&self) -> String {
@@ -285,10 +353,6 @@ impl Panel {
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
 impl History {
     /// A run's history shows as its loss curves.
     pub fn evcxr_display(&self) {
@@ -301,8 +365,9 @@ impl Gan {
     pub fn evcxr_display(&self) {
         let last = self.history.last().map(|r| {
             format!(
-                "step {}\nD loss {:.3}\nG loss {:.3}\nD(x) {:.2}\nD(G(z)) {:.2}",
+                "step {} ({:.0} s of training)\nD loss {:.3}\nG loss {:.3}\nD(x) {:.2}\nD(G(z)) {:.2}",
                 r.step + 1,
+                self.history.seconds,
                 r.d_loss,
                 r.g_loss,
                 r.d_real,

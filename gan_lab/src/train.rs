@@ -148,6 +148,9 @@ pub struct History {
     /// Scores taken every `metrics_every` steps.
     #[serde(default)]
     pub metrics: Vec<MetricRecord>,
+    /// Wall-clock seconds spent in training so far, scoring included.
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 /// The generator's scores after a step, and what computing them cost.
@@ -452,6 +455,7 @@ impl Gan {
             false => None,
         };
         let mut progress = Progress::new(c.steps, self.step);
+        let (started, seconds_before) = (std::time::Instant::now(), self.history.seconds);
         while self.step < c.steps {
             if stop_requested() {
                 progress.finish();
@@ -491,6 +495,7 @@ impl Gan {
             }
             self.history.steps.push(record);
             self.step += 1;
+            self.history.seconds = seconds_before + started.elapsed().as_secs_f64();
             if c.snapshot_every > 0 && self.step % c.snapshot_every == 0 {
                 let images = self.generate(&self.fixed_noise);
                 self.snapshots.push((self.step, images));

@@ -501,11 +501,20 @@ impl Comparison {
         self.rows.push(ComparisonRow { model: model.into(), steps, seconds, test_mse, scores });
     }
 
-    /// The header and the cells of each row, as text.
-    pub fn cells(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
-        let header = vec!["model", "steps", "train s", "held-out MSE", "IS", "Mode score", "FID", "sharpness"];
+    /// The table: a row per model.
+    pub fn table(&self) -> crate::viz::Table {
+        let mut table = crate::viz::Table::new(&[
+            "model",
+            "steps",
+            "train s",
+            "held-out MSE",
+            "IS",
+            "Mode score",
+            "FID",
+            "sharpness",
+        ]);
         let opt = |v: Option<f64>, digits: usize| v.map_or("–".to_string(), |v| format!("{v:.digits$}"));
-        let rows = self
+        table.rows = self
             .rows
             .iter()
             .map(|r| {
@@ -521,18 +530,12 @@ impl Comparison {
                 ]
             })
             .collect();
-        (header, rows)
+        table
     }
 }
 
 impl std::fmt::Display for Comparison {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (header, rows) = self.cells();
-        writeln!(f, "| {} |", header.join(" | "))?;
-        writeln!(f, "|{}", " --- |".repeat(header.len()))?;
-        for row in rows {
-            writeln!(f, "| {} |", row.join(" | "))?;
-        }
-        Ok(())
+        self.table().fmt(f)
     }
 }

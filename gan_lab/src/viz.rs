@@ -55,6 +55,44 @@ pub fn default_columns(n: i64) -> i64 {
 }
 
 /// PNG bytes of an image.
+/// Text made safe to put in HTML.
+pub fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// A table of text cells: printed as Markdown, shown as HTML in notebooks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Table {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(header: &[&str]) -> Table {
+        Table { header: header.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
+    }
+
+    /// The table as HTML, its cells escaped.
+    pub fn html(&self) -> String {
+        let row = |cells: &[String], tag: &str| {
+            cells.iter().map(|c| format!("<{tag}>{}</{tag}>", escape_html(c))).collect::<String>()
+        };
+        let body: String = self.rows.iter().map(|r| format!("<tr>{}</tr>", row(r, "td"))).collect();
+        format!("<table><thead><tr>{}</tr></thead><tbody>{body}</tbody></table>", row(&self.header, "th"))
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "| {} |", self.header.join(" | "))?;
+        writeln!(f, "|{}", " --- |".repeat(self.header.len()))?;
+        for row in &self.rows {
+            writeln!(f, "| {} |", row.join(" | "))?;
+        }
+        Ok(())
+    }
+}
+
 pub fn png_bytes(img: &RgbImage) -> Vec<u8> {
     let mut buf = std::io::Cursor::new(Vec::new());
     img.write_to(&mut buf, image::ImageFormat::Png).expect("PNG encoding into memory");

@@ -40,10 +40,66 @@ pub fn check_notebook(nb: &Value, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// The student version of a notebook: answers emptied, solution regions stubbed, outputs cleared.
+/// The first PNG a code cell's outputs hold, base64: an `image/png` output, or the first picture
+/// of an HTML panel.
+fn first_png(cell: &Value) -> Option<String> {
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => Some(parts.iter().filter_map(Value::as_str).collect()),
+        _ => None,
+    };
+    cell["outputs"].as_array()?.iter().find_map(|o| {
+        if let Some(png) = text(&o["data"]["image/png"]) {
+            return Some(png.split_whitespace().collect());
+        }
+        let html = text(&o["data"]["text/html"])?;
+        let start = html.find("data:image/png;base64,")? + "data:image/png;base64,".len();
+        let len = html[start..].find(|c: char| !(c.is_ascii_alphanumeric() || "+/=".contains(c)))?;
+        Some(html[start..start + len].to_string())
+    })
+}
+
+/// For a code cell tagged `reference` in a notebook the instructors ran in full
+/// (`tools/execute_notebooks.py --full` records the run in the notebook's and the cell's
+/// `gan_lab` metadata): a markdown cell that shows what a correct run of it looks like (its first
+/// picture) and how long it took on which CPU. Student editions clear outputs; this stays.
+fn reference_cell(nb: &Value, cell: &Value) -> Option<Value> {
+    let run = &nb["metadata"]["gan_lab"];
+    if run["mode"] != "full" || !cell["metadata"]["tags"].as_array()?.iter().any(|t| t == "reference") {
+        return None;
+    }
+    let png = first_png(cell)?;
+    let seconds = cell["metadata"]["gan_lab"]["seconds"].as_f64()?;
+    let took = match seconds {
+        s if s < 90.0 => format!("{s:.0} s"),
+        s => format!("{:.0} min", s / 60.0),
+    };
+    let cpu = run["cpu"].as_str().unwrap_or("a CPU");
+    let cores = run["cores"].as_u64().map(|c| format!(", {c} cores")).unwrap_or_default();
+    let text = format!(
+        "*What a correct run of the next cell looks like.* It took {took} on {cpu}{cores} with the \
+         course's solutions; yours differs in the details, not in kind.\n\n![a correct run](attachment:reference.png)"
+    );
+    let id = cell["id"].as_str().map(|id| format!("{id}-reference")).unwrap_or_else(|| "reference".into());
+    Some(json!({
+        "attachments": {"reference.png": {"image/png": png}},
+        "cell_type": "markdown",
+        "id": id,
+        "metadata": {"tags": ["reference"]},
+        "source": source_lines(&text),
+    }))
+}
+
+/// The student version of a notebook: answers emptied, solution regions stubbed, outputs
+/// cleared, and before each cell tagged `reference` a picture of a correct run.
 pub fn student_notebook(nb: &Value, what: &str) -> Result<Value> {
     check_notebook(nb, what)?;
+    let references: Vec<Option<Value>> =
+        nb["cells"].as_array().expect("checked").iter().map(|c| reference_cell(nb, c)).collect();
     let mut nb = nb.clone();
+    if let Some(meta) = nb["metadata"].as_object_mut() {
+        meta.remove("gan_lab");
+    }
     for (i, cell) in nb["cells"].as_array_mut().expect("checked").iter_mut().enumerate() {
         let where_ = format!("{what} (cell {})", i + 1);
         let tags: Vec<String> = cell["metadata"]["tags"]
@@ -52,6 +108,7 @@ pub fn student_notebook(nb: &Value, what: &str) -> Result<Value> {
             .unwrap_or_default();
         if let Some(meta) = cell["metadata"].as_object_mut() {
             meta.remove("execution");
+            meta.remove("gan_lab");
         }
         match cell["cell_type"].as_str() {
             Some("markdown") if tags.iter().any(|t| t == "solution") => {
@@ -77,6 +134,12 @@ pub fn student_notebook(nb: &Value, what: &str) -> Result<Value> {
                     );
                 }
             }
+        }
+    }
+    let cells = nb["cells"].as_array_mut().expect("checked");
+    for (i, reference) in references.into_iter().enumerate().rev() {
+        if let Some(reference) = reference {
+            cells.insert(i, reference);
         }
     }
     Ok(nb)
@@ -132,9 +195,9 @@ pub fn write_student_notebooks(root: &Path, check: bool) -> Result<Vec<PathBuf>>
     Ok(stale)
 }
 
-/// Re-runs the instructors' notebooks through the gan-lab kernel and stores their outputs
-/// (quick mode unless `full`), via `tools/execute_notebooks.py` in the project's Python.
-pub fn execute(root: &Path, full: bool) -> Result<()> {
+/// Re-runs the instructors' notebooks (all, or the ones in `names`) through the gan-lab kernel
+/// and stores their outputs (quick mode unless `full`), via `tools/execute_notebooks.py` in the project's Python.
+pub fn execute(root: &Path, full: bool, names: &[String]) -> Result<()> {
     let python =
         std::env::var("GAN_LAB_PYTHON").unwrap_or_else(|_| root.join(".venv/bin/python").display().to_string());
     let mut cmd = std::process::Command::new(&python);
@@ -142,6 +205,7 @@ pub fn execute(root: &Path, full: bool) -> Result<()> {
     if full {
         cmd.arg("--full");
     }
+    cmd.args(names);
     let status =
         cmd.status().with_context(|| format!("cannot run {python}: run scripts/lab or scripts/test once to set up"))?;
     ensure!(status.success(), "executing the notebooks failed ({status})");
