@@ -1,6 +1,6 @@
 //! Exercises of the loss-families lesson (IFT6135 assignment 4, the UPenn GAN report, the IISc final project): the Wasserstein losses, weight
-//! clipping, the gradient penalty, one power-iteration step of spectral normalisation and the
-//! self-attention weights. Graded by `cargo test` and `gan-lab grade`; tests are named
+//! clipping, the gradient penalty, one power-iteration step of spectral normalisation, the
+//! self-attention weights and the SAGAN networks. Graded by `cargo test` and `gan-lab grade`; tests are named
 //! `<exercise>__<check>`.
 
 // `<exercise>__<check>` names map tests to exercises for `gan-lab grade`.
@@ -8,9 +8,11 @@
 
 mod common;
 
-use common::{close, fake, real, values};
+use common::{assert_layer_list, close, fake, real, values};
 use gan_lab::losses::{clip_weights, gradient_penalty, wasserstein_critic_loss, wasserstein_generator_loss};
 use gan_lab::models::layers::{attention_weights, power_iteration};
+use gan_lab::models::sagan::{self, SaganConfig};
+use gan_lab::models::{DiscriminatorNet, GeneratorNet};
 use gan_lab::train::with_seed;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -237,3 +239,118 @@ fn attention__normalises_over_the_attended_positions() {
     }
 }
 // END HIDDEN TESTS
+
+// ---- losses.sagan ----
+// The layer lists of the IISc final project's SAGAN at 32×32 (ngf = ndf = 32, n_z = 100). The
+// forward checks run without spectral norm and attention, which are your other exercises of this
+// lesson: a mistake there costs those only.
+
+fn sagan_networks(c: &SaganConfig) -> (nn::VarStore, sagan::Generator, nn::VarStore, sagan::Discriminator) {
+    let (vs_g, vs_d) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
+    let (g, d) = with_seed(0, || (sagan::Generator::new(&vs_g.root(), c), sagan::Discriminator::new(&vs_d.root(), c)));
+    (vs_g, g, vs_d, d)
+}
+
+/// The attention block's parameters for `channels` maps.
+fn attention_layers(channels: i64) -> Vec<(&'static str, Vec<i64>)> {
+    let inner = channels / 8;
+    vec![
+        ("attention.f.weight", vec![inner, channels, 1, 1]),
+        ("attention.f.bias", vec![inner]),
+        ("attention.g.weight", vec![inner, channels, 1, 1]),
+        ("attention.g.bias", vec![inner]),
+        ("attention.h.weight", vec![inner, channels, 1, 1]),
+        ("attention.h.bias", vec![inner]),
+        ("attention.v.weight", vec![channels, inner, 1, 1]),
+        ("attention.v.bias", vec![channels]),
+        ("attention.gamma", vec![1]),
+    ]
+}
+
+fn sagan_generator_layers(attention_channels: i64) -> Vec<(&'static str, Vec<i64>)> {
+    let mut layers = vec![
+        ("convt1.weight", vec![100, 128, 4, 4]),
+        ("convt1.bias", vec![128]),
+        ("bn1.weight", vec![128]),
+        ("bn1.bias", vec![128]),
+        ("convt2.weight", vec![128, 64, 4, 4]),
+        ("convt2.bias", vec![64]),
+        ("bn2.weight", vec![64]),
+        ("bn2.bias", vec![64]),
+        ("convt3.weight", vec![64, 32, 4, 4]),
+        ("convt3.bias", vec![32]),
+        ("bn3.weight", vec![32]),
+        ("bn3.bias", vec![32]),
+        ("convt4.weight", vec![32, 1, 4, 4]),
+        ("convt4.bias", vec![1]),
+    ];
+    layers.extend(attention_layers(attention_channels));
+    layers
+}
+
+fn sagan_discriminator_layers(attention_channels: i64) -> Vec<(&'static str, Vec<i64>)> {
+    let mut layers = vec![
+        ("conv1.weight", vec![32, 1, 4, 4]),
+        ("conv1.bias", vec![32]),
+        ("conv2.weight", vec![64, 32, 4, 4]),
+        ("conv2.bias", vec![64]),
+        ("in2.weight", vec![64]),
+        ("in2.bias", vec![64]),
+        ("conv3.weight", vec![128, 64, 4, 4]),
+        ("conv3.bias", vec![128]),
+        ("in3.weight", vec![128]),
+        ("in3.bias", vec![128]),
+        ("conv4.weight", vec![1, 128, 4, 4]),
+        ("conv4.bias", vec![1]),
+    ];
+    layers.extend(attention_layers(attention_channels));
+    layers
+}
+
+#[test]
+fn sagan__generator_has_the_projects_layers() {
+    let (vs_g, ..) = sagan_networks(&SaganConfig::mnist32());
+    assert_layer_list(&vs_g, &sagan_generator_layers(32));
+}
+
+#[test]
+fn sagan__discriminator_has_the_projects_layers() {
+    let (_, _, vs_d, _) = sagan_networks(&SaganConfig::mnist32());
+    assert_layer_list(&vs_d, &sagan_discriminator_layers(32));
+}
+
+#[test]
+fn sagan__maps_z_to_images_and_images_to_scores() {
+    let c = SaganConfig { spectral_norm: false, attention_at: 0, ..SaganConfig::mnist32() };
+    let (_vs_g, g, _vs_d, d) = sagan_networks(&c);
+    let z = with_seed(1, || Tensor::randn([6, 100], (Kind::Float, Device::Cpu)));
+    let x = g.generate(&z, None, true);
+    assert_eq!(x.size(), [6, 1, 32, 32], "G: expected images [6, 1, 32, 32], got {:?}", x.size());
+    let max = x.abs().max().double_value(&[]);
+    assert!(max <= 1.0 && max > 0.0, "G's images must be in [-1, 1] (tanh), got max |x| = {max}");
+    let score = d.score(&x, None, true);
+    assert_eq!(score.size(), [6], "D: expected one score per image [6], got {:?}", score.size());
+}
+
+// BEGIN HIDDEN TESTS
+#[test]
+fn sagan__attention_follows_the_block_of_the_chosen_side() {
+    for (side, g_channels, d_channels) in [(4, 128, 128), (8, 64, 64)] {
+        let c = SaganConfig { attention_at: side, ..SaganConfig::mnist32() };
+        let (vs_g, _, vs_d, _) = sagan_networks(&c);
+        assert_layer_list(&vs_g, &sagan_generator_layers(g_channels));
+        assert_layer_list(&vs_d, &sagan_discriminator_layers(d_channels));
+    }
+}
+
+#[test]
+fn sagan__gradients_reach_every_layer() {
+    let c = SaganConfig { spectral_norm: false, attention_at: 0, ..SaganConfig::mnist32() };
+    let (vs_g, g, vs_d, d) = sagan_networks(&c);
+    let z = with_seed(2, || Tensor::randn([4, 100], (Kind::Float, Device::Cpu)));
+    d.score(&g.generate(&z, None, true), None, true).sum(Kind::Float).backward();
+    common::assert_gradients_reach_every_layer(&vs_g);
+    common::assert_gradients_reach_every_layer(&vs_d);
+}
+// END HIDDEN TESTS
+

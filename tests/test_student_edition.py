@@ -126,6 +126,8 @@ BUGS = {
                           "z1.unsqueeze(0) * &alpha + z2.unsqueeze(0) * (1.0 - alpha)"),
     "dcgan.train_step": ("gan_lab/src/step.rs", "let on_fake = d.forward_t(&fake.detach(), true);",
                          "let on_fake = d.forward_t(&g.forward_t(z, true), true);"),
+    "losses.sagan": ("gan_lab/src/models/sagan.rs", "let kind = if i == 0 { Norm::None } else { c.d_norm };",
+                     "let kind = c.d_norm;"),
     "dcgan.init": ("gan_lab/src/models/dcgan.rs", "bn_weight: nn::Init::Randn { mean: 1.0, stdev: 0.02 }",
                    "bn_weight: nn::Init::Const(1.0)"),
     "metrics.inception_score": ("gan_lab/src/metrics/mod.rs", "    kl.mean(Kind::Double).double_value(&[]).exp()\n",

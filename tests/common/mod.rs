@@ -50,7 +50,7 @@ pub fn assert_layer_list(vs: &nn::VarStore, expected: &[(&str, Vec<i64>)]) {
         }
     }
     for name in got.keys().filter(|n| !expected.iter().any(|(e, _)| e == n)) {
-        let why = if name.ends_with(".bias") && !name.starts_with("bn") {
+        let why = if name.ends_with(".bias") && name.starts_with("conv") {
             " (the lesson's convolutions take no bias)"
         } else {
             ""

@@ -127,6 +127,11 @@ pub const EXERCISES: &[Exercise] = &[
         points: 2,
         summary: "SAGAN's attention map: for each position, weights over the positions it attends to",
     },
+    Exercise {
+        id: "losses.sagan",
+        points: 3,
+        summary: "the SAGAN generator and discriminator, layer by layer as the IISc final project lists them",
+    },
     Exercise { id: "infogan.sample_codes", points: 2, summary: "draw InfoGAN's categorical and continuous codes" },
     Exercise {
         id: "infogan.information_loss",

@@ -61,7 +61,14 @@ pub struct Generator {
 }
 
 impl Generator {
+    /// Exercise `losses.sagan`, with [`Discriminator::new`] and the two networks' forward passes:
+    /// G as the module's layer list gives it. Name the layers `convt1` … `convt4` and `bn1` …
+    /// `bn3` through `p`, the attention block `attention`. Every convolution is an [`SnConv`]
+    /// (transposed here; `c.spectral_norm` says whether it normalises), the BatchNorm weights start
+    /// from N(1, 0.02), and a [`SelfAttention`] follows the block whose maps are `c.attention_at`
+    /// pixels wide.
     pub fn new(p: &nn::Path, c: &SaganConfig) -> Generator {
+        // BEGIN SOLUTION losses.sagan
         let widths = [4 * c.ngf, 2 * c.ngf, c.ngf];
         let bn = nn::BatchNormConfig { ws_init: nn::Init::Randn { mean: 1.0, stdev: 0.02 }, ..Default::default() };
         let mut blocks = Vec::new();
@@ -80,11 +87,14 @@ impl Generator {
         }
         let to_image = SnConv::new(&(p / "convt4"), from, c.channels, 4, 2, 1, true, c.spectral_norm);
         Generator { latent_dim: c.latent_dim, blocks, to_image }
+        // END SOLUTION
     }
 }
 
 impl GeneratorNet for Generator {
+    /// z `[B, n_z]` → images `[B, C, 32, 32]` in [-1, 1] (exercise `losses.sagan`).
     fn generate(&self, z: &Tensor, _labels: Option<&Tensor>, train: bool) -> Tensor {
+        // BEGIN SOLUTION losses.sagan
         let b = z.size()[0];
         let mut x = z.view([b, self.latent_dim, 1, 1]);
         for (conv, bn, attention) in &self.blocks {
@@ -94,6 +104,7 @@ impl GeneratorNet for Generator {
             }
         }
         self.to_image.forward_t(&x, train).tanh()
+        // END SOLUTION
     }
 }
 
@@ -105,7 +116,11 @@ pub struct Discriminator {
 }
 
 impl Discriminator {
+    /// Exercise `losses.sagan`: D as the module's layer list gives it. Name the convolutions
+    /// `conv1` … `conv4` (each an [`SnConv`], not transposed), the normalisations through
+    /// [`NormLayer::new`] (`c.d_norm`, none after `conv1`), the attention block `attention`.
     pub fn new(p: &nn::Path, c: &SaganConfig) -> Discriminator {
+        // BEGIN SOLUTION losses.sagan
         let widths = [c.ndf, 2 * c.ndf, 4 * c.ndf];
         let mut blocks = Vec::new();
         let (mut from, mut side) = (c.channels, 16);
@@ -121,11 +136,14 @@ impl Discriminator {
         }
         let to_score = SnConv::new(&(p / "conv4"), from, 1, 4, 1, 0, false, c.spectral_norm);
         Discriminator { blocks, to_score }
+        // END SOLUTION
     }
 }
 
 impl DiscriminatorNet for Discriminator {
+    /// Images `[B, C, 32, 32]` → one score per image `[B]` (exercise `losses.sagan`).
     fn judge(&self, x: &Tensor, _labels: Option<&Tensor>, train: bool) -> Judgement {
+        // BEGIN SOLUTION losses.sagan
         let b = x.size()[0];
         let mut h = x.shallow_clone();
         for (conv, norm, attention) in &self.blocks {
@@ -135,5 +153,6 @@ impl DiscriminatorNet for Discriminator {
             }
         }
         Judgement { score: self.to_score.forward_t(&h, train).view([b]), classes: None, codes: None }
+        // END SOLUTION
     }
 }
