@@ -353,4 +353,3 @@ fn sagan__gradients_reach_every_layer() {
     common::assert_gradients_reach_every_layer(&vs_d);
 }
 // END HIDDEN TESTS
-

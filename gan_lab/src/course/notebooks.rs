@@ -77,7 +77,7 @@ fn reference_cell(nb: &Value, cell: &Value) -> Option<Value> {
     let cpu = run["cpu"].as_str().unwrap_or("a CPU");
     let cores = run["cores"].as_u64().map(|c| format!(", {c} cores")).unwrap_or_default();
     let text = format!(
-        "*What a correct run of the next cell looks like.* It took {took} on {cpu}{cores} with the \
+        "*What a correct run of the next cell looks like.* It took {took} on {cpu}{cores}, with the \
          course's solutions; yours differs in the details, not in kind.\n\n![a correct run](attachment:reference.png)"
     );
     let id = cell["id"].as_str().map(|id| format!("{id}-reference")).unwrap_or_else(|| "reference".into());
