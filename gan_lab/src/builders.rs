@@ -553,6 +553,7 @@ impl Setup<'_> {
             config: self.train.clone(),
             step: 0,
             history: History::default(),
+            seconds: 0.0,
             fixed_noise: tch::Tensor::new(),
             snapshots: Vec::new(),
         };

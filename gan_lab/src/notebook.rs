@@ -280,7 +280,7 @@ impl Experiments {
         self.table.rows.push(vec![
             name.to_string(),
             gan.step.to_string(),
-            format!("{:.0}", gan.history.seconds),
+            format!("{:.0}", gan.seconds),
             mean(|r| r.d_loss),
             mean(|r| r.g_loss),
             mean(|r| r.d_real),
@@ -367,7 +367,7 @@ impl Gan {
             format!(
                 "step {} ({:.0} s of training)\nD loss {:.3}\nG loss {:.3}\nD(x) {:.2}\nD(G(z)) {:.2}",
                 r.step + 1,
-                self.history.seconds,
+                self.seconds,
                 r.d_loss,
                 r.g_loss,
                 r.d_real,

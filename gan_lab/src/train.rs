@@ -148,9 +148,6 @@ pub struct History {
     /// Scores taken every `metrics_every` steps.
     #[serde(default)]
     pub metrics: Vec<MetricRecord>,
-    /// Wall-clock seconds spent in training so far, scoring included.
-    #[serde(default)]
-    pub seconds: f64,
 }
 
 /// The generator's scores after a step, and what computing them cost.
@@ -223,6 +220,10 @@ pub struct Gan {
     /// Steps done so far.
     pub step: i64,
     pub history: History,
+    /// Wall-clock seconds this model has spent in [`Gan::train`] in this process, scoring
+    /// included. Not part of what a run computes: the same seed gives the same history, not the
+    /// same time, and checkpoints do not keep it.
+    pub seconds: f64,
     /// Noise fixed at the start of the run, for snapshots that show progress on the same z.
     pub fixed_noise: Tensor,
     /// (step, images) taken every `snapshot_every` steps from the fixed noise.
@@ -455,7 +456,7 @@ impl Gan {
             false => None,
         };
         let mut progress = Progress::new(c.steps, self.step);
-        let (started, seconds_before) = (std::time::Instant::now(), self.history.seconds);
+        let (started, seconds_before) = (std::time::Instant::now(), self.seconds);
         while self.step < c.steps {
             if stop_requested() {
                 progress.finish();
@@ -495,7 +496,7 @@ impl Gan {
             }
             self.history.steps.push(record);
             self.step += 1;
-            self.history.seconds = seconds_before + started.elapsed().as_secs_f64();
+            self.seconds = seconds_before + started.elapsed().as_secs_f64();
             if c.snapshot_every > 0 && self.step % c.snapshot_every == 0 {
                 let images = self.generate(&self.fixed_noise);
                 self.snapshots.push((self.step, images));
