@@ -219,7 +219,11 @@ fn a_run_with_scores_and_files_draws_random_numbers_only_under_the_seed_lock() {
     // Tests train in parallel threads of one process, as notebooks may: a draw from libtorch's
     // generator outside `with_seed` (the evaluator's throwaway initial weights once were one) moves
     // the generator under another run's feet, and that run no longer follows its seed.
-    let before = gan_lab::ops::unseeded_draws();
+    // The watcher is part of the C++ kernels' library: a build without them cannot check this.
+    let Some(before) = gan_lab::backend::ops::unseeded_draws() else {
+        eprintln!("this build has no C++ kernels, which hold the watcher of random draws: not checked");
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut builder = Dcgan::mnist32().steps(2).batch_size(16).seed(4).out_dir(dir.path());
     builder.train.metrics_every = 2;
@@ -227,7 +231,7 @@ fn a_run_with_scores_and_files_draws_random_numbers_only_under_the_seed_lock() {
     let gan = builder.train(&small_data()).unwrap();
     assert_eq!(gan.history.metrics.len(), 1);
     let _ = gan.sample(4, 1);
-    assert_eq!(gan_lab::ops::unseeded_draws() - before, 0, "random draws outside with_seed");
+    assert_eq!(gan_lab::backend::ops::unseeded_draws().unwrap() - before, 0, "random draws outside with_seed");
 }
 
 #[test]

@@ -3,8 +3,9 @@
 //! same G and D outputs, weights after one training step and losses over three steps, within 1e-5;
 //! and in bfloat16, gan_lab's `bf16` training steps are PyTorch's under `torch.autocast("cpu")`.
 
+use gan_lab::backend::perf::{batch_layout, with_bf16};
+use gan_lab::checkpoint::{variables, write_tensors};
 use gan_lab::data::{Dataset, Split};
-use gan_lab::perf::{channels_last, variables, with_bf16, write_tensors};
 use gan_lab::train::with_seed;
 use gan_lab::Dcgan;
 use std::collections::HashMap;
@@ -43,8 +44,8 @@ fn differences(bf16: bool, precision: &str) -> (Vec<(String, f64)>, f64, f64) {
     let reference: HashMap<String, Tensor> =
         Tensor::read_safetensors(dir.path().join("reference.safetensors")).unwrap().into_iter().collect();
 
-    // gan_lab's side takes the batch in its training layout.
-    let x = channels_last(&x);
+    // gan_lab's side takes the batch in its training layout (channels-last on the fast backend).
+    let x = batch_layout(x, gan.config.channels_last);
     // Forward passes in training mode (batch statistics), before any update.
     let (fake, d_real, d_fake) = with_bf16(bf16, || {
         let fake = gan.generator.generate(&z, None, true).detach();
@@ -109,7 +110,7 @@ fn training_steps_match_pytorch() {
 
 #[test]
 fn bf16_training_steps_match_pytorch_autocast() {
-    if !gan_lab::perf::bf16_supported() {
+    if !gan_lab::backend::perf::bf16_supported() {
         eprintln!("skipped: this CPU has no avx512_bf16");
         return;
     }

@@ -58,8 +58,9 @@ fn the_vae_has_the_texts_layers_at_32_by_32() {
 fn a_training_step_matches_pytorch() {
     let dir = tempfile::tempdir().unwrap();
     let mut vae = Vae::mnist32().seed(3).build().unwrap();
-    gan_lab::perf::write_tensors(&gan_lab::perf::variables(&vae.vs), &dir.path().join("vae.safetensors")).unwrap();
-    let x = gan_lab::perf::channels_last(&Dataset::mnist(Split::Test).unwrap().take(16).images);
+    gan_lab::checkpoint::write_tensors(&gan_lab::checkpoint::variables(&vae.vs), &dir.path().join("vae.safetensors"))
+        .unwrap();
+    let x = gan_lab::backend::perf::batch_layout(Dataset::mnist(Split::Test).unwrap().take(16).images, true);
     let eps = with_seed(4, || Tensor::randn([16, 32], (Kind::Float, Device::Cpu)));
     Tensor::write_safetensors(&[("x", &x), ("eps", &eps)], dir.path().join("inputs.safetensors")).unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/reference/vae_reference.py");

@@ -976,6 +976,79 @@ at::Tensor image_from_maps(const at::Tensor& maps, const at::Tensor& weight) {
   return out.permute({0, 3, 1, 2});
 }
 
+// Times a convolution or its gradient took a dense form on this thread (tests).
+thread_local int64_t dense_conv_calls = 0;
+
+// Layers that are one matrix product over their weights: a convolution whose kernel covers its
+// whole input (D's last layer, k4 s1 p0 on 4×4 maps: one output per image) and a transposed
+// convolution of a single pixel (G's first layer, the latent vector to k×k maps). oneDNN's
+// convolutions at these shapes took several times as long as the product. Both read and write
+// the maps channels-last, (row, column, channel) order, the layout the fast backend trains in.
+enum class DenseConv { none, whole, pixel };
+
+// Which dense form `convolution(input, weight, ...)` is, for float32 CPU tensors without stride,
+// padding, dilation or groups.
+DenseConv dense_conv(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
+                     at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
+                     at::IntArrayRef output_padding, int64_t groups) {
+  const auto all = [](at::IntArrayRef v, int64_t x) {
+    return v.size() == 2 && std::all_of(v.begin(), v.end(), [x](int64_t e) { return e == x; });
+  };
+  if (groups != 1 || input.dim() != 4 || weight.dim() != 4 || input.scalar_type() != at::kFloat ||
+      weight.scalar_type() != at::kFloat || !input.device().is_cpu() || !all(stride, 1) || !all(padding, 0) ||
+      !all(dilation, 1) || input.size(1) != weight.size(transposed ? 0 : 1))
+    return DenseConv::none;
+  if (!transposed && input.size(2) == weight.size(2) && input.size(3) == weight.size(3)) return DenseConv::whole;
+  if (transposed && all(output_padding, 0) && input.size(2) == 1 && input.size(3) == 1) return DenseConv::pixel;
+  return DenseConv::none;
+}
+
+// The weight as a matrix: [out, k·k·C] for a convolution ([out, C, k, k]), [C, k·k·out] for a
+// transposed one ([C, out, k, k]); (row, column, channel) order.
+at::Tensor dense_weight(const at::Tensor& weight) {
+  return weight.permute({0, 2, 3, 1}).reshape({weight.size(0), -1});
+}
+
+at::Tensor dense_forward(DenseConv form, const at::Tensor& input, const at::Tensor& weight,
+                         const std::optional<at::Tensor>& bias) {
+  const Range range("gan_lab::dense_conv");
+  const int64_t n = input.size(0);
+  const bool biased = bias.has_value() && bias->defined();
+  if (form == DenseConv::whole) {
+    const int64_t out = weight.size(0);
+    const auto rows = input.permute({0, 2, 3, 1}).reshape({n, -1});
+    const auto wt = dense_weight(weight).t();
+    return (biased ? at::addmm(*bias, rows, wt) : rows.mm(wt)).view({n, out, 1, 1});
+  }
+  const int64_t out = weight.size(1), kh = weight.size(2), kw = weight.size(3);
+  auto y = input.reshape({n, input.size(1)}).mm(dense_weight(weight)).view({n, kh, kw, out}).permute({0, 3, 1, 2});
+  return biased ? y + bias->view({1, out, 1, 1}) : y;
+}
+
+// The dense forms' gradients: products with the same matrices.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> dense_backward(DenseConv form, const at::Tensor& gO,
+                                                              const at::Tensor& input, const at::Tensor& weight,
+                                                              std::array<bool, 3> mask) {
+  const Range range("gan_lab::dense_conv_backward");
+  const int64_t n = input.size(0), c = input.size(1);
+  at::Tensor gI, gW, gb;
+  if (form == DenseConv::whole) {
+    const int64_t out = weight.size(0), kh = weight.size(2), kw = weight.size(3);
+    const auto g = gO.reshape({n, out});
+    if (mask[0]) gI = g.mm(dense_weight(weight)).view({n, kh, kw, c}).permute({0, 3, 1, 2});
+    if (mask[1])
+      gW = g.t().mm(input.permute({0, 2, 3, 1}).reshape({n, -1})).view({out, kh, kw, c}).permute({0, 3, 1, 2});
+    if (mask[2]) gb = g.sum(0);
+  } else {
+    const int64_t out = weight.size(1), kh = weight.size(2), kw = weight.size(3);
+    const auto rows = gO.permute({0, 2, 3, 1}).reshape({n, -1});
+    if (mask[0]) gI = rows.mm(dense_weight(weight).t()).view({n, c, 1, 1});
+    if (mask[1]) gW = input.reshape({n, c}).t().mm(rows).view({c, kh, kw, out}).permute({0, 3, 1, 2});
+    if (mask[2]) gb = gO.sum({0, 2, 3});
+  }
+  return {gI, gW, gb};
+}
+
 at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
                         at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
                         at::IntArrayRef output_padding, int64_t groups) {
@@ -985,6 +1058,11 @@ at::Tensor conv_forward(const at::Tensor& input, const at::Tensor& weight, const
     return !bias.has_value() || !bias->defined() ||
            (bias->dim() == 1 && bias->size(0) == out && bias->scalar_type() == at::kFloat);
   };
+  const auto dense = dense_conv(input, weight, stride, padding, dilation, transposed, output_padding, groups);
+  if (dense != DenseConv::none && bias_fits(weight.size(transposed ? 1 : 0))) {
+    ++dense_conv_calls;
+    return dense_forward(dense, input, weight, bias);
+  }
   const auto form = image_conv(input, weight, stride, padding, dilation, transposed, output_padding, groups);
   switch (bias_fits(form == ImageConv::conv ? weight.size(0) : 1) ? form : ImageConv::none) {
     case ImageConv::conv:
@@ -1010,6 +1088,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_backward(
     const at::Tensor& gO, const at::Tensor& input, const at::Tensor& weight, at::OptionalIntArrayRef bias_sizes,
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
     at::IntArrayRef output_padding, int64_t groups, std::array<bool, 3> output_mask) {
+  const auto dense = dense_conv(input, weight, stride, padding, dilation, transposed, output_padding, groups);
+  if (dense != DenseConv::none && gO.scalar_type() == at::kFloat) {
+    ++dense_conv_calls;
+    return dense_backward(dense, gO, input, weight, output_mask);
+  }
   const auto form = image_conv(input, weight, stride, padding, dilation, transposed, output_padding, groups, true);
   const bool sides = form != ImageConv::none && gO.dim() == 4 && gO.scalar_type() == at::kFloat &&
                      (form == ImageConv::conv ? gO.size(2) * 2 == input.size(2) && gO.size(3) * 2 == input.size(3)
@@ -1111,9 +1194,10 @@ bool draws_from_the_generator(const char* name) {
 }
 
 
-// Installed when the library loads. libtorch warns when a kernel is replaced; that warning says
-// nothing to a student, so it is not shown.
-const bool kernels_installed = [] {
+// Puts gan_lab's kernels in libtorch's dispatcher (`gan_lab_register_kernels`, called once by the
+// fast backend). libtorch warns when a kernel is replaced; that warning says nothing to a student,
+// so it is not shown.
+void register_kernels() {
   struct Quiet : c10::WarningHandler {
     void process(const c10::Warning&) override {}
   } quiet;
@@ -1128,11 +1212,16 @@ const bool kernels_installed = [] {
   static auto* cpu = new torch::Library(torch::Library::IMPL, "aten", c10::DispatchKey::CPU, __FILE__, __LINE__);
   cpu->impl("mm", TORCH_FN(mm_kernel));
   cpu->impl("addmm", TORCH_FN(addmm_kernel));
-  return true;
-}();
+}
 }  // namespace
 
 extern "C" {
+
+// Registers the kernels above in libtorch's dispatcher, once (later calls do nothing).
+void gan_lab_register_kernels() {
+  static std::once_flag once;
+  std::call_once(once, register_kernels);
+}
 
 // The message of this thread's last failed call, or null; valid until the next call.
 const char* gan_lab_last_error() { return last_error.empty() ? nullptr : last_error.c_str(); }
@@ -1200,6 +1289,9 @@ int64_t gan_lab_conv_double_backward_calls() { return conv_double_backward_calls
 // How many times a one-channel image's gradient took the matrix-product form on this thread (tests).
 int64_t gan_lab_image_conv_backward_calls() { return image_conv_backward_calls; }
 int64_t gan_lab_image_conv_forward_calls() { return image_conv_forward_calls; }
+
+// How many convolutions (or their gradients) took a dense form on this thread (tests).
+int64_t gan_lab_dense_conv_calls() { return dense_conv_calls; }
 
 // How many matrix products oneDNN's kernel computed on this thread (tests).
 int64_t gan_lab_dnnl_matmul_calls() { return dnnl_matmul_calls; }

@@ -1,15 +1,17 @@
 //! `gan-lab bench`: gan_lab's training speed beside the PyTorch eager reference of the same model
-//! and optimizers (`tests/reference/bench_reference.py`, run with the project's Python torch).
+//! and optimizers (`tests/reference/bench_reference.py`, run with the project's Python torch), on
+//! both of gan_lab's backends (`gan_lab::backend`: its fast kernels, and stock libtorch).
 //!
-//! Each measurement runs in its own process, so that peak memory is the model's alone; gan_lab's
-//! and the reference's runs alternate, round after round, and the table shows medians. The
+//! Each measurement runs in its own process, so that peak memory is the model's alone; the sides'
+//! runs alternate, round after round, and the table shows medians. The
 //! machine's fp32 matrix-multiply rate is measured in the same invocation, and each model's
 //! floating-point operations per step (counted once by PyTorch's flop counter, the same model on
 //! both sides) turn times into a share of it.
 
+use crate::backend::ops::OpTime;
+use crate::backend::Backend;
 use crate::data::Dataset;
 use crate::losses::Objective;
-use crate::ops::OpTime;
 use crate::train::{with_seed, Gan};
 use crate::vae::Vae;
 use crate::{Cdcgan, Dcgan, Infogan};
@@ -79,6 +81,9 @@ pub struct Measure {
     /// What the run really computed its forward passes in.
     #[serde(default)]
     pub precision: Option<Precision>,
+    /// gan_lab's backend (none for the reference).
+    #[serde(default)]
+    pub backend: Option<Backend>,
 }
 
 /// The precision of a run's forward passes, as both sides report it.
@@ -156,14 +161,14 @@ fn time_gan(mut gan: Gan, data: &Dataset, case: &Case) -> Result<(f64, bool)> {
 /// The seconds `run` takes; with `case.profile`, also prints where they went, op by op.
 fn timed(case: &Case, run: impl FnOnce() -> Result<()>) -> Result<f64> {
     if case.profile {
-        crate::ops::profile_start();
+        crate::backend::ops::profile_start();
     }
     let faults = minor_page_faults();
     let started = Instant::now();
     run()?;
     let seconds = started.elapsed().as_secs_f64();
     if case.profile {
-        let (wall_ms, ops) = crate::ops::profile_stop();
+        let (wall_ms, ops) = crate::backend::ops::profile_stop();
         let faults = (minor_page_faults() - faults) as f64 / case.steps as f64;
         let (model, batch, threads, bf16) =
             (&case.model, case.batch, tch::get_num_threads(), if case.bf16 { ", bfloat16" } else { "" });
@@ -238,6 +243,7 @@ pub fn measure(case: &Case, threads: i64) -> Result<Measure> {
         flops_per_step: None,
         threads: tch::get_num_threads() as i64,
         precision: Some(Precision::of(ran_bf16)),
+        backend: Some(crate::backend::current()),
     })
 }
 
@@ -255,11 +261,14 @@ fn run_child(mut command: Command, what: &str) -> Result<Measure> {
     serde_json::from_str(line).with_context(|| format!("{what}: unreadable result `{line}`"))
 }
 
-/// Medians of alternating runs of both sides.
+/// Medians of alternating runs of each side.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub case: Case,
-    pub ours: Measure,
+    /// gan_lab on its fast backend (none in a build without the kernels).
+    pub ours: Option<Measure>,
+    /// gan_lab on stock libtorch.
+    pub stock: Measure,
     pub reference: Measure,
     pub flops_per_step: f64,
 }
@@ -276,11 +285,13 @@ fn median_measure(runs: &[Measure]) -> Measure {
         flops_per_step: runs.iter().find_map(|m| m.flops_per_step),
         threads: runs[0].threads,
         precision: runs[0].precision,
+        backend: runs[0].backend,
     }
 }
 
-/// Measures each case `rounds` times on each side, alternating which side goes first, with
-/// `exe` (this program) as gan_lab's worker and `python` running `script`.
+/// Measures each case `rounds` times on each side (gan_lab on each backend this build has, and the
+/// reference), rotating which side goes first, with `exe` (this program) as gan_lab's worker and
+/// `python` running `script`.
 pub fn compare(
     cases: &[Case],
     rounds: usize,
@@ -290,44 +301,61 @@ pub fn compare(
     script: &Path,
 ) -> Result<Vec<Row>> {
     ensure!(rounds >= 1, "rounds = {rounds}: expected 1 or more");
+    let backends: &[Backend] =
+        if crate::backend::KERNELS_BUILT { &[Backend::Fast, Backend::Libtorch] } else { &[Backend::Libtorch] };
     let mut rows = Vec::new();
     for case in cases {
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let what = format!("{} batch {}", case.label(), case.batch);
+        // One list of runs per side: each backend of gan_lab, then the reference.
+        let mut runs: Vec<Vec<Measure>> = vec![Vec::new(); backends.len() + 1];
         for round in 0..rounds {
-            let mut worker = Command::new(exe);
-            worker.args(["bench", "--worker", "--models", &case.model, "--batch", &case.batch.to_string()]);
-            worker.args(["--threads", &threads.to_string()]);
-            let mut reference = Command::new(python);
-            reference.arg(script).arg(&case.model);
-            for n in [case.batch, case.steps, case.warmup, threads] {
-                reference.arg(n.to_string());
-            }
-            if case.bf16 {
-                worker.arg("--bf16");
-                reference.arg("bf16");
-            }
-            let what = format!("{} batch {}", case.label(), case.batch);
-            if round % 2 == 0 {
-                ours.push(run_child(worker, &format!("gan_lab {what}"))?);
-                theirs.push(run_child(reference, &format!("PyTorch reference {what}"))?);
-            } else {
-                theirs.push(run_child(reference, &format!("PyTorch reference {what}"))?);
-                ours.push(run_child(worker, &format!("gan_lab {what}"))?);
-            }
-            for (side, m) in [("gan_lab", &ours[round]), ("the PyTorch reference", &theirs[round])] {
+            for k in 0..runs.len() {
+                let side = (k + round) % runs.len();
+                let measure = match backends.get(side) {
+                    Some(&backend) => {
+                        let mut worker = Command::new(exe);
+                        worker.env("GAN_LAB_BACKEND", backend.name());
+                        worker.args(["bench", "--worker", "--models", &case.model, "--batch", &case.batch.to_string()]);
+                        worker.args(["--threads", &threads.to_string()]);
+                        if case.bf16 {
+                            worker.arg("--bf16");
+                        }
+                        let m = run_child(worker, &format!("gan_lab ({backend}) {what}"))?;
+                        ensure!(m.backend == Some(backend), "{what}: gan_lab ran on {:?}, not {backend}", m.backend);
+                        m
+                    }
+                    None => {
+                        let mut reference = Command::new(python);
+                        reference.arg(script).arg(&case.model);
+                        for n in [case.batch, case.steps, case.warmup, threads] {
+                            reference.arg(n.to_string());
+                        }
+                        if case.bf16 {
+                            reference.arg("bf16");
+                        }
+                        run_child(reference, &format!("PyTorch reference {what}"))?
+                    }
+                };
                 let want = Precision::of(case.bf16);
-                ensure!(m.precision == Some(want), "{what}: {side} ran in {:?}, not {want:?}", m.precision);
+                ensure!(
+                    measure.precision == Some(want),
+                    "{what}: side {side} ran in {:?}, not {want:?}",
+                    measure.precision
+                );
+                runs[side].push(measure);
             }
-            eprintln!(
-                "{what}, round {}: gan_lab {:.1} ms, PyTorch {:.1} ms per step",
-                round + 1,
-                ours[round].ms_per_step,
-                theirs[round].ms_per_step
-            );
+            let mut line = format!("{what}, round {}:", round + 1);
+            for (side, r) in runs.iter().enumerate() {
+                let name = backends.get(side).map_or("PyTorch".to_owned(), |b| format!("gan_lab {b}"));
+                line += &format!(" {name} {:.1} ms", r[round].ms_per_step);
+            }
+            eprintln!("{line} per step");
         }
-        let reference = median_measure(&theirs);
+        let mut medians: Vec<Measure> = runs.iter().map(|r| median_measure(r)).collect();
+        let reference = medians.pop().expect("the reference's runs");
+        let stock = medians.pop().expect("the stock backend's runs");
         let flops_per_step = reference.flops_per_step.context("the reference did not count its operations")?;
-        rows.push(Row { case: case.clone(), ours: median_measure(&ours), reference, flops_per_step });
+        rows.push(Row { case: case.clone(), ours: medians.pop(), stock, reference, flops_per_step });
     }
     Ok(rows)
 }
@@ -340,10 +368,11 @@ pub fn table(rows: &[Row], peak_gflops: f64) -> String {
          | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for r in rows {
-        for (name, m) in [("gan_lab", &r.ours), ("PyTorch eager", &r.reference)] {
+        let sides = [("gan_lab", r.ours.as_ref()), ("gan_lab on stock libtorch", Some(&r.stock))];
+        for (name, m) in sides.into_iter().filter_map(|(n, m)| Some((n, m?))).chain([("PyTorch eager", &r.reference)]) {
             let gflops = r.flops_per_step / m.ms_per_step / 1e6;
-            let speedup = if name == "gan_lab" {
-                format!("{:.2}×", r.reference.ms_per_step / r.ours.ms_per_step)
+            let speedup = if name.starts_with("gan_lab") {
+                format!("{:.2}×", r.reference.ms_per_step / m.ms_per_step)
             } else {
                 String::new()
             };

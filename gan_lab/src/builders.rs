@@ -418,7 +418,7 @@ impl<F: Family> Builder<F> {
         self
     }
     /// Forward passes in bfloat16 on CPUs with `avx512_bf16` (off by default; see
-    /// [`crate::perf::with_bf16`]). Building fails with a clear error on other CPUs.
+    /// [`crate::backend::perf::with_bf16`]). Building fails with a clear error on other CPUs.
     pub fn bf16(mut self, on: bool) -> Self {
         self.train.bf16 = on;
         self
@@ -495,6 +495,7 @@ struct Setup<'a> {
 
 impl Setup<'_> {
     fn validate(&self) -> Result<()> {
+        crate::backend::init()?;
         self.model.validate()?;
         let t = &self.train;
         if let CriticSchedule::Fixed(n) = t.n_critic {
@@ -516,7 +517,7 @@ impl Setup<'_> {
         );
         ensure!(t.batch_size >= 1, "batch_size = {}: expected 1 or more", t.batch_size);
         if t.bf16 {
-            crate::perf::check_bf16()?;
+            crate::backend::perf::check_bf16()?;
         }
         ensure!(t.steps >= 0, "steps = {}: expected 0 or more", t.steps);
         ensure!(t.metrics_every >= 0, "metrics_every = {}: expected 0 (off) or more", t.metrics_every);
@@ -533,8 +534,8 @@ impl Setup<'_> {
         let (generator, discriminator) =
             train::with_seed(train::mix(self.train.seed, 1), || self.model.networks(&vs_g.root(), &vs_d.root()));
         if self.train.channels_last {
-            crate::perf::use_channels_last(&vs_g);
-            crate::perf::use_channels_last(&vs_d);
+            crate::backend::perf::use_channels_last(&vs_g);
+            crate::backend::perf::use_channels_last(&vs_d);
         }
         let mut gan = Gan {
             family: self.model.name().into(),

@@ -23,6 +23,20 @@ struct State {
     history: History,
 }
 
+/// Writes named tensors as safetensors at `path` (contiguous copies: the file format has no strides).
+pub fn write_tensors(tensors: &[(String, tch::Tensor)], path: &Path) -> Result<()> {
+    let contiguous: Vec<(&str, tch::Tensor)> =
+        tensors.iter().map(|(name, t)| (name.as_str(), t.contiguous())).collect();
+    tch::Tensor::write_safetensors(&contiguous, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The variables of `vs` by name, sorted.
+pub fn variables(vs: &tch::nn::VarStore) -> Vec<(String, tch::Tensor)> {
+    let mut vars: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
 /// Writes `gan`'s checkpoint to the folder `dir`, replacing any previous one atomically.
 pub fn save(gan: &Gan, dir: &Path) -> Result<()> {
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -31,14 +45,14 @@ pub fn save(gan: &Gan, dir: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let written = (|| -> Result<()> {
-        crate::perf::write_tensors(&crate::perf::variables(&gan.vs_g), &tmp.join("generator.safetensors"))?;
-        crate::perf::write_tensors(&crate::perf::variables(&gan.vs_d), &tmp.join("discriminator.safetensors"))?;
+        write_tensors(&variables(&gan.vs_g), &tmp.join("generator.safetensors"))?;
+        write_tensors(&variables(&gan.vs_d), &tmp.join("discriminator.safetensors"))?;
         let mut opt = gan.opt_g.state("generator.");
         opt.extend(gan.opt_d.state("discriminator."));
         if let Some(average) = &gan.average {
             opt.extend(average.state("average."));
         }
-        crate::perf::write_tensors(&opt, &tmp.join("optimizer.safetensors"))?;
+        write_tensors(&opt, &tmp.join("optimizer.safetensors"))?;
         let state = State {
             format: FORMAT,
             family: gan.family.clone(),

@@ -556,10 +556,11 @@ fn train<F: Family>(builder: Builder<F>, a: &RunArgs, image_size: i64, channels:
     stop_on_ctrl_c("stopping after this step and saving a checkpoint");
     builder.check(&data)?;
     eprintln!(
-        "training a {} on {} ({} images) for {steps} steps; Ctrl-C stops and saves a checkpoint",
+        "training a {} on {} ({} images) for {steps} steps on {}; Ctrl-C stops and saves a checkpoint",
         F::NAME,
         data.name,
         data.len(),
+        crate::backend::current().describe(),
     );
     let started = Instant::now();
     let gan = builder.train(&data)?;
@@ -623,7 +624,13 @@ fn train_vae(a: &VaeArgs) -> Result<()> {
         .out_dir(&out);
     builder.check(&data)?;
     stop_on_ctrl_c("stopping after this step and saving the model");
-    eprintln!("training a VAE on {} ({} images) for {} steps; Ctrl-C stops and saves", data.name, data.len(), a.steps);
+    eprintln!(
+        "training a VAE on {} ({} images) for {} steps on {}; Ctrl-C stops and saves",
+        data.name,
+        data.len(),
+        a.steps,
+        crate::backend::current().describe()
+    );
     let started = Instant::now();
     let vae = builder.train(&data)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -736,7 +743,7 @@ fn bench(
 ) -> Result<()> {
     use crate::bench::{self, Case};
     if bf16 {
-        crate::perf::check_bf16().context("--bf16")?;
+        crate::backend::perf::check_bf16().context("--bf16")?;
     }
     anyhow::ensure!(threads >= 1, "--threads {threads}: expected 1 or more");
     let cases = if models.is_empty() {
@@ -751,6 +758,11 @@ fn bench(
         cases
     };
     let profile = mode == BenchMode::Profile;
+    anyhow::ensure!(
+        !profile || crate::backend::ops::PROFILER_BUILT,
+        "--profile: the op profiler is part of the C++ kernels, which this build of gan_lab does not have"
+    );
+    crate::backend::init()?;
     let cases: Vec<Case> = cases.into_iter().map(|c| Case { bf16, profile, ..c }).collect();
     if mode != BenchMode::Compare {
         let flag = if profile { "--profile" } else { "--worker" };

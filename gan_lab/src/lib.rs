@@ -1,5 +1,6 @@
 //! gan_lab: a course kit for generative adversarial networks on tch (libtorch).
 
+pub mod backend;
 pub mod bench;
 pub mod builders;
 pub mod checkpoint;
@@ -11,9 +12,7 @@ pub mod losses;
 pub mod metrics;
 pub mod models;
 pub mod notebook;
-pub mod ops;
 pub mod optim;
-pub mod perf;
 pub mod step;
 pub mod train;
 pub mod tsne;

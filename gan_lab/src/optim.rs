@@ -3,7 +3,7 @@
 //! (no weight decay, no amsgrad) and `torch.optim.RMSprop` (no momentum, not centred); the parity
 //! test compares Adam's steps against PyTorch.
 
-use crate::ops::profiled;
+use crate::backend::ops::profiled;
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -333,7 +333,7 @@ fn adam_update(updates: Vec<(&mut Slot, Tensor)>, AdamConfig { lr, beta1, beta2,
             start += n;
         }
     };
-    crate::ops::parallel_for(total, 1 << 15, &update);
+    crate::backend::ops::parallel_for(total, 1 << 15, &update);
 }
 
 /// One Adam update's constants, as PyTorch's kernels use them (f32).
@@ -432,7 +432,7 @@ mod tests {
     use tch::{Device, Kind};
 
     fn slot(values: &Tensor) -> Slot {
-        let param = crate::perf::channels_last(values);
+        let param = crate::backend::perf::channels_last(values);
         Slot { name: "w".into(), exp_avg: param.zeros_like(), exp_avg_sq: param.zeros_like(), param }
     }
 
@@ -450,7 +450,7 @@ mod tests {
         let (mut p, mut m, mut v) = (w.copy(), w.zeros_like(), w.zeros_like());
         for (t, g) in grads.iter().enumerate() {
             let step = t as i32 + 1;
-            adam_update(vec![(&mut nhwc, crate::perf::channels_last(g))], c, step);
+            adam_update(vec![(&mut nhwc, crate::backend::perf::channels_last(g))], c, step);
             adam_update(vec![(&mut nchw, g.shallow_clone())], c, step);
             // torch.optim.Adam's single-tensor update.
             let _ = m.lerp_(g, 1.0 - c.beta1);
@@ -461,7 +461,7 @@ mod tests {
         let diff = |a: &Tensor| (a - &p).abs().max().double_value(&[]);
         assert!(diff(&nhwc.param) < 1e-6 && diff(&nchw.param) < 1e-6, "{} {}", diff(&nhwc.param), diff(&nchw.param));
         assert!(diff(&w) > 1e-3, "the steps moved the weights");
-        assert_eq!(nhwc.param.stride(), crate::perf::channels_last(&w).stride(), "the layout is kept");
+        assert_eq!(nhwc.param.stride(), crate::backend::perf::channels_last(&w).stride(), "the layout is kept");
         // The moments, which later steps build on (and a checkpoint keeps).
         let off = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
         for (s, layout) in [(&nhwc, "channels-last"), (&nchw, "NCHW")] {

@@ -1,11 +1,11 @@
 //! The one training loop. Every GAN family runs through [`Gan::train_step`]: what differs between
 //! families (the networks, the objective, the optimizers) is data the loop reads.
 
+use crate::backend::ops::profiled;
 use crate::data::{Batcher, Dataset};
 use crate::losses::{Auxiliary, CriticSchedule, InformationTerm, Objective};
 use crate::models::infogan::{sample_codes, Codes};
 use crate::models::{DiscriminatorNet, GeneratorNet};
-use crate::ops::profiled;
 use crate::optim::{AdamConfig, Optimizer, OptimizerConfig};
 use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
@@ -49,7 +49,7 @@ pub struct TrainConfig {
     /// the same numbers up to float rounding.
     #[serde(default = "yes")]
     pub channels_last: bool,
-    /// Run the players' forward passes in bfloat16 ([`crate::perf::with_bf16`]; CPUs with
+    /// Run the players' forward passes in bfloat16 ([`crate::backend::perf::with_bf16`]; CPUs with
     /// `avx512_bf16` only), with weights, gradients and optimizers in float32. Not always faster:
     /// measured slower than float32 on a CPU with `avx512_bf16` but no AMX (`docs/performance.md`).
     #[serde(default)]
@@ -144,6 +144,9 @@ struct CriticLoss {
 /// Per-step records of a run; what training returns for notebooks and the CLI to show.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
+    /// The backend the run computed on (`gan_lab::backend`).
+    #[serde(default)]
+    pub backend: Option<crate::backend::Backend>,
     pub steps: Vec<StepRecord>,
     /// Scores taken every `metrics_every` steps.
     #[serde(default)]
@@ -288,7 +291,7 @@ impl Gan {
             return None;
         };
         let (opt_g, opt_d) = (&mut self.opt_g, &mut self.opt_d);
-        let s = crate::perf::with_bf16(self.config.bf16, || {
+        let s = crate::backend::perf::with_bf16(self.config.bf16, || {
             crate::step::train_step(g, d, opt_g, opt_d, real, z, &objective)
         });
         if let Some(average) = &mut self.average {
@@ -319,7 +322,7 @@ impl Gan {
         index: i64,
     ) -> (Tensor, Critique) {
         let objective = self.config.objective;
-        let c = crate::perf::with_bf16(self.config.bf16, || self.critic_loss(real, labels, z, index));
+        let c = crate::backend::perf::with_bf16(self.config.bf16, || self.critic_loss(real, labels, z, index));
         self.opt_d.minimize(&c.d_loss);
         if let Objective::Wasserstein { clip } = objective {
             crate::losses::clip_weights(&self.vs_d, clip);
@@ -383,7 +386,7 @@ impl Gan {
     ) -> StepRecord {
         // Only G's weights get gradients: on the way back through D, autograd computes the
         // gradients with respect to D's activations, not D's weights.
-        let (g_loss, info) = crate::perf::with_bf16(self.config.bf16, || self.generator_loss(fake, labels, z));
+        let (g_loss, info) = crate::backend::perf::with_bf16(self.config.bf16, || self.generator_loss(fake, labels, z));
         self.opt_g.minimize(&g_loss);
         if let Some(average) = &mut self.average {
             average.update();
@@ -450,7 +453,8 @@ impl Gan {
             self.family
         );
         let mut batcher = Batcher::new(data, c.batch_size, c.seed)?;
-        crate::perf::tune_allocator();
+        crate::backend::perf::tune_allocator();
+        self.history.backend = Some(crate::backend::current());
         let scorer = match c.metrics_every > 0 {
             true => Some(Scorer::new(data)?),
             false => None,
@@ -469,7 +473,7 @@ impl Gan {
             let mut batch = |gan: &Gan, index: i64| {
                 profiled(c"gan_lab::batch_and_latent", || {
                     let (real, labels) = batcher.batch(data, index);
-                    let real = if c.channels_last { crate::perf::channels_last(&real) } else { real };
+                    let real = crate::backend::perf::batch_layout(real, c.channels_last);
                     (real, labels, gan.latent_for_step(index))
                 })
             };
@@ -828,10 +832,10 @@ pub fn with_seed<T>(seed: u64, f: impl FnOnce() -> T) -> T {
     struct Seeded;
     impl Drop for Seeded {
         fn drop(&mut self) {
-            crate::ops::set_seeded(false);
+            crate::backend::ops::set_seeded(false);
         }
     }
-    crate::ops::set_seeded(true);
+    crate::backend::ops::set_seeded(true);
     let _seeded = Seeded; // dropped before the lock, also when `f` panics
     tch::manual_seed(seed as i64);
     f()

@@ -37,7 +37,7 @@ pub struct VaeTraining {
     /// Channels-last weights and batches ([`crate::perf`]).
     #[serde(default = "yes")]
     pub channels_last: bool,
-    /// Forward passes in bfloat16 ([`crate::perf::with_bf16`]; CPUs with `avx512_bf16`).
+    /// Forward passes in bfloat16 ([`crate::backend::perf::with_bf16`]; CPUs with `avx512_bf16`).
     #[serde(default)]
     pub bf16: bool,
 }
@@ -87,6 +87,9 @@ pub struct EpochRecord {
 /// Per-step losses and per-epoch held-out MSE of a VAE run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VaeHistory {
+    /// The backend the run computed on (`gan_lab::backend`).
+    #[serde(default)]
+    pub backend: Option<crate::backend::Backend>,
     pub steps: Vec<VaeStep>,
     pub epochs: Vec<EpochRecord>,
 }
@@ -162,6 +165,7 @@ impl Vae {
     }
 
     fn validate(&self) -> Result<()> {
+        crate::backend::init()?;
         self.model.validate()?;
         let t = &self.train;
         ensure!(t.steps >= 0, "steps = {}: expected 0 or more", t.steps);
@@ -170,7 +174,7 @@ impl Vae {
         let lr = t.optimizer.lr();
         ensure!(lr.is_finite() && lr > 0.0, "lr = {lr}: expected a positive learning rate");
         if t.bf16 {
-            crate::perf::check_bf16()?;
+            crate::backend::perf::check_bf16()?;
         }
         Ok(())
     }
@@ -203,7 +207,7 @@ impl Vae {
         let vs = VarStore::new(Device::Cpu);
         let net = with_seed(mix(self.train.seed, 1), || VaeNet::new(&vs.root(), &self.model));
         if self.train.channels_last {
-            crate::perf::use_channels_last(&vs);
+            crate::backend::perf::use_channels_last(&vs);
         }
         Ok(VaeModel {
             config: self.model.clone(),
@@ -257,7 +261,8 @@ impl VaeModel {
         let t = self.train.clone();
         let mut batcher = Batcher::new(data, t.batch_size, t.seed)?;
         let per_epoch = batcher.batches_per_epoch(data);
-        crate::perf::tune_allocator();
+        crate::backend::perf::tune_allocator();
+        self.history.backend = Some(crate::backend::current());
         let mut progress = Progress::new(t.steps, self.step);
         while self.step < t.steps {
             if train::stop_requested() {
@@ -265,8 +270,8 @@ impl VaeModel {
                 return Ok(Outcome::Interrupted);
             }
             let (x, _) = batcher.batch(data, self.step);
-            let x = if t.channels_last { crate::perf::channels_last(&x) } else { x };
-            let loss = crate::perf::with_bf16(t.bf16, || {
+            let x = crate::backend::perf::batch_layout(x, t.channels_last);
+            let loss = crate::backend::perf::with_bf16(t.bf16, || {
                 let (mu, log_variance) = self.net.encode(&x, true);
                 let z = with_seed(mix(t.seed, 1_000_003 + self.step as u64), || reparameterize(&mu, &log_variance));
                 let decoded = self.net.decode(&z, true);
@@ -380,9 +385,9 @@ impl VaeModel {
     /// each written atomically. [`VaeModel::load`] reads them back.
     pub fn save(&self, dir: &Path) -> Result<()> {
         crate::files::ensure_writable_dir(dir)?;
-        let weights = crate::perf::variables(&self.vs);
+        let weights = crate::checkpoint::variables(&self.vs);
         crate::files::write_atomic_with(&dir.join("vae.safetensors"), |tmp| {
-            crate::perf::write_tensors(&weights, tmp).map_err(|e| std::io::Error::other(format!("{e:#}")))
+            crate::checkpoint::write_tensors(&weights, tmp).map_err(|e| std::io::Error::other(format!("{e:#}")))
         })?;
         let state = Saved {
             config: self.config.clone(),

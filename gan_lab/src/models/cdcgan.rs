@@ -12,9 +12,9 @@
 //! The lesson marks "no bias" on the layers BatchNorm follows; the others keep their bias (0 at init).
 
 use super::dcgan::{leaky_relu_02, Init};
-use super::layers::{UpLayer, WholeConv, WindowConv};
+use super::layers::{UpLayer, WindowConv};
 use super::{one_hot, DiscriminatorNet, GeneratorNet, Judgement};
-use crate::ops::{batch_norm_leaky_relu, batch_norm_relu};
+use crate::backend::ops::{batch_norm_leaky_relu, batch_norm_relu};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
@@ -62,8 +62,8 @@ pub fn label_map(labels: &Tensor, classes: i64, size: i64) -> Tensor {
 pub struct Generator {
     latent_dim: i64,
     classes: i64,
-    z_branch: (UpLayer, nn::BatchNorm),
-    y_branch: (UpLayer, nn::BatchNorm),
+    z_branch: (nn::ConvTranspose2D, nn::BatchNorm),
+    y_branch: (nn::ConvTranspose2D, nn::BatchNorm),
     blocks: Vec<(UpLayer, nn::BatchNorm)>,
     to_image: UpLayer,
 }
@@ -73,7 +73,7 @@ impl Generator {
         let i = c.init;
         let branch = |name: &str, input: i64| {
             let conv =
-                UpLayer::from_latent(p / format!("{name}_convt"), input, 4 * c.ngf, 4, i.convt_config(1, 0, false));
+                nn::conv_transpose2d(p / format!("{name}_convt"), input, 4 * c.ngf, 4, i.convt_config(1, 0, false));
             (conv, nn::batch_norm2d(p / format!("{name}_bn"), 4 * c.ngf, i.bn_config()))
         };
         let (z_branch, y_branch) = (branch("z", c.latent_dim), branch("y", c.classes));
@@ -102,7 +102,9 @@ impl Generator {
         for (n, (conv, bn)) in self.blocks.iter().enumerate() {
             // convt1 reads the fused maps: in two parts, as D's conv1 (see `overlapped_in_two_parts`).
             let y = match conv {
-                UpLayer::Overlapped(c) if n == 0 && !crate::perf::autocast_active() => {
+                UpLayer::Overlapped(c)
+                    if n == 0 && crate::backend::fast() && !crate::backend::perf::autocast_active() =>
+                {
                     overlapped_in_two_parts(c, &h, labels)
                 }
                 _ => conv.forward(&h),
@@ -143,7 +145,7 @@ pub struct Discriminator {
     bn1: nn::BatchNorm,
     conv2: WindowConv,
     bn2: nn::BatchNorm,
-    to_score: WholeConv,
+    to_score: nn::Conv2D,
 }
 
 impl Discriminator {
@@ -158,7 +160,7 @@ impl Discriminator {
         let bn1 = nn::batch_norm2d(p / "bn1", 4 * c.ndf, i.bn_config());
         let conv2 = WindowConv::new(p / "conv2", 4 * c.ndf, 8 * c.ndf, i.conv_config(2, 1, false));
         let bn2 = nn::batch_norm2d(p / "bn2", 8 * c.ndf, i.bn_config());
-        let to_score = WholeConv::new(p / "conv3", 8 * c.ndf, 1, 4, i.conv_config(1, 0, true));
+        let to_score = nn::conv2d(p / "conv3", 8 * c.ndf, 1, 4, i.conv_config(1, 0, true));
         Discriminator { classes: c.classes, x_branch, y_branch, conv1, bn1, conv2, bn2, to_score }
     }
 
@@ -173,7 +175,9 @@ impl Discriminator {
     /// The fused maps `[B, 2ndf, 16, 16]` ([`Discriminator::fuse`]) and their labels `[B]` → logits `[B]`.
     pub fn score(&self, h: &Tensor, labels: &Tensor, train: bool) -> Tensor {
         let b = h.size()[0];
-        let h = batch_norm_leaky_relu(&conv1_in_two_parts(&self.conv1, h, labels), &self.bn1, train, 0.2); // [B, 4ndf, 8, 8]
+        // conv1 in two parts on the fast backend (see `conv1_in_two_parts`).
+        let y = if crate::backend::fast() { conv1_in_two_parts(&self.conv1, h, labels) } else { self.conv1.forward(h) };
+        let h = batch_norm_leaky_relu(&y, &self.bn1, train, 0.2); // [B, 4ndf, 8, 8]
         let h = batch_norm_leaky_relu(&self.conv2.forward(&h), &self.bn2, train, 0.2); // [B, 8ndf, 4, 4]
         self.to_score.forward(&h).view([b]) // [B, 1, 1, 1] → [B]
     }
@@ -226,7 +230,7 @@ fn overlapped_in_two_parts(convt: &nn::ConvTranspose2D, h: &Tensor, labels: &Ten
     let matrix = |w: &Tensor| w.permute([0, 2, 3, 1]).reshape([half, -1]);
     let per_class = rows(&pick_rows(&hs[1], &first)).mm(&matrix(&ws[1]));
     let label_part = per_class.view([first.size()[0], -1]).index_select(0, &inverse).view([s[0] * pixels, -1]);
-    let y = crate::ops::overlap_k4s2(&label_part.addmm(&rows(&hs[0]), &matrix(&ws[0])), s[0], s[2], s[3]);
+    let y = crate::backend::ops::overlap_k4s2(&label_part.addmm(&rows(&hs[0]), &matrix(&ws[0])), s[0], s[2], s[3]);
     match &convt.bs {
         Some(b) => y + b.view([1, -1, 1, 1]),
         None => y,
@@ -256,17 +260,17 @@ impl DiscriminatorNet for Discriminator {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, gan_lab_kernels))]
 mod tests {
     use super::*;
-    use crate::ops::tests::relative;
+    use crate::backend::ops::relative;
 
     #[test]
     fn picked_rows_are_the_indexed_maps_and_their_gradient_keeps_the_layout() {
         let cpu = (Kind::Float, tch::Device::Cpu);
         let (x, q) =
             crate::train::with_seed(6, || (Tensor::randn([5, 3, 4, 4], cpu), Tensor::randn([4, 3, 4, 4], cpu)));
-        let x = crate::perf::channels_last(&x).set_requires_grad(true);
+        let x = crate::backend::perf::channels_last(&x).set_requires_grad(true);
         let index = Tensor::from_slice(&[3i64, 0, 3, 4]);
         let y = pick_rows(&x, &index);
         assert!(y.equal(&x.index_select(0, &index)), "the rows `index` of x");
@@ -280,6 +284,7 @@ mod tests {
 
     #[test]
     fn conv1_in_two_parts_is_conv1_of_the_fused_maps() {
+        crate::backend::tests::require_fast();
         // Fused maps as `fuse` makes them: an image half, and a label half that is one map per
         // class (here a table of random maps, indexed by the labels).
         let vs = nn::VarStore::new(tch::Device::Cpu);
@@ -293,7 +298,7 @@ mod tests {
         let labels = Tensor::from_slice(&[4i64, 1, 4, 9, 1, 1, 0]);
         let [split, whole] = [true, false].map(|split| {
             let (hx, table) = (hx.copy().set_requires_grad(true), table.copy().set_requires_grad(true));
-            let h = crate::perf::channels_last(&Tensor::cat(&[&hx, &table.index_select(0, &labels)], 1));
+            let h = crate::backend::perf::channels_last(&Tensor::cat(&[&hx, &table.index_select(0, &labels)], 1));
             let y = if split { conv1_in_two_parts(&conv1, &h, &labels) } else { conv1.forward(&h) };
             let grads = Tensor::run_backward(&[(&y * &q).sum(Kind::Float)], &[&conv1.ws, &hx, &table], false, false);
             (y.detach(), grads)
@@ -308,6 +313,7 @@ mod tests {
 
     #[test]
     fn convt1_in_two_parts_is_the_overlapped_layer_of_the_fused_maps() {
+        crate::backend::tests::require_fast();
         // As above, for G: a latent half and a per-class label half, [7, 2·6, 4, 4] → 5 channels.
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let config = nn::ConvTransposeConfig { stride: 2, padding: 1, bias: true, ..Default::default() };
@@ -328,7 +334,7 @@ mod tests {
         let params = [&convt.ws, convt.bs.as_ref().unwrap()];
         let [split, whole] = [true, false].map(|split| {
             let (hz, table) = (hz.copy().set_requires_grad(true), table.copy().set_requires_grad(true));
-            let h = crate::perf::channels_last(&Tensor::cat(&[&hz, &table.index_select(0, &labels)], 1));
+            let h = crate::backend::perf::channels_last(&Tensor::cat(&[&hz, &table.index_select(0, &labels)], 1));
             let y = if split { overlapped_in_two_parts(convt, &h, &labels) } else { whole_layer.forward(&h) };
             let inputs = [params[0], params[1], &hz, &table];
             let grads = Tensor::run_backward(&[(&y * &q).sum(Kind::Float)], &inputs, false, false);

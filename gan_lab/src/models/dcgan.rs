@@ -8,10 +8,10 @@
 //! the loss applies the sigmoid (`binary_cross_entropy_with_logits`), which is the same function
 //! computed without overflow. [`Discriminator::probability`] gives D(x) as the lesson defines it.
 
-use super::layers::{Norm, NormLayer, UpLayer, Upsample, WholeConv};
+use super::layers::{Norm, NormLayer, UpLayer, Upsample};
 use super::{DiscriminatorNet, GeneratorNet, Judgement};
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, Module};
+use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
 /// How weights are initialised.
@@ -169,9 +169,9 @@ pub fn dense(p: nn::Path, from: i64, to: i64, init: Init, bias: bool) -> nn::Lin
     nn::linear(p, from, to, config)
 }
 
-/// LeakyReLU with slope 0.2 ([`crate::ops::leaky_relu`]).
+/// LeakyReLU with slope 0.2 ([`crate::backend::ops::leaky_relu`]).
 pub fn leaky_relu_02(x: &Tensor) -> Tensor {
-    crate::ops::leaky_relu(x, 0.2)
+    crate::backend::ops::leaky_relu(x, 0.2)
 }
 
 /// The DCGAN generator.
@@ -184,19 +184,19 @@ pub struct Generator {
 
 impl Generator {
     /// Exercise `dcgan.generator`: the lesson's layer list. Name the layers `convt1`, `bn1`,
-    /// `convt2`, ... through `p`; use `c.widths(c.ngf)`, `UpLayer::from_latent(path, n_z, to, 4,
-    /// c.convt_config(1, 0))` for the first block (1×1 → 4×4), `c.up_layer(path, from, to)` for the
-    /// layers that double the side and `c.bn_config()`.
+    /// `convt2`, ... through `p`; use `c.widths(c.ngf)`, `nn::conv_transpose2d(path, n_z, to, 4,
+    /// c.convt_config(1, 0))` for the first block (1×1 → 4×4, as `UpLayer::Transposed(..)`),
+    /// `c.up_layer(path, from, to)` for the layers that double the side and `c.bn_config()`.
     pub fn new(p: &nn::Path, c: &DcganConfig) -> Generator {
         // BEGIN SOLUTION dcgan.generator
         let widths = c.widths(c.ngf);
         let mut blocks = Vec::new();
         let mut in_ch = c.latent_dim;
         for (i, &w) in widths.iter().enumerate() {
-            // The first block maps the 1×1 latent to 4×4; the others double the side.
+            // The first block maps the 1×1 latent to 4×4 (k4 s1 p0); the others double the side.
             let name = p / format!("convt{}", i + 1);
             let conv = match i {
-                0 => UpLayer::from_latent(name, in_ch, w, 4, c.convt_config(1, 0)),
+                0 => UpLayer::Transposed(nn::conv_transpose2d(name, in_ch, w, 4, c.convt_config(1, 0))),
                 _ => c.up_layer(name, in_ch, w),
             };
             let bn = nn::batch_norm2d(p / format!("bn{}", i + 1), w, c.bn_config());
@@ -216,9 +216,8 @@ impl Generator {
         // BEGIN SOLUTION dcgan.generator
         let mut x = z.view([b, self.latent_dim, 1, 1]); // [B, n_z, 1, 1]
         for (conv, bn) in &self.blocks {
-            // [B, 4ngf, 4, 4] → [B, 2ngf, 8, 8] → [B, ngf, 16, 16]; BatchNorm and ReLU in one op,
-            // the same as `bn.forward_t(&conv.forward(&x), train).relu()`
-            x = crate::ops::batch_norm_relu(&conv.forward(&x), bn, train);
+            // [B, 4ngf, 4, 4] → [B, 2ngf, 8, 8] → [B, ngf, 16, 16]
+            x = bn.forward_t(&conv.forward(&x), train).relu();
         }
         self.to_image.forward(&x).tanh() // [B, C, 32, 32]
                                          // END SOLUTION
@@ -245,7 +244,7 @@ impl nn::ModuleT for Generator {
 #[derive(Debug)]
 pub struct Discriminator {
     blocks: Vec<(nn::Conv2D, NormLayer)>,
-    to_score: WholeConv,
+    to_score: nn::Conv2D,
 }
 
 impl Discriminator {
@@ -253,7 +252,7 @@ impl Discriminator {
     /// the loss applies it). Name the layers `conv1`, `conv2`, ... through `p`; use
     /// `c.widths(c.ndf)` (reversed), `c.conv_config(stride, padding)`,
     /// `c.norm_layer(p, i, channels, side)` for the normalisation (BatchNorm `bn<i>` in the lesson)
-    /// and `WholeConv::new(path, from, 1, 4, c.conv_config(1, 0))` for the last layer (4×4 → 1×1).
+    /// and `nn::conv2d(path, from, 1, 4, c.conv_config(1, 0))` for the last layer (4×4 → 1×1).
     pub fn new(p: &nn::Path, c: &DcganConfig) -> Discriminator {
         // BEGIN SOLUTION dcgan.discriminator
         let mut widths = c.widths(c.ndf);
@@ -267,7 +266,7 @@ impl Discriminator {
             in_ch = w;
         }
         let n = widths.len() + 1;
-        let to_score = WholeConv::new(p / format!("conv{n}"), in_ch, 1, 4, c.conv_config(1, 0));
+        let to_score = nn::conv2d(p / format!("conv{n}"), in_ch, 1, 4, c.conv_config(1, 0));
         Discriminator { blocks, to_score }
         // END SOLUTION
     }

@@ -8,7 +8,7 @@
 use super::dcgan::{self, DcganConfig};
 use super::layers::{UpLayer, WindowConv};
 use super::{DiscriminatorNet, GeneratorNet, Judgement};
-use crate::ops::{batch_norm_leaky_relu, batch_norm_relu};
+use crate::backend::ops::{batch_norm_leaky_relu, batch_norm_relu};
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};

@@ -51,12 +51,12 @@ impl NormLayer {
     }
 
     /// This normalisation followed by LeakyReLU(`slope`); BatchNorm's and LayerNorm's fused with it
-    /// ([`crate::ops::batch_norm_leaky_relu`], [`crate::ops::layer_norm_act`]).
+    /// ([`crate::backend::ops::batch_norm_leaky_relu`], [`crate::backend::ops::layer_norm_act`]).
     pub fn leaky_relu(&self, x: &Tensor, train: bool, slope: f64) -> Tensor {
         match self {
-            NormLayer::Batch(bn) => crate::ops::batch_norm_leaky_relu(x, bn, train, slope),
-            NormLayer::Layer(ln) => crate::ops::layer_norm_act(x, ln, slope),
-            _ => crate::ops::leaky_relu(&self.forward_t(x, train), slope),
+            NormLayer::Batch(bn) => crate::backend::ops::batch_norm_leaky_relu(x, bn, train, slope),
+            NormLayer::Layer(ln) => crate::backend::ops::layer_norm_act(x, ln, slope),
+            _ => crate::backend::ops::leaky_relu(&self.forward_t(x, train), slope),
         }
     }
 }
@@ -94,8 +94,6 @@ pub enum UpLayer {
         bilinear: bool,
         conv: nn::Conv2D,
     },
-    /// G's first layer: a transposed convolution from 1×1 (the latent vector) to k×k.
-    FromLatent(nn::ConvTranspose2D),
     /// A k4 s2 p1 transposed convolution computed as a matrix product and the sum of the
     /// overlapping windows ([`UpLayer::overlapped`]).
     Overlapped(nn::ConvTranspose2D),
@@ -122,21 +120,9 @@ impl UpLayer {
         }
     }
 
-    /// G's first layer, `from` → `to` channels from 1×1 to `kernel`×`kernel` (no padding). On a 1×1
-    /// input a transposed convolution is one matrix product, [B, from] × [from, k·k·to], which
-    /// is how this layer computes it: same weights, same values up to rounding, a fraction of
-    /// oneDNN's time for this shape (forward and backward).
-    pub fn from_latent(p: nn::Path, from: i64, to: i64, kernel: i64, config: nn::ConvTransposeConfig) -> UpLayer {
-        assert!(
-            config.padding == 0 && config.output_padding == 0 && config.dilation == 1 && config.groups == 1,
-            "from_latent: a layer without padding, dilation or groups"
-        );
-        UpLayer::FromLatent(nn::conv_transpose2d(p, from, to, kernel, config))
-    }
-
     /// A transposed convolution k4 s2 p1, `from` → `to` channels at twice the side, computed as
     /// one matrix product, [B·h·w, from] × [from, 4·4·to], whose rows are then summed onto the
-    /// overlapping 4×4 windows of the output ([`crate::ops::f_overlap_k4s2`]). Same weights, same
+    /// overlapping 4×4 windows of the output ([`crate::backend::ops::f_overlap_k4s2`]). Same weights, same
     /// values up to rounding. On small maps with many channels and onto an image's few channels
     /// that is faster than oneDNN's kernel (batch 64, forward and backward: the cDCGAN's 512 → 256
     /// channels from 4×4 to 8×8 50 ms against 76–79 ms; 32 → 1 channel from 16×16 to 32×32 1.0
@@ -144,7 +130,7 @@ impl UpLayer {
     /// by layer ([`UpLayer::new`] for the layer onto ≤ 4 channels). Under bfloat16 autocast it
     /// runs oneDNN's kernel, which sums the overlaps before rounding to bfloat16. Onto one channel
     /// from a multiple of 16 it runs libtorch's transposed convolution, which gan_lab computes the
-    /// same way forward and with its image kernels backward ([`crate::ops::image_conv_kernels`]).
+    /// same way forward and with its image kernels backward ([`crate::backend::ops::image_conv_kernels`]).
     pub fn overlapped(p: nn::Path, from: i64, to: i64, config: nn::ConvTransposeConfig) -> UpLayer {
         assert!(
             config.stride == 2
@@ -162,23 +148,10 @@ impl Module for UpLayer {
     fn forward(&self, x: &Tensor) -> Tensor {
         match self {
             UpLayer::Transposed(conv) => conv.forward(x),
-            UpLayer::FromLatent(conv) => {
-                let s = x.size();
-                if s[2] != 1 || s[3] != 1 {
-                    return conv.forward(x);
-                }
-                let w = &conv.ws; // [from, to, k, k]
-                let (to, k) = (w.size()[1], w.size()[2]);
-                // Columns ordered (row, column, channel): the output is a channels-last [B, to, k, k].
-                let y = x.view([s[0], s[1]]).matmul(&w.permute([0, 2, 3, 1]).reshape([s[1], k * k * to]));
-                let y = y.view([s[0], k, k, to]).permute([0, 3, 1, 2]);
-                match &conv.bs {
-                    Some(b) => y + b.view([1, to, 1, 1]),
-                    None => y,
-                }
-            }
             UpLayer::Overlapped(conv)
-                if crate::perf::autocast_active() || crate::ops::image_conv_kernels(conv.ws.size()[1], x.size()[1]) =>
+                if !crate::backend::fast()
+                    || crate::backend::perf::autocast_active()
+                    || crate::backend::ops::image_conv_kernels(conv.ws.size()[1], x.size()[1]) =>
             {
                 conv.forward(x)
             }
@@ -186,7 +159,7 @@ impl Module for UpLayer {
                 let (s, w) = (x.size(), &conv.ws); // w [from, to, 4, 4]
                 let to = w.size()[1];
                 let rows = x.permute([0, 2, 3, 1]).reshape([-1, s[1]]).mm(&w.permute([0, 2, 3, 1]).reshape([s[1], -1]));
-                let y = crate::ops::overlap_k4s2(&rows, s[0], s[2], s[3]);
+                let y = crate::backend::ops::overlap_k4s2(&rows, s[0], s[2], s[3]);
                 match &conv.bs {
                     Some(b) => y + b.view([1, to, 1, 1]),
                     None => y,
@@ -206,47 +179,9 @@ impl Module for UpLayer {
     }
 }
 
-/// D's last layer: a convolution whose kernel is as large as its input (k4 s1 p0 on 4×4 maps), one
-/// output per image. That is one matrix product, [B, k·k·C] × [k·k·C, out], which is how this
-/// layer computes it on inputs of the kernel's size (other sizes run the convolution): same
-/// weights, same values up to rounding, a fraction of oneDNN's time for this shape.
-#[derive(Debug)]
-pub struct WholeConv {
-    pub conv: nn::Conv2D,
-}
-
-impl WholeConv {
-    pub fn new(p: nn::Path, from: i64, to: i64, kernel: i64, config: nn::ConvConfig) -> WholeConv {
-        assert!(
-            config.stride == 1 && config.padding == 0 && config.dilation == 1 && config.groups == 1,
-            "WholeConv: a convolution with stride 1 and no padding, dilation or groups"
-        );
-        WholeConv { conv: nn::conv2d(p, from, to, kernel, config) }
-    }
-}
-
-impl Module for WholeConv {
-    /// `[B, C, k, k]` → `[B, out, 1, 1]`.
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let w = &self.conv.ws; // [out, C, k, k]
-        let (s, ws) = (x.size(), w.size());
-        if s[2] != ws[2] || s[3] != ws[3] {
-            return self.conv.forward(x);
-        }
-        // Both flattened in (row, column, channel) order: views of channels-last tensors.
-        let xs = x.permute([0, 2, 3, 1]).reshape([s[0], -1]);
-        let wt = w.permute([0, 2, 3, 1]).reshape([ws[0], -1]).tr();
-        let y = match &self.conv.bs {
-            Some(b) => b.addmm(&xs, &wt),
-            None => xs.matmul(&wt),
-        };
-        y.view([s[0], ws[0], 1, 1])
-    }
-}
-
 /// A convolution k4 s2 p1 computed as one matrix product, [B·(H/2)·(W/2), 4·4·C] × [4·4·C, out], over
-/// its input's 4×4 windows ([`crate::ops::f_windows_k4s2`]); odd sizes, bfloat16 autocast, and one
-/// image channel into a multiple of 16 (gan_lab's image kernels, [`crate::ops::image_conv_kernels`])
+/// its input's 4×4 windows ([`crate::backend::ops::f_windows_k4s2`]); odd sizes, bfloat16 autocast, and one
+/// image channel into a multiple of 16 (gan_lab's image kernels, [`crate::backend::ops::image_conv_kernels`])
 /// run the convolution. Same weights, same values up to rounding. On small maps with many channels and
 /// from an image's few channels that is faster than oneDNN's kernel (batch 64, forward and
 /// backward: the cDCGAN's 256 → 512 channels from 8×8 to 4×4 49 ms against 71–74 ms; 1 → 32
@@ -271,14 +206,15 @@ impl Module for WindowConv {
     /// `[B, C, H, W]` → `[B, out, H/2, W/2]` (channels-last).
     fn forward(&self, x: &Tensor) -> Tensor {
         let (s, w) = (x.size(), &self.conv.ws); // w [out, C, 4, 4]
-        if s[2] % 2 != 0
+        if !crate::backend::fast()
+            || s[2] % 2 != 0
             || s[3] % 2 != 0
-            || crate::perf::autocast_active()
-            || crate::ops::image_conv_kernels(s[1], w.size()[0])
+            || crate::backend::perf::autocast_active()
+            || crate::backend::ops::image_conv_kernels(s[1], w.size()[0])
         {
             return self.conv.forward(x);
         }
-        let rows = crate::ops::windows_k4s2(x);
+        let rows = crate::backend::ops::windows_k4s2(x);
         let wt = w.permute([0, 2, 3, 1]).reshape([w.size()[0], -1]).tr();
         let y = match &self.conv.bs {
             Some(b) => b.addmm(&rows, &wt),
@@ -482,7 +418,8 @@ pub fn toy_upsampling(kind: Upsample) -> (Tensor, Tensor) {
     (Tensor::stack(&columns, 1), apply(&x))
 }
 
-#[cfg(test)]
+/// The fast backend's rewrites against the layers they replace.
+#[cfg(all(test, gan_lab_kernels))]
 mod tests {
     use super::*;
     use crate::train::with_seed;
@@ -492,7 +429,7 @@ mod tests {
     fn check(layer: &dyn Module, conv: &dyn Fn(&Tensor) -> Tensor, input: &[i64], params: &[&Tensor]) {
         for channels_last in [false, true] {
             let x0 = with_seed(2, || Tensor::randn(input, (Kind::Float, tch::Device::Cpu)));
-            let x0 = if channels_last { crate::perf::channels_last(&x0) } else { x0 };
+            let x0 = if channels_last { crate::backend::perf::channels_last(&x0) } else { x0 };
             let mut results = vec![];
             for ours in [true, false] {
                 let x = x0.detach().set_requires_grad(true);
@@ -515,36 +452,8 @@ mod tests {
     }
 
     #[test]
-    fn whole_conv_is_the_convolution_it_replaces() {
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let config =
-            nn::ConvConfig { bias: true, bs_init: nn::Init::Randn { mean: 0.0, stdev: 1.0 }, ..Default::default() };
-        let layer = with_seed(1, || WholeConv::new(vs.root() / "score", 12, 3, 4, config));
-        let (w, b) = (&layer.conv.ws, layer.conv.bs.as_ref().unwrap());
-        let conv = |x: &Tensor| x.conv2d(w, Some(b), [1, 1], [0, 0], [1, 1], 1);
-        check(&layer, &conv, &[5, 12, 4, 4], &[w, b]);
-        // Other sizes run the convolution.
-        check(&layer, &conv, &[5, 12, 6, 6], &[w, b]);
-    }
-
-    #[test]
-    fn from_latent_is_the_transposed_convolution_it_replaces() {
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let config = nn::ConvTransposeConfig {
-            bias: true,
-            bs_init: nn::Init::Randn { mean: 0.0, stdev: 1.0 },
-            ..Default::default()
-        };
-        let layer = with_seed(1, || UpLayer::from_latent(vs.root() / "first", 10, 6, 4, config));
-        let UpLayer::FromLatent(c) = &layer else { unreachable!() };
-        let (w, b) = (&c.ws, c.bs.as_ref().unwrap());
-        let convt = |x: &Tensor| x.conv_transpose2d(w, Some(b), [1, 1], [0, 0], [0, 0], 1, [1, 1]);
-        check(&layer, &convt, &[7, 10, 1, 1], &[w, b]);
-        check(&layer, &convt, &[7, 10, 2, 2], &[w, b]);
-    }
-
-    #[test]
     fn window_conv_is_the_convolution_it_replaces() {
+        crate::backend::tests::require_fast();
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let config = nn::ConvConfig {
             stride: 2,
@@ -567,6 +476,7 @@ mod tests {
 
     #[test]
     fn overlapped_is_the_transposed_convolution_it_replaces() {
+        crate::backend::tests::require_fast();
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let config = nn::ConvTransposeConfig {
             stride: 2,
@@ -590,6 +500,7 @@ mod tests {
 
     #[test]
     fn windows_and_overlap_have_gradients_of_gradients() {
+        crate::backend::tests::require_fast();
         // A gradient penalty differentiates a critic's input gradient again: through WindowConv's
         // backward (overlap) and the overlapped layer's (windows).
         let vs = nn::VarStore::new(tch::Device::Cpu);

@@ -10,7 +10,7 @@
 
 use super::layers::{Norm, NormLayer, SelfAttention, SnConv};
 use super::{DiscriminatorNet, GeneratorNet, Judgement};
-use crate::ops::batch_norm_relu;
+use crate::backend::ops::batch_norm_relu;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;

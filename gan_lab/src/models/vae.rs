@@ -11,7 +11,7 @@
 
 use super::dcgan::Init;
 use super::layers::{UpLayer, WindowConv};
-use crate::ops::batch_norm_leaky_relu;
+use crate::backend::ops::batch_norm_leaky_relu;
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};

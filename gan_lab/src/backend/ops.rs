@@ -1,12 +1,19 @@
-//! libtorch ops that tch does not expose, compiled from `csrc/ops.cpp` by the build script.
+//! libtorch ops that tch does not expose, and gan_lab's fused ones, compiled from `csrc/ops.cpp`
+//! by the build script (the `fast-kernels` feature). Each has a plain-tch form for builds without
+//! the C++ and for the stock-libtorch backend ([`super::Backend::Libtorch`]).
 
 use anyhow::{anyhow, Result};
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::CStr;
+#[cfg(gan_lab_kernels)]
+use std::ffi::{c_char, c_void};
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
+#[cfg(gan_lab_kernels)]
 use torch_sys::C_tensor;
 
+#[cfg(gan_lab_kernels)]
 extern "C" {
+    fn gan_lab_register_kernels();
     fn gan_lab_last_error() -> *const c_char;
     fn gan_lab_clear_error();
     fn gan_lab_leaky_relu(x: *const C_tensor, slope: f64) -> *mut C_tensor;
@@ -41,24 +48,54 @@ extern "C" {
     fn gan_lab_unseeded_draws() -> i64;
 }
 
+/// Registers gan_lab's kernels in libtorch's dispatcher ([`super::set`] calls it once).
+pub(super) fn register_kernels() {
+    #[cfg(gan_lab_kernels)]
+    // SAFETY: registers C++ functions with libtorch once; takes and returns nothing.
+    unsafe {
+        gan_lab_register_kernels()
+    }
+}
+
 /// Marks this thread as holding gan_lab's seed lock (`train::with_seed` calls it), or not.
 pub(crate) fn set_seeded(on: bool) {
+    #[cfg(gan_lab_kernels)]
     // SAFETY: sets a thread-local flag.
-    unsafe { gan_lab_seeded(on) }
+    unsafe {
+        gan_lab_seeded(on)
+    }
+    #[cfg(not(gan_lab_kernels))]
+    let _ = on;
 }
 
 /// Random draws from libtorch's global generator made, on any thread, outside
 /// [`crate::train::with_seed`] since the first call, which starts watching every op (each op then
 /// pays a callback: for tests). Each such draw makes runs that share the process depend on timing.
-pub fn unseeded_draws() -> i64 {
+/// `None` in a build without the C++ (which holds the watcher).
+pub fn unseeded_draws() -> Option<i64> {
+    #[cfg(gan_lab_kernels)]
     // SAFETY: reads (and on the first call installs) a counter in csrc/ops.cpp.
-    unsafe { gan_lab_unseeded_draws() }
+    return Some(unsafe { gan_lab_unseeded_draws() });
+    #[cfg(not(gan_lab_kernels))]
+    None
 }
 
 /// Runs `f(begin, end)` over `[0, n)` in chunks of at least `grain` on libtorch's thread pool:
 /// the threads its kernels use, awake between them, rather than threads started for the purpose,
 /// which would compete with them for the cores. `f` must not panic (a panic aborts the process).
+/// Without the C++ it is one call, `f(0, n)`.
 pub(crate) fn parallel_for(n: usize, grain: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+    #[cfg(not(gan_lab_kernels))]
+    {
+        let _ = grain;
+        f(0, n)
+    }
+    #[cfg(gan_lab_kernels)]
+    parallel_for_in_pool(n, grain, f)
+}
+
+#[cfg(gan_lab_kernels)]
+fn parallel_for_in_pool(n: usize, grain: usize, f: &(dyn Fn(usize, usize) + Sync)) {
     extern "C" fn call(ctx: *mut c_void, begin: i64, end: i64) {
         // SAFETY: `ctx` is the `&dyn Fn` below, alive until `gan_lab_parallel_for` returns.
         let f = unsafe { &*(ctx as *const &(dyn Fn(usize, usize) + Sync)) };
@@ -79,28 +116,46 @@ pub struct OpTime {
     pub self_ms: f64,
 }
 
+/// Whether this build can time ops ([`profile_start`]): the profiler is part of the C++.
+pub const PROFILER_BUILT: bool = cfg!(gan_lab_kernels);
+
 /// Starts timing every libtorch op and autograd node this thread runs, from zero (each op then
-/// pays a callback: for `gan-lab bench --profile`). Ops on other threads are not timed.
+/// pays a callback: for `gan-lab bench --profile`). Ops on other threads are not timed. Does
+/// nothing in a build without the C++ ([`PROFILER_BUILT`]).
 pub fn profile_start() {
+    #[cfg(gan_lab_kernels)]
     // SAFETY: installs (once) a callback in csrc/ops.cpp and clears its table.
-    unsafe { gan_lab_profile_start() }
+    unsafe {
+        gan_lab_profile_start()
+    }
 }
 
 /// Runs `f`, timed as one op named `name` while profiling ([`profile_start`]): gan_lab's own
 /// work outside libtorch's ops (the optimizers' updates, the batches).
 pub fn profiled<T>(name: &'static CStr, f: impl FnOnce() -> T) -> T {
-    // SAFETY: pushes a start time on this thread's stack of ranges (only while profiling).
-    unsafe { gan_lab_range_start() };
-    let out = f();
-    // SAFETY: `name` is a NUL-terminated string (copied into the profile); pops the range pushed
-    // above.
-    unsafe { gan_lab_range_end(name.as_ptr()) };
-    out
+    #[cfg(not(gan_lab_kernels))]
+    {
+        let _ = name;
+        f()
+    }
+    #[cfg(gan_lab_kernels)]
+    {
+        // SAFETY: pushes a start time on this thread's stack of ranges (only while profiling).
+        unsafe { gan_lab_range_start() };
+        let out = f();
+        // SAFETY: `name` is a NUL-terminated string (copied into the profile); pops the range
+        // pushed above.
+        unsafe { gan_lab_range_end(name.as_ptr()) };
+        out
+    }
 }
 
 /// Stops timing ops; returns the wall milliseconds since [`profile_start`] and each op's times,
 /// most self time first.
 pub fn profile_stop() -> (f64, Vec<OpTime>) {
+    #[cfg(not(gan_lab_kernels))]
+    let text = String::new();
+    #[cfg(gan_lab_kernels)]
     // SAFETY: a NUL-terminated report kept by csrc/ops.cpp until the next call, copied here.
     let text = unsafe { CStr::from_ptr(gan_lab_profile_stop()).to_string_lossy().into_owned() };
     let mut lines = text.lines();
@@ -120,6 +175,7 @@ pub fn profile_stop() -> (f64, Vec<OpTime>) {
 }
 
 /// Takes ownership of a tensor returned by `csrc/ops.cpp`, or returns its error.
+#[cfg(gan_lab_kernels)]
 fn wrap(t: *mut C_tensor, op: &str) -> Result<Tensor> {
     if t.is_null() {
         // SAFETY: a null result comes with the message kept by the same thread's failed call.
@@ -141,9 +197,16 @@ fn wrap(t: *mut C_tensor, op: &str) -> Result<Tensor> {
 /// constant weight gives the same values, but its backward also computes the weight's gradient
 /// over the whole activation: on DCGAN's [64, 32, 16, 16] maps BatchNorm + `prelu` forward and
 /// backward took 3.6 ms, BatchNorm + this 1.6 ms.
+/// Without the C++ it is `where(x > 0, x, slope·x)`: the same values and derivatives.
 pub fn f_leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
+    #[cfg(gan_lab_kernels)]
     // SAFETY: `x` is a live tensor for the duration of the call.
-    wrap(unsafe { gan_lab_leaky_relu(x.as_ptr(), slope) }, "leaky_relu")
+    return wrap(unsafe { gan_lab_leaky_relu(x.as_ptr(), slope) }, "leaky_relu");
+    #[cfg(not(gan_lab_kernels))]
+    {
+        anyhow::ensure!(x.is_floating_point(), "leaky_relu: expected a floating-point tensor, got {:?}", x.kind());
+        Ok(x.f_where_self(&x.f_gt(0.0)?, &x.f_mul_scalar(slope)?)?)
+    }
 }
 
 /// [`f_leaky_relu`] for floating-point tensors; panics otherwise, as tch's own ops do.
@@ -157,16 +220,34 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Tensor {
 /// viewed as `[out, 16·C]` (channels-last: (row, column, channel) order). Differentiable to any
 /// order: its gradient is [`overlap_k4s2`], and that one's is this.
 pub fn f_windows_k4s2(x: &Tensor) -> Result<Tensor> {
+    #[cfg(gan_lab_kernels)]
     // SAFETY: `x` is a live tensor for the duration of the call.
-    wrap(unsafe { gan_lab_windows_k4s2(x.as_ptr()) }, "windows_k4s2")
+    return wrap(unsafe { gan_lab_windows_k4s2(x.as_ptr()) }, "windows_k4s2");
+    #[cfg(not(gan_lab_kernels))]
+    {
+        let _ = x;
+        Err(without_kernels("windows_k4s2"))
+    }
+}
+
+/// The error of a kernel asked for in a build without the C++.
+#[cfg(not(gan_lab_kernels))]
+fn without_kernels(op: &str) -> anyhow::Error {
+    anyhow!("{op}: this build of gan_lab has no C++ kernels (the `fast-kernels` feature is off)")
 }
 
 /// The adjoint of [`f_windows_k4s2`]: rows `[n·h·w, 16·C]`, one per position (n, i, j) of an h×w
 /// map, each summed onto the 4×4 window of a `[n, C, 2h, 2w]` map (channels-last) that position
 /// covers in a kernel-4, stride-2, padding-1 transposed convolution.
 pub fn f_overlap_k4s2(rows: &Tensor, n: i64, h: i64, w: i64) -> Result<Tensor> {
+    #[cfg(gan_lab_kernels)]
     // SAFETY: `rows` is a live tensor for the duration of the call.
-    wrap(unsafe { gan_lab_overlap_k4s2(rows.as_ptr(), n, h, w) }, "overlap_k4s2")
+    return wrap(unsafe { gan_lab_overlap_k4s2(rows.as_ptr(), n, h, w) }, "overlap_k4s2");
+    #[cfg(not(gan_lab_kernels))]
+    {
+        let _ = (rows, n, h, w);
+        Err(without_kernels("overlap_k4s2"))
+    }
 }
 
 /// [`f_windows_k4s2`]; panics on a tensor that is not an even-sided map, as tch's own ops do.
@@ -182,9 +263,9 @@ pub fn overlap_k4s2(rows: &Tensor, n: i64, h: i64, w: i64) -> Tensor {
 /// Whether libtorch's k4 s2 p1 convolution of a float32 image with `image_channels` channels into
 /// `channels` maps, and the transposed one back, run gan_lab's image kernels (`csrc/ops.cpp`:
 /// direct sums with the weights in registers, faster than oneDNN's kernel or the window
-/// products at these shapes): one image channel, maps a multiple of 16 channels.
+/// products at these shapes): one image channel, maps a multiple of 16 channels, the fast backend.
 pub fn image_conv_kernels(image_channels: i64, channels: i64) -> bool {
-    image_channels == 1 && channels % 16 == 0
+    image_channels == 1 && channels % 16 == 0 && super::fast()
 }
 
 /// BatchNorm `bn` followed by ReLU (`slope` 0) or LeakyReLU(`slope`): the block after every hidden
@@ -193,13 +274,22 @@ pub fn image_conv_kernels(image_channels: i64, channels: i64) -> bool {
 /// activates, and two for the gradients; elsewhere (evaluation, bfloat16) it is `bn.forward_t` and
 /// the activation. Same values and gradients as those up to float rounding (partial sums in float,
 /// totals in double) and the same update of the running statistics. It uses tch's default
-/// momentum and eps, as every BatchNorm of the lessons does.
+/// momentum and eps, as every BatchNorm of the lessons does. With stock libtorch
+/// ([`super::Backend::Libtorch`]) it is always the two ops.
 pub fn f_batch_norm_act(x: &Tensor, bn: &nn::BatchNorm, train: bool, slope: f64) -> Result<Tensor> {
-    let (Some(weight), Some(bias)) = (&bn.ws, &bn.bs) else {
+    let (Some(weight), Some(bias), true) = (&bn.ws, &bn.bs, super::fast()) else {
         let y = bn.forward_t(x, train);
         return Ok(if slope == 0.0 { y.relu() } else { f_leaky_relu(&y, slope)? });
     };
+    #[cfg(not(gan_lab_kernels))]
+    {
+        // The fast backend needs the kernels, so this is not reached.
+        let _ = (weight, bias);
+        Err(without_kernels("batch_norm_act"))
+    }
+    #[cfg(gan_lab_kernels)]
     let config = nn::BatchNormConfig::default();
+    #[cfg(gan_lab_kernels)]
     // SAFETY: every tensor is live for the duration of the call.
     wrap(
         unsafe {
@@ -241,14 +331,21 @@ pub fn batch_norm_leaky_relu(x: &Tensor, bn: &nn::BatchNorm, train: bool, slope:
 /// libtorch's LayerNorm double backward runs a chain of some twenty tensor ops. Elsewhere (other
 /// sizes and layouts, bfloat16) it is `ln.forward(x)` and the activation. Same values and
 /// derivatives as those up to float rounding (row sums in float lanes, totals in double); tch's
-/// default eps, as the lessons' LayerNorms use.
+/// default eps, as the lessons' LayerNorms use. With stock libtorch it is always the two ops.
 pub fn f_layer_norm_act(x: &Tensor, ln: &nn::LayerNorm, slope: f64) -> Result<Tensor> {
-    let (Some(weight), Some(bias)) = (&ln.ws, &ln.bs) else {
+    let (Some(weight), Some(bias), true) = (&ln.ws, &ln.bs, super::fast()) else {
         let y = ln.forward(x);
         return Ok(if slope == 0.0 { y.relu() } else { f_leaky_relu(&y, slope)? });
     };
-    let eps = nn::LayerNormConfig::default().eps;
-    let shape = &ln.normalized_shape;
+    #[cfg(not(gan_lab_kernels))]
+    {
+        // The fast backend needs the kernels, so this is not reached.
+        let _ = (weight, bias);
+        Err(without_kernels("layer_norm_act"))
+    }
+    #[cfg(gan_lab_kernels)]
+    let (eps, shape) = (nn::LayerNormConfig::default().eps, &ln.normalized_shape);
+    #[cfg(gan_lab_kernels)]
     // SAFETY: every tensor and the shape are live for the duration of the call.
     wrap(
         unsafe {
@@ -263,16 +360,52 @@ pub fn layer_norm_act(x: &Tensor, ln: &nn::LayerNorm, slope: f64) -> Tensor {
     f_layer_norm_act(x, ln, slope).unwrap_or_else(|e| panic!("{e}"))
 }
 
+#[cfg(all(test, gan_lab_kernels))]
+/// The largest difference of `a` and `b` over `b`'s largest magnitude.
+pub(crate) fn relative(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[]) / b.abs().max().double_value(&[]).max(1e-30)
+}
+
+/// The plain forms, in every build.
 #[cfg(test)]
+mod plain_tests {
+    use super::*;
+    use tch::Kind;
+
+    #[test]
+    fn leaky_relu_scales_negatives_and_their_gradient_by_the_slope() {
+        let x = Tensor::from_slice(&[-2.0f32, -0.5, 0.0, 0.5, 3.0]).set_requires_grad(true);
+        let y = leaky_relu(&x, 0.2);
+        assert_eq!(Vec::<f32>::try_from(&y).unwrap(), [-0.4, -0.1, 0.0, 0.5, 3.0]);
+        let weights = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0]);
+        let g = &Tensor::run_backward(&[(&y * &weights).sum(Kind::Float)], &[&x], false, false)[0];
+        assert_eq!(Vec::<f32>::try_from(g).unwrap(), [0.2, 0.4, 3.0 * 0.2f32, 4.0, 5.0]);
+    }
+
+    #[test]
+    fn leaky_relu_has_a_gradient_of_its_gradient() {
+        // WGAN-GP's penalty differentiates D's input gradient again.
+        let x = Tensor::from_slice(&[-1.0f32, 2.0]).set_requires_grad(true);
+        let y = leaky_relu(&(&x * &x), 0.2); // x² ≥ 0: the gradient is 2x, its derivative 2
+        let g = &Tensor::run_backward(&[y.sum(Kind::Float)], &[&x], true, true)[0];
+        let gg = &Tensor::run_backward(&[g.sum(Kind::Float)], &[&x], false, false)[0];
+        assert_eq!(Vec::<f32>::try_from(gg).unwrap(), [2.0, 2.0]);
+    }
+}
+
+#[cfg(all(test, gan_lab_kernels))]
 pub(crate) mod tests {
     use super::*;
     use tch::Kind;
+
+    use crate::backend::tests::require_fast as fast_backend;
 
     /// The profile counts each op this thread runs once per call, nests gan_lab's own ranges
     /// around libtorch's ops (self time excludes them), leaves other threads' ops out, and parallel
     /// loops cover their range once.
     #[test]
     fn the_profile_times_this_threads_ops_once_each_and_nests_them() {
+        fast_backend();
         let opts = (tch::Kind::Float, tch::Device::Cpu);
         let (a, b) = crate::train::with_seed(3, || (Tensor::randn([64, 64], opts), Tensor::randn([64, 64], opts)));
         profile_start();
@@ -311,27 +444,8 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn leaky_relu_scales_negatives_and_their_gradient_by_the_slope() {
-        let x = Tensor::from_slice(&[-2.0f32, -0.5, 0.0, 0.5, 3.0]).set_requires_grad(true);
-        let y = leaky_relu(&x, 0.2);
-        assert_eq!(Vec::<f32>::try_from(&y).unwrap(), [-0.4, -0.1, 0.0, 0.5, 3.0]);
-        let weights = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0]);
-        let g = &Tensor::run_backward(&[(&y * &weights).sum(Kind::Float)], &[&x], false, false)[0];
-        assert_eq!(Vec::<f32>::try_from(g).unwrap(), [0.2, 0.4, 3.0 * 0.2f32, 4.0, 5.0]);
-    }
-
-    #[test]
-    fn leaky_relu_has_a_gradient_of_its_gradient() {
-        // WGAN-GP's penalty differentiates D's input gradient again.
-        let x = Tensor::from_slice(&[-1.0f32, 2.0]).set_requires_grad(true);
-        let y = leaky_relu(&(&x * &x), 0.2); // x² ≥ 0: the gradient is 2x, its derivative 2
-        let g = &Tensor::run_backward(&[y.sum(Kind::Float)], &[&x], true, true)[0];
-        let gg = &Tensor::run_backward(&[g.sum(Kind::Float)], &[&x], false, false)[0];
-        assert_eq!(Vec::<f32>::try_from(gg).unwrap(), [2.0, 2.0]);
-    }
-
-    #[test]
     fn libtorch_errors_come_back_as_errors() {
+        fast_backend();
         let e = f_leaky_relu(&Tensor::from_slice(&[1i64, -2]), 0.2).unwrap_err().to_string();
         assert!(e.starts_with("leaky_relu: ") && e.contains("Long"), "{e}");
         let e = f_windows_k4s2(&Tensor::zeros([1, 2, 5, 4], (Kind::Float, tch::Device::Cpu))).unwrap_err().to_string();
@@ -346,6 +460,7 @@ pub(crate) mod tests {
 
     #[test]
     fn windows_hold_the_padded_four_by_four_patches() {
+        fast_backend();
         // x[0, c, r, k] = 100c + 10r + k on a 2-channel 4×4 map: window (i, j), column (a, b, c)
         // is x[c, 2i+a-1, 2j+b-1], or 0 outside the map.
         let x = Tensor::arange(4, (Kind::Float, tch::Device::Cpu));
@@ -371,6 +486,7 @@ pub(crate) mod tests {
     /// channels-last maps, float32 and float64, one channel or several.
     #[test]
     fn windows_are_the_padded_maps_4x4_windows_row_by_row() {
+        fast_backend();
         for (n, c, h, w) in [(3, 1, 4, 5), (2, 7, 2, 2), (1, 32, 3, 1), (2, 3, 1, 1)] {
             for kind in [Kind::Float, Kind::Double] {
                 let x = crate::train::with_seed(4, || Tensor::randn([n, c, 2 * h, 2 * w], (kind, tch::Device::Cpu)));
@@ -380,7 +496,7 @@ pub(crate) mod tests {
                 let want = padded
                     .as_strided([n, h, w, 4, 4, c], [st[0], 2 * st[1], 2 * st[2], st[1], st[2], st[3]], None)
                     .reshape([n * h * w, 16 * c]);
-                for x in [x.shallow_clone(), crate::perf::channels_last(&x)] {
+                for x in [x.shallow_clone(), crate::backend::perf::channels_last(&x)] {
                     let got = windows_k4s2(&x);
                     assert!(got.equal(&want), "[{n}, {c}, {}, {}] {kind:?}: other values", 2 * h, 2 * w);
                 }
@@ -390,6 +506,7 @@ pub(crate) mod tests {
 
     #[test]
     fn overlap_sums_each_pixels_windows_in_the_order_of_their_offsets() {
+        fast_backend();
         // The float32 loop gathers each pixel's values; adding each window offset's values onto a
         // zero map in turn, (a, b) = (0, 0), (0, 1), ..., gives the same sums in the same order.
         for (n, c, h, w) in [(3, 1, 4, 5), (2, 7, 2, 2), (1, 32, 3, 1)] {
@@ -449,11 +566,12 @@ pub(crate) mod tests {
 
     #[test]
     fn fused_batch_norm_and_activation_match_libtorchs_ops() {
+        fast_backend();
         let maps =
             crate::train::with_seed(1, || Tensor::randn([6, 5, 4, 3], (Kind::Float, tch::Device::Cpu)) * 2 + 0.5);
         let names = ["output", "x gradient", "weight gradient", "bias gradient", "running mean", "running var"];
         for (what, x) in [
-            ("channels-last map", crate::perf::channels_last(&maps)),
+            ("channels-last map", crate::backend::perf::channels_last(&maps)),
             ("[N, C] matrix", maps.reshape([18, 20])),
             ("contiguous map (copied channels-last)", maps.shallow_clone()),
         ] {
@@ -469,8 +587,9 @@ pub(crate) mod tests {
 
     #[test]
     fn fused_batch_norm_and_activation_have_a_gradient_of_their_gradient() {
+        fast_backend();
         let x = crate::train::with_seed(2, || Tensor::randn([8, 3, 2, 2], (Kind::Float, tch::Device::Cpu)));
-        let x = crate::perf::channels_last(&x);
+        let x = crate::backend::perf::channels_last(&x);
         let second = |fused: bool| {
             let vs = nn::VarStore::new(tch::Device::Cpu);
             let bn = crate::train::with_seed(5, || nn::batch_norm2d(vs.root(), 3, Default::default()));
@@ -503,19 +622,15 @@ pub(crate) mod tests {
         }
     }
 
-    /// The largest difference of `a` and `b` over `b`'s largest magnitude.
-    pub(crate) fn relative(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).abs().max().double_value(&[]) / b.abs().max().double_value(&[]).max(1e-30)
-    }
-
     #[test]
     fn fused_layer_norm_and_activation_match_libtorchs_ops() {
+        fast_backend();
         // 80 values per sample, and 2048 (several flushes into double); 60, not a whole number of
         // lanes, goes to libtorch's ops.
         let maps = |shape: [i64; 4], seed| {
             crate::train::with_seed(seed, || Tensor::randn(shape, (Kind::Float, tch::Device::Cpu)) * 2 + 0.5)
         };
-        let cl = crate::perf::channels_last(&maps([4, 32, 8, 8], 3));
+        let cl = crate::backend::perf::channels_last(&maps([4, 32, 8, 8], 3));
         for x in [maps([6, 5, 4, 4], 1), maps([4, 32, 8, 8], 2), cl, maps([6, 5, 4, 3], 1)] {
             let vs = nn::VarStore::new(tch::Device::Cpu);
             let ln = layer_norm_of(&vs, &x);
@@ -566,11 +681,12 @@ pub(crate) mod tests {
 
     #[test]
     fn fused_layer_norm_and_activation_have_the_gradient_penaltys_second_derivatives() {
+        fast_backend();
         let x =
             crate::train::with_seed(3, || Tensor::randn([5, 16, 4, 4], (Kind::Float, tch::Device::Cpu)) * 1.5 + 0.3);
         for (x, through_weight) in [(x.shallow_clone(), false), (x.shallow_clone(), true)]
             .into_iter()
-            .chain([false, true].map(|t| (crate::perf::channels_last(&x), t)))
+            .chain([false, true].map(|t| (crate::backend::perf::channels_last(&x), t)))
         {
             let (fused, separate) =
                 (penalty_gradients(&x, true, through_weight), penalty_gradients(&x, false, through_weight));
@@ -592,6 +708,7 @@ pub(crate) mod tests {
 
     #[test]
     fn layer_norm_act_names_a_shape_it_cannot_take() {
+        fast_backend();
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let ln = layer_norm_of(&vs, &Tensor::zeros([2, 5, 4, 3], (Kind::Float, tch::Device::Cpu)));
         let e = f_layer_norm_act(&Tensor::zeros([2, 5, 4, 4], (Kind::Float, tch::Device::Cpu)), &ln, 0.2)
@@ -601,6 +718,7 @@ pub(crate) mod tests {
     }
 
     extern "C" {
+        fn gan_lab_dense_conv_calls() -> i64;
         fn gan_lab_conv_double_backward_calls() -> i64;
         fn gan_lab_dnnl_matmul_calls() -> i64;
         fn gan_lab_dnnl_matmul_usable() -> bool;
@@ -631,7 +749,7 @@ pub(crate) mod tests {
     /// and gradients must be within 1e-6 of the float64 ones' largest values. Returns the output.
     fn check_image_layer(what: &str, [x, w, b, q]: [&Tensor; 4], transposed: bool, channels_last: bool) -> Tensor {
         let run = |kind: Kind| {
-            let layout = |t: Tensor| if channels_last { crate::perf::channels_last(&t) } else { t };
+            let layout = |t: Tensor| if channels_last { crate::backend::perf::channels_last(&t) } else { t };
             let x = layout(x.to_kind(kind)).set_requires_grad(true);
             let w = layout(w.to_kind(kind)).set_requires_grad(true);
             let b = b.to_kind(kind).set_requires_grad(true);
@@ -665,6 +783,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_one_channel_images_convolution_and_its_gradients_match_float64() {
+        fast_backend();
         let cpu = (Kind::Float, tch::Device::Cpu);
         // 7 output channels: the image's gradient is gan_lab's, the rest libtorch's; 16: all gan_lab's.
         for out in [7, 16] {
@@ -699,6 +818,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_malformed_weight_or_bias_gets_libtorchs_own_error_not_the_image_kernels() {
+        fast_backend();
         let cpu = (Kind::Float, tch::Device::Cpu);
         let image = Tensor::zeros([2, 1, 8, 8], cpu);
         for weight in [Tensor::from(1.0f32), Tensor::zeros([16], cpu)] {
@@ -719,6 +839,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_transposed_convolution_onto_an_image_and_its_gradients_match_float64() {
+        fast_backend();
         let cpu = (Kind::Float, tch::Device::Cpu);
         // 16 channels onto the image: gan_lab's forms; 7: libtorch's own.
         for from in [16, 7] {
@@ -741,6 +862,7 @@ pub(crate) mod tests {
 
     #[test]
     fn matrix_products_go_to_onednn_with_libtorchs_values() {
+        fast_backend();
         let cpu = (Kind::Float, tch::Device::Cpu);
         let (a, b, at, bt, bias, full) = crate::train::with_seed(5, || {
             (
@@ -786,6 +908,7 @@ pub(crate) mod tests {
 
     #[test]
     fn gradients_through_onednn_products_match_float64() {
+        fast_backend();
         // A dense layer's backward and a penalty's second derivative run products too.
         let cpu = (Kind::Float, tch::Device::Cpu);
         let (x, w, q) = crate::train::with_seed(6, || {
@@ -810,7 +933,7 @@ pub(crate) mod tests {
     /// three channels to 8, or from an image's one to 16 (a critic's first layer).
     fn conv_penalty_gradients(kind: Kind, channels_last: bool, image: bool) -> Vec<Tensor> {
         let cpu = tch::Device::Cpu;
-        let layout = |t: Tensor| if channels_last { crate::perf::channels_last(&t) } else { t };
+        let layout = |t: Tensor| if channels_last { crate::backend::perf::channels_last(&t) } else { t };
         let (x, w1, w2, b2, q) = crate::train::with_seed(8, || {
             (
                 Tensor::randn([4, if image { 1 } else { 3 }, 16, 16], (Kind::Float, cpu)),
@@ -832,6 +955,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_penalty_through_convolutions_has_libtorchs_second_derivatives() {
+        fast_backend();
         // float32 takes the weight-gradient form of the second derivative, float64 libtorch's own.
         for (channels_last, image) in [(false, false), (true, false), (false, true), (true, true)] {
             let before = unsafe { gan_lab_conv_double_backward_calls() };
@@ -850,5 +974,73 @@ pub(crate) mod tests {
                 );
             }
         }
+    }
+
+    /// A convolution with bias through the dispatcher in `kind` (k4 s1 p0 of `input`, or transposed
+    /// with `transposed`), scored through tanh: the output, the gradients of input, weight and
+    /// bias, and the weight's and bias's gradients of a penalty on the input's gradient (WGAN-GP's
+    /// second derivative).
+    fn dense_layer_derivatives(
+        kind: Kind,
+        transposed: bool,
+        input: [i64; 4],
+        weight: [i64; 4],
+        cl: bool,
+    ) -> Vec<Tensor> {
+        let cpu = tch::Device::Cpu;
+        let layout = |t: Tensor| if cl { crate::backend::perf::channels_last(&t) } else { t };
+        let out = if transposed { weight[1] } else { weight[0] };
+        let (x, w, b) = crate::train::with_seed(5, || {
+            (
+                Tensor::randn(input, (Kind::Float, cpu)),
+                Tensor::randn(weight, (Kind::Float, cpu)) * 0.2,
+                Tensor::randn([out], (Kind::Float, cpu)),
+            )
+        });
+        let x = layout(x.to_kind(kind)).set_requires_grad(true);
+        let w = layout(w.to_kind(kind)).set_requires_grad(true);
+        let b = b.to_kind(kind).set_requires_grad(true);
+        let y = if transposed {
+            x.conv_transpose2d(&w, Some(&b), [1, 1], [0, 0], [0, 0], 1, [1, 1])
+        } else {
+            x.conv2d(&w, Some(&b), [1, 1], [0, 0], [1, 1], 1)
+        };
+        let q = crate::train::with_seed(6, || Tensor::randn(y.size(), (Kind::Float, cpu))).to_kind(kind);
+        let g = Tensor::run_backward(&[(y.tanh() * q).sum(kind)], &[&x, &w, &b], true, true);
+        let penalty = (g[0].square().sum(kind) - 1.0).square();
+        let gg = Tensor::run_backward(&[penalty], &[&w, &b], false, false);
+        let mut all = vec![y.detach()];
+        all.extend(g.iter().map(Tensor::detach));
+        all.extend(gg);
+        all
+    }
+
+    /// D's last layer (a kernel as large as its 4×4 input) and G's first (a transposed kernel on
+    /// one pixel) take the dense forms in float32, with the values and derivatives libtorch's own
+    /// kernels give in float64; other shapes keep libtorch's.
+    #[test]
+    fn dense_convolutions_have_libtorchs_values_and_derivatives() {
+        fast_backend();
+        let names =
+            ["output", "input gradient", "weight gradient", "bias gradient", "penalty: weight", "penalty: bias"];
+        for (transposed, input, weight) in [(false, [5, 12, 4, 4], [3, 12, 4, 4]), (true, [7, 10, 1, 1], [10, 6, 4, 4])]
+        {
+            for cl in [false, true] {
+                let before = unsafe { gan_lab_dense_conv_calls() };
+                let fast = dense_layer_derivatives(Kind::Float, transposed, input, weight, cl);
+                let calls = unsafe { gan_lab_dense_conv_calls() } - before;
+                assert!(calls >= 3, "forward, backward and the penalty's in the dense form: {calls} calls");
+                let exact = dense_layer_derivatives(Kind::Double, transposed, input, weight, cl);
+                for ((a, b), name) in fast.iter().zip(&exact).zip(names) {
+                    assert_eq!(a.size(), b.size(), "{name}");
+                    let diff = relative(a, &b.to_kind(Kind::Float));
+                    assert!(diff < 1e-5, "{name} (transposed {transposed}, channels-last {cl}): off by {diff:e}");
+                }
+            }
+        }
+        let before = unsafe { gan_lab_dense_conv_calls() };
+        let _ = dense_layer_derivatives(Kind::Float, false, [2, 12, 6, 6], [3, 12, 4, 4], false);
+        let _ = dense_layer_derivatives(Kind::Float, true, [2, 10, 2, 2], [10, 6, 4, 4], false);
+        assert_eq!(unsafe { gan_lab_dense_conv_calls() }, before, "larger inputs run libtorch's convolution");
     }
 }

@@ -14,9 +14,18 @@
 //!   mantissa instead of 23), losses in float32, and the weights, their gradients and the
 //!   optimizers stay float32. Off by default (`TrainConfig::bf16`).
 
-use anyhow::{ensure, Context, Result};
-use std::path::Path;
+use anyhow::{ensure, Result};
 use tch::{nn::VarStore, Tensor};
+
+/// A training batch in the layout the backend computes in: channels-last on the fast backend
+/// when `on` (the training setting), as it is otherwise.
+pub fn batch_layout(x: Tensor, on: bool) -> Tensor {
+    if on && super::fast() {
+        channels_last(&x)
+    } else {
+        x
+    }
+}
 
 /// `x` `[N, C, H, W]` with channels-last strides (other shapes are returned as they are).
 pub fn channels_last(x: &Tensor) -> Tensor {
@@ -36,7 +45,11 @@ pub fn channels_last(x: &Tensor) -> Tensor {
 
 /// Stores every 4-D variable of `vs` (the convolution weights) channels-last, in place: layers
 /// and optimizers built on them keep working with the same tensors.
+/// Nothing with stock libtorch ([`super::Backend::Libtorch`]).
 pub fn use_channels_last(vs: &VarStore) {
+    if !super::fast() {
+        return;
+    }
     tch::no_grad(|| {
         for (_, mut var) in vs.variables() {
             if var.dim() == 4 {
@@ -46,22 +59,13 @@ pub fn use_channels_last(vs: &VarStore) {
     });
 }
 
-/// Writes named tensors as safetensors at `path` (contiguous copies: the file format has no strides).
-pub fn write_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
-    let contiguous: Vec<(&str, Tensor)> = tensors.iter().map(|(name, t)| (name.as_str(), t.contiguous())).collect();
-    Tensor::write_safetensors(&contiguous, path).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// The variables of `vs` by name, sorted.
-pub fn variables(vs: &VarStore) -> Vec<(String, Tensor)> {
-    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    vars
-}
-
 /// Keeps freed memory in the process instead of returning it to the kernel after every step
-/// (glibc on Linux; elsewhere nothing to do). Called once by the training loops.
+/// (glibc on Linux; elsewhere nothing to do). Called once by the training loops; nothing with
+/// stock libtorch.
 pub fn tune_allocator() {
+    if !super::fast() {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         static ONCE: std::sync::Once = std::sync::Once::new();
