@@ -195,8 +195,7 @@ fn wrap(t: *mut C_tensor, op: &str) -> Result<Tensor> {
 /// LeakyReLU with negative slope `slope`, libtorch's own op with its own backward (PyTorch's
 /// `F.leaky_relu(x, slope)`; tch's `leaky_relu` has the slope fixed at 0.01). `prelu` with a
 /// constant weight gives the same values, but its backward also computes the weight's gradient
-/// over the whole activation: on DCGAN's [64, 32, 16, 16] maps BatchNorm + `prelu` forward and
-/// backward took 3.6 ms, BatchNorm + this 1.6 ms.
+/// over the whole activation, which took twice as long (docs/performance.md).
 /// Without the C++ it is `where(x > 0, x, slope·x)`: the same values and derivatives.
 pub fn f_leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
     #[cfg(gan_lab_kernels)]

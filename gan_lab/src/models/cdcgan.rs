@@ -208,8 +208,7 @@ fn class_rows(labels: &Tensor) -> (Tensor, Tensor) {
 /// The rows `index` of the maps `x` `[B, C, H, W]` (channels-last), `[R, C, H, W]` channels-last:
 /// picked from x as a matrix of rows in memory order, so that the gradient (a sum into zeros) is
 /// such a matrix too, in x's layout. Indexing the maps themselves gave a gradient in the other
-/// layout, which slowed every op it reached (the LeakyReLU backward of D's branches ran 1.5 ms
-/// per call).
+/// layout, which slowed every op it reached (the LeakyReLU backward of D's branches among them).
 fn pick_rows(x: &Tensor, index: &Tensor) -> Tensor {
     let s = x.size();
     let rows = x.permute([0, 2, 3, 1]).reshape([s[0], -1]);
@@ -242,7 +241,7 @@ fn overlapped_in_two_parts(convt: &nn::ConvTranspose2D, h: &Tensor, labels: &Ten
 /// split the same way. The label half hy depends on the label alone: one map per class
 /// present, so conv1_y runs on one row per class (the first with that label) and each row
 /// takes its class's result. Same value up to rounding, for half of conv1's work (the
-/// cDCGAN's largest oneDNN layer: 79 against 43 ms per training step in oneDNN's log); the
+/// cDCGAN's largest oneDNN layer; docs/performance.md has the figures); the
 /// gradient reaching the label branch is the same sum, gathered per class. It takes `h` as
 /// [`Discriminator::fuse`] makes it: image half first, label half second.
 fn conv1_in_two_parts(conv1: &nn::Conv2D, h: &Tensor, labels: &Tensor) -> Tensor {

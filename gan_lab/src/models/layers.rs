@@ -124,9 +124,9 @@ impl UpLayer {
     /// one matrix product, [B·h·w, from] × [from, 4·4·to], whose rows are then summed onto the
     /// overlapping 4×4 windows of the output ([`crate::backend::ops::f_overlap_k4s2`]). Same weights, same
     /// values up to rounding. On small maps with many channels and onto an image's few channels
-    /// that is faster than oneDNN's kernel (batch 64, forward and backward: the cDCGAN's 512 → 256
-    /// channels from 4×4 to 8×8 50 ms against 76–79 ms; 32 → 1 channel from 16×16 to 32×32 1.0
-    /// against 1.5 ms); on larger maps with more channels it is slower, so models choose it layer
+    /// that is faster than oneDNN's kernel (the cDCGAN's 512 → 256 channels from 4×4 to 8×8, 32 → 1
+    /// channel from 16×16 to 32×32; figures in docs/performance.md); on larger maps with more
+    /// channels it is slower, so models choose it layer
     /// by layer ([`UpLayer::new`] for the layer onto ≤ 4 channels). Under bfloat16 autocast it
     /// runs oneDNN's kernel, which sums the overlaps before rounding to bfloat16. Onto one channel
     /// from a multiple of 16 it runs libtorch's transposed convolution, which gan_lab computes the
@@ -183,10 +183,9 @@ impl Module for UpLayer {
 /// its input's 4×4 windows ([`crate::backend::ops::f_windows_k4s2`]); odd sizes, bfloat16 autocast, and one
 /// image channel into a multiple of 16 (gan_lab's image kernels, [`crate::backend::ops::image_conv_kernels`])
 /// run the convolution. Same weights, same values up to rounding. On small maps with many channels and
-/// from an image's few channels that is faster than oneDNN's kernel (batch 64, forward and
-/// backward: the cDCGAN's 256 → 512 channels from 8×8 to 4×4 49 ms against 71–74 ms; 1 → 32
-/// channels from 32×32 with the input's gradient 1.0 against 1.9 ms); on larger maps with more
-/// channels it is slower, so models choose it layer by layer. Its output is channels-last.
+/// from an image's few channels that is faster than oneDNN's kernel (the cDCGAN's 256 → 512
+/// channels from 8×8 to 4×4; figures in docs/performance.md); on larger maps with more channels
+/// it is slower, so models choose it layer by layer. Its output is channels-last.
 #[derive(Debug)]
 pub struct WindowConv {
     pub conv: nn::Conv2D,
