@@ -5,8 +5,8 @@ mod common;
 use common::{all_weights, err_of, shapes};
 use gan_lab::data::{Dataset, Split};
 use gan_lab::metrics::{ClassAccuracy, Evaluator};
-use gan_lab::train::with_seed;
-use gan_lab::{checkpoint, Acgan, Cdcgan, Dcgan};
+use gan_lab::rng::with_seed;
+use gan_lab::{checkpoint, explore, Acgan, Cdcgan, Dcgan};
 use std::collections::BTreeMap;
 use tch::{nn, Kind, Tensor};
 
@@ -74,7 +74,8 @@ fn acgan_appends_the_class_to_z_and_adds_a_dense_class_head() {
     assert_eq!(d["conv4.weight"], [1, 128, 4, 4], "the DCGAN's real/fake head stays");
     assert_eq!(d["classify.weight"], [10, 128 * 4 * 4], "one dense layer from D's last maps to 10 class logits");
     assert_eq!(d["classify.bias"], [10]);
-    let x = gan.class_grid(&with_seed(11, || Tensor::randn([3, 100], (Kind::Float, tch::Device::Cpu)))).unwrap();
+    let x =
+        explore::class_grid(&gan, &with_seed(11, || Tensor::randn([3, 100], (Kind::Float, tch::Device::Cpu)))).unwrap();
     let judged = gan.discriminator.judge(&x, None, false);
     assert_eq!(judged.score.size(), [30]);
     assert_eq!(judged.classes.expect("class logits").size(), [30, 10]);
@@ -108,12 +109,12 @@ fn the_class_loss_reaches_both_players_only_when_weighted() {
 fn class_grid_puts_a_class_in_each_row_and_a_noise_vector_in_each_column() {
     let gan = Cdcgan::mnist32().ngf(8).ndf(8).build().unwrap();
     let z = with_seed(13, || Tensor::randn([4, 100], (Kind::Float, tch::Device::Cpu)));
-    let grid = gan.class_grid(&z).unwrap();
+    let grid = explore::class_grid(&gan, &z).unwrap();
     assert_eq!(grid.size(), [40, 1, 32, 32]);
     let one = gan.generate_labeled(&z.get(2).unsqueeze(0), &Tensor::from_slice(&[7i64])).unwrap();
     let diff = (grid.get(7 * 4 + 2) - one.get(0)).abs().max().double_value(&[]);
     assert!(diff < 1e-6, "row 7, column 2 is class 7 with z[2]: off by {diff:e}");
-    let line = gan.class_interpolation(&z.get(0), &z.get(1), 5).unwrap();
+    let line = explore::class_interpolation(&gan, &z.get(0), &z.get(1), 5).unwrap();
     assert_eq!(line.size(), [50, 1, 32, 32]);
 }
 
@@ -159,7 +160,7 @@ fn conditional_training_is_deterministic_and_checkpoints_keep_the_family() {
     assert!(e.contains("cdcgan") && e.contains("not a dcgan"), "{e}");
     let back = Cdcgan::from_checkpoint(dir.path().join("ck")).unwrap().build().unwrap();
     let z = with_seed(15, || Tensor::randn([2, 100], (Kind::Float, tch::Device::Cpu)));
-    assert!(back.class_grid(&z).unwrap().equal(&a.class_grid(&z).unwrap()));
+    assert!(explore::class_grid(&back, &z).unwrap().equal(&explore::class_grid(&a, &z).unwrap()));
 }
 
 #[test]
@@ -237,8 +238,8 @@ fn the_averaged_generator_is_the_bias_corrected_moving_average_and_survives_resu
     assert!(all_weights(&gan)[name].equal(&live), "the live weights were not put back exactly");
     // Sampling from the average differs from sampling from the live weights.
     let z = with_seed(16, || Tensor::randn([2, 100], (Kind::Float, tch::Device::Cpu)));
-    let from_average = gan.with_average(|g| g.class_grid(&z).unwrap()).unwrap();
-    assert!(!from_average.equal(&gan.class_grid(&z).unwrap()));
+    let from_average = gan.with_average(|g| explore::class_grid(g, &z).unwrap()).unwrap();
+    assert!(!from_average.equal(&explore::class_grid(&gan, &z).unwrap()));
 
     // A checkpoint holds the average: resuming in two parts gives the same average as one run.
     let dir = tempfile::tempdir().unwrap();
@@ -253,8 +254,8 @@ fn the_averaged_generator_is_the_bias_corrected_moving_average_and_survives_resu
         std::fs::read(path).unwrap()
     };
     let written = std::fs::read(dir.path().join("class_grid.png")).unwrap();
-    assert_eq!(written, png(&part.with_average(|g| g.class_grid(&z).unwrap()).unwrap(), "averaged.png"));
-    assert_ne!(written, png(&part.class_grid(&z).unwrap(), "live.png"));
+    assert_eq!(written, png(&part.with_average(|g| explore::class_grid(g, &z).unwrap()).unwrap(), "averaged.png"));
+    assert_ne!(written, png(&explore::class_grid(&part, &z).unwrap(), "live.png"));
     let resumed = b.clone().steps(5).resume(dir.path().join("checkpoint")).train(&data).unwrap();
     let avg = |g: &gan_lab::Gan| g.with_average(|g| all_weights(g)[name].copy()).unwrap();
     assert!(avg(&whole).equal(&avg(&resumed)), "the average after resume differs from one run's");

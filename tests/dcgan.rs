@@ -6,7 +6,7 @@ use common::{all_weights, err_of};
 use gan_lab::data::{Dataset, Split};
 use gan_lab::losses::{self, Objective};
 use gan_lab::models::dcgan::Init;
-use gan_lab::train::with_seed;
+use gan_lab::rng::with_seed;
 use gan_lab::{checkpoint, Dcgan};
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};

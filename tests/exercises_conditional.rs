@@ -13,7 +13,7 @@ mod common;
 use common::{assert_gradients_reach_every_layer, close, fill_like_reference, values};
 use gan_lab::losses::class_loss;
 use gan_lab::models::cdcgan::{label_map, CdcganConfig, Discriminator, Generator};
-use gan_lab::train::with_seed;
+use gan_lab::rng::with_seed;
 use tch::{nn, Kind, Tensor};
 
 fn reference_z() -> Tensor {

@@ -16,12 +16,12 @@ use common::{
     values,
 };
 use gan_lab::data::{Dataset, Split};
+use gan_lab::explore::interpolate;
 use gan_lab::losses;
 use gan_lab::models::dcgan::{DcganConfig, Discriminator, Generator, Init};
 use gan_lab::optim::{AdamConfig, Optimizer};
+use gan_lab::rng::{sample_prior, with_seed};
 use gan_lab::step::{train_step, Losses, Step};
-use gan_lab::train::{sample_prior, with_seed};
-use gan_lab::viz::interpolate;
 use tch::{nn, Kind, Tensor};
 
 fn reference_z() -> Tensor {

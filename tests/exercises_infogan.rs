@@ -13,7 +13,7 @@ mod common;
 use common::close;
 use gan_lab::losses::information_loss;
 use gan_lab::models::infogan::{sample_codes, Codes};
-use gan_lab::train::with_seed;
+use gan_lab::rng::with_seed;
 use tch::{Device, Kind, Tensor};
 
 /// Q's outputs and the codes of `tests/reference/infogan_reference.py`.

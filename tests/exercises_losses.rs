@@ -13,7 +13,7 @@ use gan_lab::losses::{clip_weights, gradient_penalty, wasserstein_critic_loss, w
 use gan_lab::models::layers::{attention_weights, power_iteration};
 use gan_lab::models::sagan::{self, SaganConfig};
 use gan_lab::models::{DiscriminatorNet, GeneratorNet};
-use gan_lab::train::with_seed;
+use gan_lab::rng::with_seed;
 use tch::{nn, Device, Kind, Tensor};
 
 // ---- losses.wasserstein_critic ----

@@ -12,7 +12,7 @@ mod common;
 
 use common::close;
 use gan_lab::losses::{kl_divergence, reparameterize, vae_loss, Reconstruction};
-use gan_lab::train::with_seed;
+use gan_lab::rng::with_seed;
 use tch::{Device, Kind, Tensor};
 
 const F32: (Kind, Device) = (Kind::Float, Device::Cpu);

@@ -6,8 +6,8 @@ use common::{all_weights, assert_gradients_reach_every_layer, err_of, shapes};
 use gan_lab::data::{Dataset, Split};
 use gan_lab::metrics::{assignment, CodeAccuracy, Evaluator};
 use gan_lab::models::infogan::Networks;
-use gan_lab::train::with_seed;
-use gan_lab::{checkpoint, Dcgan, Infogan};
+use gan_lab::rng::with_seed;
+use gan_lab::{checkpoint, explore, Dcgan, Infogan};
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
 
@@ -88,9 +88,9 @@ fn the_information_term_reaches_every_generator_layer() {
     let mut gan = Infogan::mnist32().batch_size(8).seed(1).build().unwrap();
     let z = gan.latent_for_step(0);
     let fake = gan.generator.generate(&z, None, true);
-    let (on, info) = gan.generator_loss(&fake, None, &z);
+    let (on, info) = gan.g_loss(&fake, None, &z);
     gan.config.auxiliary = gan_lab::losses::Auxiliary::None;
-    let (off, _) = gan.generator_loss(&fake, None, &z);
+    let (off, _) = gan.g_loss(&fake, None, &z);
     let info = info.expect("an InfoGAN's generator loss has an information term");
     let added = (&on - &off).double_value(&[]);
     assert!(
@@ -129,22 +129,22 @@ fn q_learns_only_when_the_information_term_is_weighted() {
 #[test]
 fn code_grids_and_sweeps_change_one_code_at_a_time() {
     let gan = Infogan::mnist32().networks(Networks::Dcgan).ngf(8).ndf(8).build().unwrap();
-    let z = gan.with_continuous(&gan.draw_latent(3, 4), 0.0).unwrap();
+    let z = explore::with_continuous(&gan, &gan.draw_latent(3, 4), 0.0).unwrap();
     assert_eq!(z.narrow(1, 72, 2).abs().max().double_value(&[]), 0.0);
-    let grid = gan.code_grid(&z, 0).unwrap();
+    let grid = explore::code_grid(&gan, &z, 0).unwrap();
     assert_eq!(grid.size(), [30, 1, 32, 32], "3 rows × 10 values");
-    let one = gan.generate(&gan.with_code(&z.narrow(0, 2, 1), 0, 7).unwrap());
+    let one = gan.generate(&explore::with_code(&gan, &z.narrow(0, 2, 1), 0, 7).unwrap());
     let diff = (grid.get(2 * 10 + 7) - one.get(0)).abs().max().double_value(&[]);
     assert!(diff < 1e-6, "row 2, column 7 is z[2] with value 7: off by {diff:e}");
-    let rows = gan.sweep_rows(&z.narrow(0, 0, 1)).unwrap();
+    let rows = explore::sweep_rows(&gan, &z.narrow(0, 0, 1)).unwrap();
     assert_eq!(rows.size(), [10, 74], "a sweep row per categorical value");
-    let sweep = gan.code_sweep(&rows, 1, -2.0, 2.0, 5).unwrap();
+    let sweep = explore::code_sweep(&gan, &rows, 1, -2.0, 2.0, 5).unwrap();
     assert_eq!(sweep.size(), [50, 1, 32, 32]);
     let mut end = rows.narrow(0, 3, 1).copy();
     let _ = end.narrow(1, 73, 1).fill_(2.0);
     let diff = (sweep.get(3 * 5 + 4) - gan.generate(&end).get(0)).abs().max().double_value(&[]);
     assert!(diff < 1e-6, "row 3's last column has continuous code 1 at 2.0: off by {diff:e}");
-    end = gan.with_continuous(&end, 0.5).unwrap();
+    end = explore::with_continuous(&gan, &end, 0.5).unwrap();
     assert_eq!(end.narrow(1, 72, 2).min().double_value(&[]), 0.5);
 }
 
@@ -162,20 +162,20 @@ fn bad_codes_are_named_in_the_error() {
     assert!(e.contains("image_size = 64") && e.contains("32×32"), "{e}");
     let gan = Infogan::mnist32().networks(Networks::Dcgan).ngf(8).ndf(8).build().unwrap();
     let z = gan.draw_latent(2, 0);
-    let e = err_of(gan.with_code(&z, 0, 10));
+    let e = err_of(explore::with_code(&gan, &z, 0, 10));
     assert!(e.contains("value = 10") && e.contains("0..=9"), "{e}");
-    let e = err_of(gan.code_grid(&z, 1));
+    let e = err_of(explore::code_grid(&gan, &z, 1));
     assert!(e.contains("categorical code 1") && e.contains("1 categorical codes"), "{e}");
-    let e = err_of(gan.code_sweep(&z, 2, -2.0, 2.0, 5));
+    let e = err_of(explore::code_sweep(&gan, &z, 2, -2.0, 2.0, 5));
     assert!(e.contains("continuous code 2") && e.contains("2 continuous codes"), "{e}");
-    let e = err_of(gan.with_continuous(&Tensor::zeros([2, 70], (Kind::Float, tch::Device::Cpu)), 0.0));
+    let e = err_of(explore::with_continuous(&gan, &Tensor::zeros([2, 70], (Kind::Float, tch::Device::Cpu)), 0.0));
     assert!(e.contains("[rows, 74]"), "{e}");
-    let e = err_of(gan.code_grid(&Tensor::zeros([2, 70], (Kind::Float, tch::Device::Cpu)), 0));
+    let e = err_of(explore::code_grid(&gan, &Tensor::zeros([2, 70], (Kind::Float, tch::Device::Cpu)), 0));
     assert!(e.contains("[rows, 74]") && e.contains("[2, 70]"), "{e}");
-    let e = err_of(gan.code_sweep(&Tensor::zeros([62], (Kind::Float, tch::Device::Cpu)), 0, -2.0, 2.0, 5));
+    let e = err_of(explore::code_sweep(&gan, &Tensor::zeros([62], (Kind::Float, tch::Device::Cpu)), 0, -2.0, 2.0, 5));
     assert!(e.contains("[rows, 74]"), "{e}");
     let dcgan = Dcgan::mnist32().build().unwrap();
-    let e = err_of(dcgan.code_grid(&dcgan.draw_latent(1, 0), 0));
+    let e = err_of(explore::code_grid(&dcgan, &dcgan.draw_latent(1, 0), 0));
     assert!(e.contains("0 categorical codes"), "{e}");
 }
 
@@ -200,7 +200,7 @@ fn infogan_training_is_deterministic_records_the_information_and_keeps_its_codes
     let back = Infogan::from_checkpoint(dir.path().join("checkpoint")).unwrap().build().unwrap();
     assert_eq!(back.codes, a.codes);
     let z = a.draw_latent(2, 9);
-    assert!(back.code_grid(&z, 0).unwrap().equal(&a.code_grid(&z, 0).unwrap()));
+    assert!(explore::code_grid(&back, &z, 0).unwrap().equal(&explore::code_grid(&a, &z, 0).unwrap()));
     checkpoint::save(&a, &dir.path().join("again")).unwrap();
 }
 

@@ -7,7 +7,7 @@ use gan_lab::data::{Dataset, Split};
 use gan_lab::losses::{self, CriticSchedule, Objective};
 use gan_lab::models::layers::{power_iteration, Norm, SelfAttention, SnConv, Upsample};
 use gan_lab::optim::{OptimizerConfig, RmsPropConfig};
-use gan_lab::train::with_seed;
+use gan_lab::rng::with_seed;
 use gan_lab::{Dcgan, Sagan};
 use std::collections::BTreeMap;
 use tch::nn::{self, Module, ModuleT};

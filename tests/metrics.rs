@@ -3,7 +3,7 @@
 
 use gan_lab::data::{Dataset, Split};
 use gan_lab::metrics::{self, Evaluator, RealReference};
-use gan_lab::train::with_seed;
+use gan_lab::rng::with_seed;
 use gan_lab::Dcgan;
 use std::process::Command;
 use tch::{Kind, Tensor};

@@ -6,7 +6,7 @@
 use gan_lab::backend::perf::{batch_layout, with_bf16};
 use gan_lab::checkpoint::{variables, write_tensors};
 use gan_lab::data::{Dataset, Split};
-use gan_lab::train::with_seed;
+use gan_lab::rng::with_seed;
 use gan_lab::Dcgan;
 use std::collections::HashMap;
 use std::path::Path;

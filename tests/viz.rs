@@ -1,6 +1,6 @@
 //! Pictures: the one grid function (tiling), loss curves, interpolation.
 
-use gan_lab::train::{History, StepRecord};
+use gan_lab::history::{History, StepRecord};
 use gan_lab::viz;
 use tch::{Kind, Tensor};
 
@@ -47,7 +47,7 @@ fn grid_keeps_colour_channels_apart() {
 fn interpolation_runs_from_z1_to_z2() {
     let z1 = Tensor::from_slice(&[0.0f32, 2.0]);
     let z2 = Tensor::from_slice(&[4.0f32, -2.0]);
-    let zs = viz::interpolate(&z1, &z2, 5);
+    let zs = gan_lab::explore::interpolate(&z1, &z2, 5);
     assert_eq!(zs.size(), [5, 2]);
     let v: Vec<f32> = Vec::try_from(zs.view([-1])).unwrap();
     assert_eq!(v, vec![0.0, 2.0, 1.0, 1.0, 2.0, 0.0, 3.0, -1.0, 4.0, -2.0]);
@@ -92,7 +92,7 @@ fn loss_curves_render_as_svg_and_png() {
 fn screen_space_blend_mixes_pixels() {
     let a = Tensor::full([1, 2, 2], -1.0, (Kind::Float, tch::Device::Cpu));
     let b = Tensor::full([1, 2, 2], 1.0, (Kind::Float, tch::Device::Cpu));
-    let frames = viz::blend(&a, &b, 3);
+    let frames = gan_lab::explore::blend(&a, &b, 3);
     assert_eq!(frames.size(), [3, 1, 2, 2]);
     let means: Vec<f64> = (0..3).map(|i| frames.get(i).mean(Kind::Float).double_value(&[])).collect();
     assert_eq!(means, vec![-1.0, 0.0, 1.0]);

@@ -1197,7 +1197,11 @@ bool draws_from_the_generator(const char* name) {
 // Puts gan_lab's kernels in libtorch's dispatcher (`gan_lab_register_kernels`, called once by the
 // fast backend). libtorch warns when a kernel is replaced; that warning says nothing to a student,
 // so it is not shown.
-void register_kernels() {
+// Whether `mm` and `addmm` were replaced: gan_lab_register_kernels' choice, made per CPU by
+// gan_lab::backend (oneDNN's products where they measured faster than libtorch's own).
+std::atomic<bool> products_replaced{false};
+
+void register_kernels(bool products) {
   struct Quiet : c10::WarningHandler {
     void process(const c10::Warning&) override {}
   } quiet;
@@ -1210,17 +1214,51 @@ void register_kernels() {
   explicit_autograd->impl("convolution", TORCH_FN(conv_forward));
   explicit_autograd->impl("convolution_backward", TORCH_FN(conv_backward));
   static auto* cpu = new torch::Library(torch::Library::IMPL, "aten", c10::DispatchKey::CPU, __FILE__, __LINE__);
-  cpu->impl("mm", TORCH_FN(mm_kernel));
-  cpu->impl("addmm", TORCH_FN(addmm_kernel));
+  if (products) {
+    cpu->impl("mm", TORCH_FN(mm_kernel));
+    cpu->impl("addmm", TORCH_FN(addmm_kernel));
+    products_replaced = true;
+  }
 }
 }  // namespace
 
 extern "C" {
 
-// Registers the kernels above in libtorch's dispatcher, once (later calls do nothing).
-void gan_lab_register_kernels() {
+// Registers the kernels above in libtorch's dispatcher, once (later calls do nothing); `mm` and
+// `addmm` only when `products`.
+void gan_lab_register_kernels(bool products) {
   static std::once_flag once;
-  std::call_once(once, register_kernels);
+  std::call_once(once, [products] { register_kernels(products); });
+}
+
+// Whether gan_lab_register_kernels replaced `mm` and `addmm`.
+bool gan_lab_products_replaced() { return products_replaced; }
+
+// The rate, in GFLOP/s, of float32 products [m, k]·[k, n] on libtorch's threads: by oneDNN's
+// matmul as the replacement computes them (`dnnl`), or by libtorch's own kernel (`mm.out`, never
+// replaced). Best of `reps` after one warm-up; 0 where oneDNN refuses the product.
+double gan_lab_product_gflops(int64_t m, int64_t k, int64_t n, bool dnnl, int32_t reps) {
+  try {
+    // Fixed values, not random draws: measuring must not touch the global generator.
+    const auto a = at::linspace(-1.0, 1.0, m * k, at::kFloat).reshape({m, k});
+    const auto b = at::linspace(1.0, -1.0, k * n, at::kFloat).reshape({k, n});
+    auto out = at::empty({m, n}, a.options());
+    double best = 0.0;
+    for (int32_t r = 0; r <= reps; ++r) {
+      const auto start = std::chrono::steady_clock::now();
+      if (dnnl) {
+        if (!dnnl_product(a, b, out, 0.0f, 1.0f)) return 0.0;
+      } else {
+        at::mm_out(out, a, b);
+      }
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (r > 0 && (best == 0.0 || seconds < best)) best = seconds;
+    }
+    return best > 0.0 ? 2.0 * static_cast<double>(m) * static_cast<double>(k) * static_cast<double>(n) / best / 1e9
+                      : 0.0;
+  } catch (const std::exception&) {
+    return 0.0;
+  }
 }
 
 // The message of this thread's last failed call, or null; valid until the next call.

@@ -10,10 +10,11 @@
 
 use crate::backend::ops::OpTime;
 use crate::backend::Backend;
+use crate::builders::Vae;
 use crate::data::Dataset;
 use crate::losses::Objective;
-use crate::train::{with_seed, Gan};
-use crate::vae::Vae;
+use crate::rng::with_seed;
+use crate::train::Gan;
 use crate::{Cdcgan, Dcgan, Infogan};
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -115,23 +116,23 @@ pub fn peak_rss_mb() -> f64 {
 }
 
 /// The fp32 matrix-multiply rate in GFLOP/s: the best of `reps` products of two n×n matrices, by
-/// gan_lab's product (`matmul`: oneDNN's kernel where it takes float32, see `csrc/ops.cpp`) and, with
-/// `stock`, by libtorch's own kernel (the `out=` form, which gan_lab leaves alone: MKL's sgemm, what
-/// PyTorch runs).
-pub fn matmul_peak(n: i64, reps: usize, stock: bool) -> f64 {
+/// oneDNN's matmul (`onednn`, as the fast backend computes them where it replaces libtorch's; 0
+/// in builds without the kernels) or by libtorch's own kernel (the `out=` form, never replaced:
+/// MKL's sgemm, what PyTorch runs).
+pub fn matmul_peak(n: i64, reps: usize, onednn: bool) -> f64 {
+    if onednn {
+        return crate::backend::ops::product_gflops(n, n, n, true, reps as i32);
+    }
     let (a, b) = with_seed(0, || {
         (Tensor::randn([n, n], (Kind::Float, Device::Cpu)), Tensor::randn([n, n], (Kind::Float, Device::Cpu)))
     });
     let out = Tensor::empty([n, n], (Kind::Float, Device::Cpu));
-    let product = || if stock { a.mm_out(&out, &b) } else { a.matmul(&b) };
-    let _ = product();
+    let _ = a.mm_out(&out, &b);
     let best = (0..reps)
         .map(|_| {
             let started = Instant::now();
-            let c = product();
-            let seconds = started.elapsed().as_secs_f64();
-            drop(c);
-            seconds
+            let _ = a.mm_out(&out, &b);
+            started.elapsed().as_secs_f64()
         })
         .fold(f64::INFINITY, f64::min);
     2.0 * (n as f64).powi(3) / best / 1e9
@@ -173,10 +174,22 @@ fn timed(case: &Case, run: impl FnOnce() -> Result<()>) -> Result<f64> {
         let (model, batch, threads, bf16) =
             (&case.model, case.batch, tch::get_num_threads(), if case.bf16 { ", bfloat16" } else { "" });
         println!("{model} at batch {batch}{bf16}, {threads} threads, {} timed steps", case.steps);
+        println!("{}", replacements());
         print!("{}", profile_table(wall_ms, &ops, case.steps, 40));
         println!("{faults:.0} page faults per step (memory the process touched for the first time)");
     }
     Ok(seconds)
+}
+
+/// Which of libtorch's ops this process's backend replaced, and who computes its products.
+pub fn replacements() -> String {
+    match (crate::backend::current(), crate::backend::products()) {
+        (crate::backend::Backend::Fast, Some(products)) => format!(
+            "libtorch ops replaced by gan_lab's: convolution, convolution_backward, \
+             _convolution_double_backward; {products}"
+        ),
+        _ => "stock libtorch: no op replaced".to_owned(),
+    }
 }
 
 /// The process's minor page faults so far (Linux; 0 elsewhere).

@@ -22,12 +22,57 @@ use crate::models::layers::{Norm, Upsample};
 use crate::models::sagan::{self, SaganConfig};
 use crate::models::{DiscriminatorNet, GeneratorNet};
 use crate::optim::{AdamConfig, Optimizer, OptimizerConfig, RmsPropConfig};
-use crate::train::{self, Gan, History, Outcome, TrainConfig};
+use crate::train::{self, check_data, Gan, History, RunSettings, TrainConfig};
+use crate::vae::{Reconstruction, VaeConfig, VaeModel, VaeTraining};
 use crate::viz;
 use anyhow::{bail, ensure, Result};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::{Path, PathBuf};
 use tch::{nn, nn::VarStore, Device};
+
+/// The setters every builder has, GAN or VAE, over the settings every run has (its `train`
+/// settings' `steps`, `batch_size`, `seed`, `channels_last`, `bf16`, `checkpoint_every`, and
+/// its `out_dir`): written once, expanded in each builder's `impl`.
+macro_rules! run_setters {
+    () => {
+        /// Total training steps; on resume, the step count to reach.
+        pub fn steps(mut self, n: i64) -> Self {
+            self.train.steps = n;
+            self
+        }
+        pub fn batch_size(mut self, n: i64) -> Self {
+            self.train.batch_size = n;
+            self
+        }
+        /// Seeds weights, batches and noise: the same seed gives the same run on CPU.
+        pub fn seed(mut self, seed: u64) -> Self {
+            self.train.seed = seed;
+            self
+        }
+        /// Channels-last weights and batches (on by default; the fast backend's layout, see
+        /// [`crate::backend`]).
+        pub fn channels_last(mut self, on: bool) -> Self {
+            self.train.channels_last = on;
+            self
+        }
+        /// Forward passes in bfloat16 on CPUs with `avx512_bf16` (off by default; see
+        /// [`crate::backend::perf::with_bf16`]). Building fails with a clear error on other CPUs.
+        pub fn bf16(mut self, on: bool) -> Self {
+            self.train.bf16 = on;
+            self
+        }
+        /// Saves the run every `n` steps when it has an output folder (0: at the end only).
+        pub fn checkpoint_every(mut self, n: i64) -> Self {
+            self.train.checkpoint_every = n;
+            self
+        }
+        /// Writes the run's checkpoints, pictures and history into `dir`.
+        pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+            self.out_dir = Some(dir.into());
+            self
+        }
+    };
+}
 
 /// What a model family tells the shared [`Builder`].
 pub trait Family: Clone + std::fmt::Debug + Serialize + DeserializeOwned {
@@ -378,6 +423,8 @@ impl<F: Family> Builder<F> {
         self.train.optimizer_d = d.into();
         self
     }
+    run_setters!();
+
     /// Sets both players' learning rates.
     pub fn lr(self, lr: f64) -> Self {
         self.lr_g(lr).lr_d(lr)
@@ -390,19 +437,6 @@ impl<F: Family> Builder<F> {
         self.train.optimizer_d.set_lr(lr);
         self
     }
-    /// Total training steps; on resume, the step count to reach.
-    pub fn steps(mut self, n: i64) -> Self {
-        self.train.steps = n;
-        self
-    }
-    pub fn batch_size(mut self, n: i64) -> Self {
-        self.train.batch_size = n;
-        self
-    }
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.train.seed = seed;
-        self
-    }
     pub fn snapshot_every(mut self, n: i64) -> Self {
         self.train.snapshot_every = n;
         self
@@ -412,30 +446,10 @@ impl<F: Family> Builder<F> {
         self.train.metrics_every = n;
         self
     }
-    /// Channels-last weights and batches, both networks (on by default; see [`crate::perf`]).
-    pub fn channels_last(mut self, on: bool) -> Self {
-        self.train.channels_last = on;
-        self
-    }
-    /// Forward passes in bfloat16 on CPUs with `avx512_bf16` (off by default; see
-    /// [`crate::backend::perf::with_bf16`]). Building fails with a clear error on other CPUs.
-    pub fn bf16(mut self, on: bool) -> Self {
-        self.train.bf16 = on;
-        self
-    }
     /// Keeps a moving average of G's weights with decay `decay` (β in [0, 1); 0 turns it off),
     /// to sample from with [`Gan::with_average`]. Training is unchanged.
     pub fn average_generator(mut self, decay: f64) -> Self {
         self.train.average_generator = decay;
-        self
-    }
-    pub fn checkpoint_every(mut self, n: i64) -> Self {
-        self.train.checkpoint_every = n;
-        self
-    }
-    /// Writes checkpoints and the run's pictures and history into `dir`.
-    pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.out_dir = Some(dir.into());
         self
     }
     /// Continues the run saved in the checkpoint folder `dir` (same architecture required);
@@ -495,9 +509,17 @@ struct Setup<'a> {
 
 impl Setup<'_> {
     fn validate(&self) -> Result<()> {
-        crate::backend::init()?;
-        self.model.validate()?;
         let t = &self.train;
+        let learning_rates = [("lr_g", t.optimizer_g.lr()), ("lr_d", t.optimizer_d.lr())];
+        let settings = RunSettings {
+            steps: t.steps,
+            batch_size: t.batch_size,
+            min_batch: (1, ""),
+            learning_rates: &learning_rates,
+            bf16: t.bf16,
+        };
+        settings.check()?;
+        self.model.validate()?;
         if let CriticSchedule::Fixed(n) = t.n_critic {
             ensure!(n >= 1, "n_critic = {n}: expected 1 or more critic updates per generator update");
         }
@@ -515,24 +537,17 @@ impl Setup<'_> {
             "average_generator = {}: expected a decay in [0, 1) (0: off)",
             t.average_generator
         );
-        ensure!(t.batch_size >= 1, "batch_size = {}: expected 1 or more", t.batch_size);
-        if t.bf16 {
-            crate::backend::perf::check_bf16()?;
-        }
-        ensure!(t.steps >= 0, "steps = {}: expected 0 or more", t.steps);
         ensure!(t.metrics_every >= 0, "metrics_every = {}: expected 0 (off) or more", t.metrics_every);
         ensure!(t.metrics_samples >= 20, "metrics_samples = {}: expected 20 or more", t.metrics_samples);
-        for (name, lr) in [("lr_g", t.optimizer_g.lr()), ("lr_d", t.optimizer_d.lr())] {
-            ensure!(lr.is_finite() && lr > 0.0, "{name} = {lr}: expected a positive learning rate");
-        }
         Ok(())
     }
 
     fn build(&self) -> Result<Gan> {
         self.validate()?;
         let (vs_g, vs_d) = (VarStore::new(Device::Cpu), VarStore::new(Device::Cpu));
-        let (generator, discriminator) =
-            train::with_seed(train::mix(self.train.seed, 1), || self.model.networks(&vs_g.root(), &vs_d.root()));
+        let (generator, discriminator) = crate::rng::with_seed(crate::rng::mix(self.train.seed, 1), || {
+            self.model.networks(&vs_g.root(), &vs_d.root())
+        });
         if self.train.channels_last {
             crate::backend::perf::use_channels_last(&vs_g);
             crate::backend::perf::use_channels_last(&vs_d);
@@ -561,22 +576,13 @@ impl Setup<'_> {
         if let Some(dir) = self.resume {
             checkpoint::load(&mut gan, dir)?;
         }
-        gan.fixed_noise = gan.draw_latent(64, train::mix(gan.config.seed, 2));
+        gan.fixed_noise = gan.draw_latent(64, crate::rng::mix(gan.config.seed, 2));
         Ok(gan)
     }
 
     fn check(&self, data: &Dataset) -> Result<()> {
         self.validate()?;
-        let (channels, size) = self.model.image();
-        ensure!(
-            data.channels() == channels && data.image_size() == size,
-            "dataset {} has {}-channel {}×{} images, but the model is set for {channels}-channel {size}×{size}: \
-             use .channels() / .image_size() or load the dataset at that size",
-            data.name,
-            data.channels(),
-            data.image_size(),
-            data.image_size(),
-        );
+        check_data(data, "the model", self.model.image(), Some(self.train.batch_size), self.out_dir)?;
         let classes = self.model.classes();
         if classes > 0 {
             let Some(labels) = &data.labels else {
@@ -594,10 +600,6 @@ impl Setup<'_> {
                 classes - 1
             );
         }
-        data.check_batch_size(self.train.batch_size)?;
-        if let Some(out) = self.out_dir {
-            crate::files::ensure_writable_dir(out)?;
-        }
         Ok(())
     }
 
@@ -605,7 +607,7 @@ impl Setup<'_> {
         self.check(data)?;
         let mut gan = self.build()?;
         if train::quick_mode() {
-            gan.config.steps = gan.config.steps.min(gan.step + train::QUICK_STEPS);
+            gan.config.steps = train::quick_steps(gan.config.steps, gan.step);
             gan.config.snapshot_every = gan.config.snapshot_every.min(10);
             if gan.config.metrics_every > 0 {
                 gan.config.metrics_every = 10;
@@ -620,13 +622,7 @@ impl Setup<'_> {
         })?;
         if let Some(dir) = self.out_dir {
             save_run(&gan, dir)?;
-            if outcome == Outcome::Interrupted {
-                bail!(
-                    "interrupted at step {}; checkpoint saved in {}; continue with --resume {0}",
-                    gan.step,
-                    dir.join("checkpoint").display()
-                );
-            }
+            train::after_run(outcome, gan.step, &dir.join("checkpoint"), true)?;
         }
         Ok(gan)
     }
@@ -781,23 +777,28 @@ fn save_pictures(gan: &Gan, dir: &Path) -> Result<()> {
     viz::save_grid(&gan.generate(&gan.fixed_noise), columns, &dir.join("samples.png"))?;
     if gan.classes > 0 {
         let z = gan.fixed_noise.narrow(0, 0, 8);
-        viz::save_grid(&gan.class_grid(&z)?, 8, &dir.join("class_grid.png"))?;
-        let line = gan.class_interpolation(&gan.fixed_noise.get(0), &gan.fixed_noise.get(1), 10)?;
+        viz::save_grid(&crate::explore::class_grid(gan, &z)?, 8, &dir.join("class_grid.png"))?;
+        let line = crate::explore::class_interpolation(gan, &gan.fixed_noise.get(0), &gan.fixed_noise.get(1), 10)?;
         viz::save_grid(&line, 10, &dir.join("class_interpolation.png"))?;
     }
     if let Some(&k) = gan.codes.categorical.first() {
-        let rows = gan.with_continuous(&gan.fixed_noise.narrow(0, 0, 10), 0.0)?;
-        viz::save_grid(&gan.code_grid(&rows, 0)?, k, &dir.join("code_grid.png"))?;
+        let rows = crate::explore::with_continuous(gan, &gan.fixed_noise.narrow(0, 0, 10), 0.0)?;
+        viz::save_grid(&crate::explore::code_grid(gan, &rows, 0)?, k, &dir.join("code_grid.png"))?;
     }
     for code in 0..gan.codes.continuous {
-        let rows = gan.sweep_rows(&gan.fixed_noise.narrow(0, 0, 1))?;
-        viz::save_grid(&gan.code_sweep(&rows, code, -2.0, 2.0, 10)?, 10, &dir.join(format!("continuous_{code}.png")))?;
+        let rows = crate::explore::sweep_rows(gan, &gan.fixed_noise.narrow(0, 0, 1))?;
+        viz::save_grid(
+            &crate::explore::code_sweep(gan, &rows, code, -2.0, 2.0, 10)?,
+            10,
+            &dir.join(format!("continuous_{code}.png")),
+        )?;
     }
     viz::save_loss_curves(&gan.history, &dir.join("losses.svg"))?;
     viz::save_loss_curves(&gan.history, &dir.join("losses.png"))?;
     crate::files::write_atomic(&dir.join("history.json"), &serde_json::to_vec_pretty(&gan.history)?)?;
-    let rows: Vec<tch::Tensor> =
-        (0..4).map(|i| gan.interpolate(&gan.fixed_noise.get(2 * i), &gan.fixed_noise.get(2 * i + 1), 10)).collect();
+    let rows: Vec<tch::Tensor> = (0..4)
+        .map(|i| crate::explore::interpolation(gan, &gan.fixed_noise.get(2 * i), &gan.fixed_noise.get(2 * i + 1), 10))
+        .collect();
     viz::save_grid(&tch::Tensor::cat(&rows, 0), 10, &dir.join("interpolation.png"))?;
     if !gan.snapshots.is_empty() {
         let snaps = dir.join("snapshots");
@@ -805,6 +806,123 @@ fn save_pictures(gan: &Gan, dir: &Path) -> Result<()> {
         for (step, images) in &gan.snapshots {
             viz::save_grid(images, columns, &snaps.join(format!("step_{step:06}.png")))?;
         }
+    }
+    Ok(())
+}
+
+/// The VAE lesson's model and training settings, ready to train.
+#[derive(Debug)]
+pub struct Vae {
+    pub model: VaeConfig,
+    pub train: VaeTraining,
+    held_out: Option<Dataset>,
+    out_dir: Option<PathBuf>,
+}
+
+impl Vae {
+    /// 32×32 MNIST, a 32-dimensional latent space, the text's training settings ([`VaeTraining`]).
+    pub fn mnist32() -> Vae {
+        Vae { model: VaeConfig::mnist32(), train: VaeTraining::default(), held_out: None, out_dir: None }
+    }
+    pub fn latent_dim(mut self, n: i64) -> Self {
+        self.model.latent_dim = n;
+        self
+    }
+    pub fn nf(mut self, n: i64) -> Self {
+        self.model.nf = n;
+        self
+    }
+    pub fn image_size(mut self, n: i64) -> Self {
+        self.model.image_size = n;
+        self
+    }
+    pub fn channels(mut self, n: i64) -> Self {
+        self.model.channels = n;
+        self
+    }
+    run_setters!();
+
+    pub fn lambda_kl(mut self, lambda: f64) -> Self {
+        self.train.lambda_kl = lambda;
+        self
+    }
+    pub fn reconstruction(mut self, kind: Reconstruction) -> Self {
+        self.train.reconstruction = kind;
+        self
+    }
+    pub fn lr(mut self, lr: f64) -> Self {
+        self.train.optimizer.set_lr(lr);
+        self
+    }
+    /// Measures the reconstruction MSE on `data` after every epoch (`VaeHistory::epochs`).
+    pub fn held_out(mut self, data: &Dataset) -> Self {
+        self.held_out = Some(data.shallow_clone());
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        self.train.validate()
+    }
+
+    /// Checks the settings against `data`, the held-out set and the output folder, without training.
+    pub fn check(&self, data: &Dataset) -> Result<()> {
+        self.validate()?;
+        let image = (self.model.channels, self.model.image_size);
+        check_data(data, "the VAE", image, Some(self.train.batch_size), self.out_dir.as_deref())?;
+        if let Some(held_out) = &self.held_out {
+            check_data(held_out, "the VAE", image, None, None)?;
+        }
+        Ok(())
+    }
+
+    /// The untrained networks and optimizer, seeded.
+    pub fn build(&self) -> Result<VaeModel> {
+        VaeModel::new(&self.model, &self.train)
+    }
+
+    /// Trains on `data` and returns the trained model with its history; with an output folder,
+    /// saves it there every `checkpoint_every` steps, and at the end with its pictures. In quick
+    /// mode (`GAN_LAB_QUICK=1`) the run is cut to a few steps.
+    pub fn train(&self, data: &Dataset) -> Result<VaeModel> {
+        self.check(data)?;
+        let mut vae = self.build()?;
+        vae.train.steps = train::quick_steps(vae.train.steps, vae.step);
+        let (out, every) = (self.out_dir.as_deref(), vae.train.checkpoint_every);
+        let outcome = vae.train_with(data, self.held_out.as_ref(), &mut |v| match out {
+            Some(dir) if every > 0 && v.step % every == 0 => v.save(dir),
+            _ => Ok(()),
+        })?;
+        if let Some(dir) = out {
+            save_vae_run(&vae, self.held_out.as_ref().unwrap_or(data), dir)?;
+            train::after_run(outcome, vae.step, dir, false)?;
+        }
+        Ok(vae)
+    }
+}
+
+/// Saves `vae` and the lesson's pictures into `dir`: learning curves, the first 10 images of
+/// `shown` above their reconstructions, 32 samples, and an interpolation between two of `shown`.
+pub fn save_vae_run(vae: &VaeModel, shown: &Dataset, dir: &Path) -> Result<()> {
+    vae.save(dir)?;
+    crate::viz::save_vae_curves(&vae.history, &dir.join("learning_curves.png"))?;
+    // A held-out set smaller than the pictures want shows what it has.
+    let n = shown.len().min(10);
+    if n >= 1 {
+        crate::viz::save_grid(
+            &crate::explore::reconstruction_rows(vae, &shown.images, n)?,
+            n,
+            &dir.join("reconstructions.png"),
+        )?;
+    }
+    crate::viz::save_grid(&vae.sample(32, crate::rng::mix(vae.train.seed, 2)), 8, &dir.join("samples.png"))?;
+    if n >= 2 {
+        let (a, b) = (shown.images.get(0), shown.images.get(1));
+        crate::viz::save_grid(
+            &crate::explore::encoded_interpolation(vae, &a, &b, 10)?,
+            10,
+            &dir.join("interpolation.png"),
+        )?;
     }
     Ok(())
 }

@@ -1,12 +1,13 @@
 //! The `gan-lab` command line: train the lessons, fetch data, manage the evaluator.
 
+use crate::builders::Vae;
 use crate::builders::{Acgan, Builder, Cdcgan, Dcgan, Family, Infogan};
 use crate::course::sandbox::Limits;
 use crate::data::{self, Dataset, Source, Split};
 use crate::losses::Objective;
 use crate::metrics::{ConfidenceReport, Evaluator};
 use crate::models::dcgan::Init;
-use crate::vae::{Reconstruction, Vae};
+use crate::vae::Reconstruction;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -477,18 +478,18 @@ fn explore(checkpoint: &std::path::Path, dim: i64, seed: u64, out: &std::path::P
     crate::files::ensure_writable_dir(out)?;
     let z = gan.draw_latent(16, seed);
     // One dimension from -3 to 3, the others fixed: 8 rows of z, 11 columns.
-    viz::save_grid(&gan.sweep(&z.narrow(0, 0, 8), dim, -3.0, 3.0, 11), 11, &out.join("sweep.png"))?;
+    viz::save_grid(&crate::explore::sweep(&gan, &z.narrow(0, 0, 8), dim, -3.0, 3.0, 11), 11, &out.join("sweep.png"))?;
     // Latent interpolation above the pixel blend of its two ends, for 4 pairs.
     let mut rows = Vec::new();
     for i in 0..4 {
         let (z1, z2) = (z.get(2 * i), z.get(2 * i + 1));
-        let latent = gan.interpolate(&z1, &z2, 10);
-        let screen = viz::blend(&latent.get(0), &latent.get(9), 10);
+        let latent = crate::explore::interpolation(&gan, &z1, &z2, 10);
+        let screen = crate::explore::blend(&latent.get(0), &latent.get(9), 10);
         rows.extend([latent, screen]);
     }
     viz::save_grid(&tch::Tensor::cat(&rows, 0), 10, &out.join("latent-vs-screen.png"))?;
     // A looping GIF: 16 images walking from z to a second z and back.
-    viz::save_gif(&viz::interpolation_frames(&gan, &z, 24, 4), 80, &out.join("interpolation.gif"))?;
+    viz::save_gif(&crate::explore::interpolation_frames(&gan, &z, 24, 4), 80, &out.join("interpolation.gif"))?;
     // The training progress, from the run's fixed-noise snapshots.
     let snaps = checkpoint.parent().map(|p| p.join("snapshots"));
     let mut pngs: Vec<PathBuf> = snaps
@@ -580,14 +581,14 @@ fn train<F: Family>(builder: Builder<F>, a: &RunArgs, image_size: i64, channels:
         let report = ConfidenceReport::measure(&ev, &gan.sample(1000, 1), &untrained.sample(1000, 1))?;
         println!("{report}");
         if gan.classes > 0 {
-            println!("live generator: {}", gan.class_accuracy(&ev, 10_000, 1)?);
+            println!("live generator: {}", crate::explore::class_accuracy(&gan, &ev, 10_000, 1)?);
             if let Some(average) = &gan.average {
-                let accuracy = gan.with_average(|g| g.class_accuracy(&ev, 10_000, 1))??;
+                let accuracy = gan.with_average(|g| crate::explore::class_accuracy(g, &ev, 10_000, 1))??;
                 println!("averaged generator (β {}): {accuracy}", average.decay);
             }
         }
         if !gan.codes.categorical.is_empty() {
-            println!("{}", gan.code_accuracy(&ev, 10_000, 1, 0)?);
+            println!("{}", crate::explore::code_accuracy(&gan, &ev, 10_000, 1, 0)?);
         }
         let reference = crate::metrics::RealReference::new(&ev, &data.images);
         let started = Instant::now();
@@ -647,7 +648,7 @@ fn train_vae(a: &VaeArgs) -> Result<()> {
         vae.test_mse(&test)?
     );
     let started = Instant::now();
-    let map = crate::vae::latent_map(&vae, &test, 2000)?;
+    let map = crate::explore::latent_map(&vae, &test, 2000)?;
     crate::viz::save_chart(&map, &out.join("tsne.png"))?;
     println!(
         "t-SNE of {} held-out latents in {:.1} s: {}",
@@ -708,7 +709,10 @@ fn compare_vae_gan(steps: i64, lambdas: &[f64], seed: u64, out: &std::path::Path
             let side = tch::Tensor::cat(&[vae.sample(32, 3), gan.sample(32, 3)], 0);
             crate::viz::save_grid(&side, 8, &out.join("vae_vs_gan.png"))?;
         }
-        rows.push(tch::Tensor::cat(&[crate::vae::reconstruction_rows(&vae, &test.images, 8)?, vae.sample(8, 3)], 0));
+        rows.push(tch::Tensor::cat(
+            &[crate::explore::reconstruction_rows(&vae, &test.images, 8)?, vae.sample(8, 3)],
+            0,
+        ));
     }
     crate::viz::save_grid(&tch::Tensor::cat(&rows, 0), 8, &out.join("lambda_sweep.png"))?;
     crate::files::write_atomic(&out.join("table.md"), table.to_string().as_bytes())?;
@@ -779,21 +783,22 @@ fn bench(
     tch::set_num_threads(threads as i32);
     // The machine's fp32 matmul peak: the faster of gan_lab's product (oneDNN) and libtorch's own
     // (MKL), each measured before and after the runs.
-    let rates = || [false, true].map(|stock| bench::matmul_peak(2048, 10, stock));
+    let rates = || [true, false].map(|onednn| bench::matmul_peak(2048, 10, onednn));
     let before = rates();
     eprintln!(
-        "fp32 matmul (2048×2048, best of 10) on {threads} threads: {:.1} GFLOP/s (gan_lab's product, oneDNN's where \
-         it takes float32), {:.1} (libtorch's own, MKL's)",
+        "fp32 matmul (2048×2048, best of 10) on {threads} threads: {:.1} GFLOP/s (oneDNN's; 0: not in this build \
+         or refused by this CPU), {:.1} (libtorch's own, MKL's)",
         before[0], before[1]
     );
+    eprintln!("{}", bench::replacements());
     let rows = bench::compare(&cases, rounds, threads, &std::env::current_exe()?, &python, &script)?;
     let after = rates();
     let peak = before.into_iter().chain(after).fold(0.0, f64::max);
     let table = bench::table(&rows, peak);
     println!("{table}");
     println!(
-        "{threads} threads; fp32 matmul peak {peak:.1} GFLOP/s (the best of gan_lab's product and libtorch's own, \
-         measured before and after: gan_lab's {:.1} and {:.1}, libtorch's {:.1} and {:.1}); medians of {rounds} \
+        "{threads} threads; fp32 matmul peak {peak:.1} GFLOP/s (the best of oneDNN's product and libtorch's own, \
+         measured before and after: oneDNN's {:.1} and {:.1}, libtorch's {:.1} and {:.1}); medians of {rounds} \
          alternating runs per side; FLOPs per step counted by PyTorch's flop counter{}",
         before[0],
         after[0],

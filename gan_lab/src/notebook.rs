@@ -58,7 +58,7 @@ impl Animation {
 /// A looping walk through the latent space: 16 samples, each moving to the next one's z and back.
 pub fn interpolation_animation(gan: &Gan, seed: u64) -> anyhow::Result<Animation> {
     let z = gan.draw_latent(16, seed);
-    Ok(Animation(viz::gif_bytes(&viz::interpolation_frames(gan, &z, 24, 4), 80)?))
+    Ok(Animation(viz::gif_bytes(&crate::explore::interpolation_frames(gan, &z, 24, 4), 80)?))
 }
 
 /// The fixed noise's images through training (the snapshots), as a looping GIF.
@@ -71,7 +71,7 @@ pub fn progress_animation(gan: &Gan) -> anyhow::Result<Animation> {
 /// Sweeps of latent dimension `dim` from -3 to 3 (11 columns) for 8 draws of z (rows).
 pub fn sweep(gan: &Gan, dim: i64, seed: u64) -> Picture {
     let z = gan.draw_latent(8, seed);
-    grid(&gan.sweep(&z, dim, -3.0, 3.0, 11), 11)
+    grid(&crate::explore::sweep(gan, &z, dim, -3.0, 3.0, 11), 11)
 }
 
 /// A vector picture (loss curves), shown as SVG.
@@ -118,13 +118,13 @@ pub fn losses(history: &History) -> Svg {
 /// The conditional lesson's final test: a row per class, a column per noise vector (`k` drawn with `seed`).
 pub fn class_grid(gan: &Gan, k: i64, seed: u64) -> anyhow::Result<Picture> {
     let z = gan.draw_latent(k, seed);
-    Ok(grid(&gan.class_grid(&z)?, k))
+    Ok(grid(&crate::explore::class_grid(gan, &z)?, k))
 }
 
 /// For each class (rows), 10 images along the line between two noise vectors drawn with `seed`.
 pub fn class_interpolation(gan: &Gan, seed: u64) -> anyhow::Result<Picture> {
     let z = gan.draw_latent(2, seed);
-    Ok(grid(&gan.class_interpolation(&z.get(0), &z.get(1), 10)?, 10))
+    Ok(grid(&crate::explore::class_interpolation(gan, &z.get(0), &z.get(1), 10)?, 10))
 }
 
 /// Per-class accuracy of conditional generators, as grouped bars.
@@ -135,21 +135,21 @@ pub fn class_accuracy(models: &[(&str, &crate::metrics::ClassAccuracy)]) -> Svg 
 /// InfoGAN: `rows` latent vectors drawn with `seed` (continuous codes at 0), each with every value
 /// of categorical code `code` in turn: a row per z, a column per value.
 pub fn code_grid(gan: &Gan, code: usize, rows: i64, seed: u64) -> anyhow::Result<Picture> {
-    let z = gan.with_continuous(&gan.draw_latent(rows, seed), 0.0)?;
-    let images = gan.code_grid(&z, code)?;
+    let z = crate::explore::with_continuous(gan, &gan.draw_latent(rows, seed), 0.0)?;
+    let images = crate::explore::code_grid(gan, &z, code)?;
     Ok(grid(&images, gan.codes.categorical[code]))
 }
 
 /// InfoGAN: continuous code `code` swept from `from` to `to` (10 columns), a row per value of the
 /// first categorical code, the noise drawn with `seed`.
 pub fn code_sweep(gan: &Gan, code: i64, from: f64, to: f64, seed: u64) -> anyhow::Result<Picture> {
-    let rows = gan.sweep_rows(&gan.draw_latent(1, seed))?;
-    Ok(grid(&gan.code_sweep(&rows, code, from, to, 10)?, 10))
+    let rows = crate::explore::sweep_rows(gan, &gan.draw_latent(1, seed))?;
+    Ok(grid(&crate::explore::code_sweep(gan, &rows, code, from, to, 10)?, 10))
 }
 
 /// Images of the linear interpolation from `z1` to `z2` in `steps` steps, in one row.
 pub fn interpolation(gan: &Gan, z1: &Tensor, z2: &Tensor, steps: i64) -> Picture {
-    grid(&gan.interpolate(z1, z2, steps), steps)
+    grid(&crate::explore::interpolation(gan, z1, z2, steps), steps)
 }
 
 /// The VAE's learning curves: reconstruction per step with the held-out MSE per epoch, KL per step.
@@ -160,7 +160,7 @@ pub fn vae_curves(history: &VaeHistory) -> Svg {
 /// The first `n` images of `data` (top row) above their reconstructions by `vae`, with the MSE
 /// over the whole of `data`.
 pub fn reconstructions(vae: &VaeModel, data: &crate::data::Dataset, n: i64) -> anyhow::Result<Panel> {
-    let rows = crate::vae::reconstruction_rows(vae, &data.images, n)?;
+    let rows = crate::explore::reconstruction_rows(vae, &data.images, n)?;
     let mse = vae.test_mse(data)?;
     Ok(Panel::new().picture(
         &format!(
@@ -179,7 +179,7 @@ pub fn vae_samples(vae: &VaeModel, n: i64, seed: u64) -> Picture {
 
 /// The t-SNE map of the encoder's means for the first `n` images of `data`, coloured by label.
 pub fn latent_map(vae: &VaeModel, data: &crate::data::Dataset, n: i64) -> anyhow::Result<Picture> {
-    let map = crate::vae::latent_map(vae, data, n)?;
+    let map = crate::explore::latent_map(vae, data, n)?;
     Ok(Picture { image: viz::chart_image(&map)?, scale: 1 })
 }
 
@@ -193,7 +193,7 @@ pub fn vae_interpolation(
 ) -> anyhow::Result<Picture> {
     let n = data.len();
     anyhow::ensure!((0..n).contains(&a) && (0..n).contains(&b), "images {a} and {b}: expected indices below {n}");
-    Ok(grid(&vae.interpolate(&data.images.get(a), &data.images.get(b), steps)?, steps))
+    Ok(grid(&crate::explore::encoded_interpolation(vae, &data.images.get(a), &data.images.get(b), steps)?, steps))
 }
 
 impl VaeHistory {
@@ -274,7 +274,7 @@ impl Experiments {
         let ev = crate::metrics::Evaluator::shipped()?;
         let signals = crate::metrics::collapse_signals(&ev, &images);
         let last = &gan.history.steps[gan.history.steps.len().saturating_sub(100)..];
-        let mean = |f: fn(&crate::train::StepRecord) -> f64| {
+        let mean = |f: fn(&crate::history::StepRecord) -> f64| {
             format!("{:.2}", last.iter().map(f).sum::<f64>() / last.len().max(1) as f64)
         };
         self.table.rows.push(vec![

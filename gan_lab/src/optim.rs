@@ -441,7 +441,7 @@ mod tests {
     #[test]
     fn one_pass_adam_matches_the_chain_of_tensor_ops_in_any_gradient_layout() {
         let opts = (Kind::Float, Device::Cpu);
-        let (w, grads) = crate::train::with_seed(7, || {
+        let (w, grads) = crate::rng::with_seed(7, || {
             let grads: Vec<Tensor> = (0..3).map(|_| Tensor::randn([64, 32, 4, 4], opts)).collect();
             (Tensor::randn([64, 32, 4, 4], opts), grads)
         });
@@ -476,7 +476,7 @@ mod tests {
     fn one_pass_over_several_parameters_updates_each_as_if_alone() {
         let opts = (Kind::Float, Device::Cpu);
         let shapes: [&[i64]; 4] = [&[70_001], &[3, 5], &[64, 33, 4, 4], &[1]];
-        let (values, grads) = crate::train::with_seed(11, || {
+        let (values, grads) = crate::rng::with_seed(11, || {
             let values: Vec<Tensor> = shapes.iter().map(|s| Tensor::randn(*s, opts)).collect();
             let grads: Vec<Tensor> = shapes.iter().map(|s| Tensor::randn(*s, opts)).collect();
             (values, grads)

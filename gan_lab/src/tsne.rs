@@ -2,7 +2,7 @@
 //! neighbours stay neighbours, for looking at a latent space. Exact (all pairs), on tch tensors:
 //! 2,000 points take seconds on two cores.
 
-use crate::train::with_seed;
+use crate::rng::with_seed;
 use anyhow::{ensure, Result};
 use tch::{Device, Kind, Tensor};
 

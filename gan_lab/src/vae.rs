@@ -1,5 +1,6 @@
-//! The VAE of the VAE vs GAN lesson (DLCV HW4, problems 1 and 5): its builder,
-//! its training loop and what the lesson looks at. A VAE has no adversary, so its loop is the
+//! The VAE of the VAE vs GAN lesson (DLCV HW4, problems 1 and 5): its model, its training
+//! loop on the run skeleton every model shares ([`crate::train`]), and the comparison table.
+//! Its builder, [`crate::builders::Vae`], sits with the GAN families'. A VAE has no adversary, so its loop is the
 //! plain one: encode, draw z with the reparameterisation, decode, one optimizer on one loss.
 //!
 //! ```no_run
@@ -12,14 +13,16 @@
 //! ```
 
 use crate::data::{Batcher, Dataset};
+pub use crate::history::{EpochRecord, VaeHistory, VaeStep};
 use crate::losses::{reparameterize, vae_loss};
 pub use crate::losses::{Reconstruction, VaeLoss};
 pub use crate::models::vae::{VaeConfig, VaeNet};
 use crate::optim::{AdamConfig, Optimizer, OptimizerConfig};
-use crate::train::{self, mix, with_seed, Outcome, Progress};
-use anyhow::{bail, ensure, Context, Result};
+use crate::rng::{mix, with_seed};
+use crate::train::{self, Outcome, RunSettings};
+use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 /// The VAE's training settings.
@@ -40,10 +43,40 @@ pub struct VaeTraining {
     /// Forward passes in bfloat16 ([`crate::backend::perf::with_bf16`]; CPUs with `avx512_bf16`).
     #[serde(default)]
     pub bf16: bool,
+    /// Save the model every this many steps when the run has an output folder (0: at the end only).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: i64,
+}
+
+fn default_checkpoint_every() -> i64 {
+    500
 }
 
 fn yes() -> bool {
     true
+}
+
+impl VaeTraining {
+    /// Checks the settings (and the backend switch).
+    pub fn validate(&self) -> Result<()> {
+        let t = self;
+        let lr = [("lr", t.optimizer.lr())];
+        let settings = RunSettings {
+            steps: t.steps,
+            batch_size: t.batch_size,
+            min_batch: (2, " (BatchNorm needs two images)"),
+            learning_rates: &lr,
+            bf16: t.bf16,
+        };
+        settings.check()?;
+        ensure!(t.lambda_kl.is_finite() && t.lambda_kl >= 0.0, "lambda_kl = {}: expected 0 or more", t.lambda_kl);
+        ensure!(
+            t.checkpoint_every >= 0,
+            "checkpoint_every = {}: expected 0 (at the end only) or more",
+            t.checkpoint_every
+        );
+        Ok(())
+    }
 }
 
 impl Default for VaeTraining {
@@ -59,183 +92,8 @@ impl Default for VaeTraining {
             optimizer: AdamConfig::dcgan().into(),
             channels_last: true,
             bf16: false,
+            checkpoint_every: default_checkpoint_every(),
         }
-    }
-}
-
-/// What one training step measured.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct VaeStep {
-    pub step: i64,
-    /// reconstruction + λ_KL · kl.
-    pub loss: f64,
-    pub reconstruction: f64,
-    /// KL per latent dimension, averaged (unweighted).
-    pub kl: f64,
-}
-
-/// The held-out set's reconstruction error after an epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// Epochs done (fractional for a run that ends mid-epoch).
-    pub epoch: f64,
-    pub step: i64,
-    /// [`VaeModel::test_mse`] on the held-out set.
-    pub test_mse: f64,
-}
-
-/// Per-step losses and per-epoch held-out MSE of a VAE run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct VaeHistory {
-    /// The backend the run computed on (`gan_lab::backend`).
-    #[serde(default)]
-    pub backend: Option<crate::backend::Backend>,
-    pub steps: Vec<VaeStep>,
-    pub epochs: Vec<EpochRecord>,
-}
-
-/// The VAE lesson's model and training settings, ready to train.
-#[derive(Debug)]
-pub struct Vae {
-    pub model: VaeConfig,
-    pub train: VaeTraining,
-    held_out: Option<Dataset>,
-    out_dir: Option<PathBuf>,
-}
-
-impl Vae {
-    /// 32×32 MNIST, a 32-dimensional latent space, the text's training settings ([`VaeTraining`]).
-    pub fn mnist32() -> Vae {
-        Vae { model: VaeConfig::mnist32(), train: VaeTraining::default(), held_out: None, out_dir: None }
-    }
-    pub fn latent_dim(mut self, n: i64) -> Self {
-        self.model.latent_dim = n;
-        self
-    }
-    pub fn nf(mut self, n: i64) -> Self {
-        self.model.nf = n;
-        self
-    }
-    pub fn image_size(mut self, n: i64) -> Self {
-        self.model.image_size = n;
-        self
-    }
-    pub fn channels(mut self, n: i64) -> Self {
-        self.model.channels = n;
-        self
-    }
-    pub fn lambda_kl(mut self, lambda: f64) -> Self {
-        self.train.lambda_kl = lambda;
-        self
-    }
-    pub fn reconstruction(mut self, kind: Reconstruction) -> Self {
-        self.train.reconstruction = kind;
-        self
-    }
-    pub fn lr(mut self, lr: f64) -> Self {
-        self.train.optimizer.set_lr(lr);
-        self
-    }
-    pub fn steps(mut self, n: i64) -> Self {
-        self.train.steps = n;
-        self
-    }
-    pub fn batch_size(mut self, n: i64) -> Self {
-        self.train.batch_size = n;
-        self
-    }
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.train.seed = seed;
-        self
-    }
-    /// Forward passes in bfloat16 on CPUs with `avx512_bf16` (off by default).
-    pub fn bf16(mut self, on: bool) -> Self {
-        self.train.bf16 = on;
-        self
-    }
-    /// Measures the reconstruction MSE on `data` after every epoch (`VaeHistory::epochs`).
-    pub fn held_out(mut self, data: &Dataset) -> Self {
-        self.held_out = Some(data.shallow_clone());
-        self
-    }
-    /// Writes the weights, the history and the pictures into `dir`.
-    pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.out_dir = Some(dir.into());
-        self
-    }
-
-    fn validate(&self) -> Result<()> {
-        crate::backend::init()?;
-        self.model.validate()?;
-        let t = &self.train;
-        ensure!(t.steps >= 0, "steps = {}: expected 0 or more", t.steps);
-        ensure!(t.batch_size >= 2, "batch_size = {}: expected 2 or more (BatchNorm needs two images)", t.batch_size);
-        ensure!(t.lambda_kl.is_finite() && t.lambda_kl >= 0.0, "lambda_kl = {}: expected 0 or more", t.lambda_kl);
-        let lr = t.optimizer.lr();
-        ensure!(lr.is_finite() && lr > 0.0, "lr = {lr}: expected a positive learning rate");
-        if t.bf16 {
-            crate::backend::perf::check_bf16()?;
-        }
-        Ok(())
-    }
-
-    /// Checks the settings against `data`, the held-out set and the output folder, without training.
-    pub fn check(&self, data: &Dataset) -> Result<()> {
-        self.validate()?;
-        let (c, s) = (self.model.channels, self.model.image_size);
-        for d in std::iter::once(data).chain(self.held_out.as_ref()) {
-            ensure!(
-                d.channels() == c && d.image_size() == s,
-                "dataset {} has {}-channel {}×{} images, but the VAE is set for {c}-channel {s}×{s}: \
-                 use .channels() / .image_size() or load the dataset at that size",
-                d.name,
-                d.channels(),
-                d.image_size(),
-                d.image_size()
-            );
-        }
-        data.check_batch_size(self.train.batch_size)?;
-        if let Some(out) = &self.out_dir {
-            crate::files::ensure_writable_dir(out)?;
-        }
-        Ok(())
-    }
-
-    /// The untrained networks and optimizer, seeded.
-    pub fn build(&self) -> Result<VaeModel> {
-        self.validate()?;
-        let vs = VarStore::new(Device::Cpu);
-        let net = with_seed(mix(self.train.seed, 1), || VaeNet::new(&vs.root(), &self.model));
-        if self.train.channels_last {
-            crate::backend::perf::use_channels_last(&vs);
-        }
-        Ok(VaeModel {
-            config: self.model.clone(),
-            opt: Optimizer::new(&vs, self.train.optimizer),
-            train: self.train.clone(),
-            vs,
-            net,
-            step: 0,
-            history: VaeHistory::default(),
-        })
-    }
-
-    /// Trains on `data` and returns the trained model with its history; with an output folder,
-    /// saves it and its pictures there. In quick mode (`GAN_LAB_QUICK=1`) the run is cut to a few steps.
-    pub fn train(&self, data: &Dataset) -> Result<VaeModel> {
-        self.check(data)?;
-        let mut vae = self.build()?;
-        if train::quick_mode() {
-            vae.train.steps = vae.train.steps.min(train::QUICK_STEPS);
-        }
-        let outcome = vae.fit(data, self.held_out.as_ref())?;
-        if let Some(dir) = &self.out_dir {
-            save_run(&vae, self.held_out.as_ref().unwrap_or(data), dir)?;
-            if outcome == Outcome::Interrupted {
-                bail!("interrupted at step {}; the model so far is saved in {}", vae.step, dir.display());
-            }
-        }
-        Ok(vae)
     }
 }
 
@@ -255,22 +113,47 @@ pub struct VaeModel {
 const CHUNK: i64 = 500;
 
 impl VaeModel {
+    /// The untrained networks and optimizer for `config` and `train`, seeded.
+    pub fn new(config: &VaeConfig, train: &VaeTraining) -> Result<VaeModel> {
+        config.validate()?;
+        train.validate()?;
+        let vs = VarStore::new(Device::Cpu);
+        let net = with_seed(mix(train.seed, 1), || VaeNet::new(&vs.root(), config));
+        if train.channels_last {
+            crate::backend::perf::use_channels_last(&vs);
+        }
+        Ok(VaeModel {
+            config: config.clone(),
+            opt: Optimizer::new(&vs, train.optimizer),
+            train: train.clone(),
+            vs,
+            net,
+            step: 0,
+            history: VaeHistory::default(),
+        })
+    }
+
     /// Trains until `self.train.steps` steps are done, measuring the MSE on `held_out` after every
     /// epoch and at the end. Stops early, in a consistent state, on [`train::request_stop`].
     pub fn fit(&mut self, data: &Dataset, held_out: Option<&Dataset>) -> Result<Outcome> {
+        self.train_with(data, held_out, &mut |_| Ok(()))
+    }
+
+    /// [`VaeModel::fit`], calling `after_step` after each step (for checkpoints).
+    pub(crate) fn train_with(
+        &mut self,
+        data: &Dataset,
+        held_out: Option<&Dataset>,
+        after_step: &mut dyn FnMut(&VaeModel) -> Result<()>,
+    ) -> Result<Outcome> {
         let t = self.train.clone();
         let mut batcher = Batcher::new(data, t.batch_size, t.seed)?;
         let per_epoch = batcher.batches_per_epoch(data);
-        crate::backend::perf::tune_allocator();
         self.history.backend = Some(crate::backend::current());
-        let mut progress = Progress::new(t.steps, self.step);
-        while self.step < t.steps {
-            if train::stop_requested() {
-                progress.finish();
-                return Ok(Outcome::Interrupted);
-            }
+        train::run_steps(self.step, t.steps, |progress| {
             let (x, _) = batcher.batch(data, self.step);
             let x = crate::backend::perf::batch_layout(x, t.channels_last);
+            // Minimise the reconstruction error + λ_KL · KL(q(z|x) ‖ N(0, I)).
             let loss = crate::backend::perf::with_bf16(t.bf16, || {
                 let (mu, log_variance) = self.net.encode(&x, true);
                 let z = with_seed(mix(t.seed, 1_000_003 + self.step as u64), || reparameterize(&mu, &log_variance));
@@ -284,9 +167,12 @@ impl VaeModel {
                 reconstruction: loss.reconstruction.double_value(&[]),
                 kl: loss.kl.double_value(&[]),
             };
-            if !record.loss.is_finite() {
-                bail!("step {}: the loss became {}; try a lower learning rate", self.step, record.loss);
-            }
+            ensure!(
+                record.loss.is_finite(),
+                "step {}: the loss became {}; try a lower learning rate",
+                self.step,
+                record.loss
+            );
             self.history.steps.push(record);
             self.step += 1;
             if let Some(test) = held_out {
@@ -297,12 +183,10 @@ impl VaeModel {
                     self.history.epochs.push(EpochRecord { epoch, step: self.step, test_mse });
                 }
             }
-            progress.update(self.step, t.steps, || {
-                format!("loss {:.4}  reconstruction {:.4}  KL {:.3}", record.loss, record.reconstruction, record.kl)
-            });
-        }
-        progress.finish();
-        Ok(Outcome::Finished)
+            after_step(self)?;
+            let r = record;
+            Ok((self.step, format!("loss {:.4}  reconstruction {:.4}  KL {:.3}", r.loss, r.reconstruction, r.kl)))
+        })
     }
 
     fn check_images(&self, images: &Tensor, what: &str) -> Result<()> {
@@ -365,20 +249,12 @@ impl VaeModel {
 
     /// `n` latent vectors from the prior N(0, I), drawn with `seed`.
     pub fn draw_latent(&self, n: i64, seed: u64) -> Tensor {
-        with_seed(seed, || train::sample_prior(n, self.config.latent_dim))
+        with_seed(seed, || crate::rng::sample_prior(n, self.config.latent_dim))
     }
 
     /// `n` new images: the decoder on draws from the prior.
     pub fn sample(&self, n: i64, seed: u64) -> Tensor {
         self.decode(&self.draw_latent(n, seed)).expect("the VAE's own latent draws have its shape")
-    }
-
-    /// `steps` images along the line between the encodings (means) of the images `a` and `b`
-    /// (each `[C, S, S]`).
-    pub fn interpolate(&self, a: &Tensor, b: &Tensor, steps: i64) -> Result<Tensor> {
-        ensure!(steps >= 2, "steps = {steps}: expected 2 or more");
-        let (mu, _) = self.encode(&Tensor::stack(&[a, b], 0))?;
-        self.decode(&crate::viz::interpolate(&mu.get(0), &mu.get(1), steps))
     }
 
     /// Saves the weights (`vae.safetensors`) and the settings and history (`vae.json`) in `dir`,
@@ -404,8 +280,7 @@ impl VaeModel {
         let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read it", path.display()))?;
         let state: Saved =
             serde_json::from_str(&text).with_context(|| format!("{}: not a VAE saved by gan_lab", path.display()))?;
-        let builder = Vae { model: state.config, train: state.train, held_out: None, out_dir: None };
-        let mut vae = builder.build()?;
+        let mut vae = VaeModel::new(&state.config, &state.train)?;
         let weights = dir.join("vae.safetensors");
         vae.vs.load(&weights).with_context(|| format!("{}: cannot load the weights", weights.display()))?;
         vae.step = state.step;
@@ -420,45 +295,6 @@ struct Saved {
     train: VaeTraining,
     step: i64,
     history: VaeHistory,
-}
-
-/// Saves `vae` and the lesson's pictures into `dir`: learning curves, the first 10 images of
-/// `shown` above their reconstructions, 32 samples, and an interpolation between two of `shown`.
-pub fn save_run(vae: &VaeModel, shown: &Dataset, dir: &Path) -> Result<()> {
-    vae.save(dir)?;
-    crate::viz::save_vae_curves(&vae.history, &dir.join("learning_curves.png"))?;
-    // A held-out set smaller than the pictures want shows what it has.
-    let n = shown.len().min(10);
-    if n >= 1 {
-        crate::viz::save_grid(&reconstruction_rows(vae, &shown.images, n)?, n, &dir.join("reconstructions.png"))?;
-    }
-    crate::viz::save_grid(&vae.sample(32, mix(vae.train.seed, 2)), 8, &dir.join("samples.png"))?;
-    if n >= 2 {
-        let (a, b) = (shown.images.get(0), shown.images.get(1));
-        crate::viz::save_grid(&vae.interpolate(&a, &b, 10)?, 10, &dir.join("interpolation.png"))?;
-    }
-    Ok(())
-}
-
-/// The first `n` of `images` in one row and their reconstructions in the row below, `[2n, C, S, S]`.
-pub fn reconstruction_rows(vae: &VaeModel, images: &Tensor, n: i64) -> Result<Tensor> {
-    ensure!(n >= 1 && n <= images.size()[0], "n = {n}: expected between 1 and the {} images given", images.size()[0]);
-    let originals = images.narrow(0, 0, n);
-    Ok(Tensor::cat(&[originals.shallow_clone(), vae.reconstruct(&originals)?], 0))
-}
-
-/// The t-SNE map of the encoder's means for the first `n` images of `data` (all of them if
-/// fewer), coloured by label when `data` has labels.
-pub fn latent_map(vae: &VaeModel, data: &Dataset, n: i64) -> Result<crate::viz::Scatter> {
-    ensure!(n >= 10, "n = {n}: expected 10 or more points for a t-SNE map");
-    let shown = data.take(n);
-    let (mu, _) = vae.encode(&shown.images)?;
-    let tsne = crate::tsne::Tsne { perplexity: 30f64.min((shown.len() as f64 - 1.0) / 3.0), ..Default::default() };
-    Ok(crate::viz::Scatter {
-        caption: format!("t-SNE of {} latent means ({})", shown.len(), shown.name),
-        points: tsne.fit(&mu)?,
-        labels: shown.labels.as_ref().map(|l| l.shallow_clone()),
-    })
 }
 
 /// One model's line in the VAE vs GAN table.

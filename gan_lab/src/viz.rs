@@ -2,7 +2,7 @@
 //! latent interpolations. Notebook display ([`crate::notebook`]) is a thin layer over these.
 
 use crate::files;
-use crate::train::{History, StepRecord};
+use crate::history::{History, StepRecord};
 use anyhow::{bail, Context, Result};
 use image::RgbImage;
 use plotters::prelude::*;
@@ -109,26 +109,6 @@ pub fn save_grid(images: &Tensor, ncols: i64, path: &Path) -> Result<()> {
     save_png(&grid(images, ncols), path)
 }
 
-/// Exercise `dcgan.interpolate`: linear interpolation between latent vectors `z1` and `z2`
-/// (each `[latent_dim]`): `steps` rows (1 − α)·z1 + α·z2 for α evenly from 0 to 1 →
-/// `[steps, latent_dim]`, starting at z1 and ending at z2.
-pub fn interpolate(z1: &Tensor, z2: &Tensor, steps: i64) -> Tensor {
-    assert_eq!(z1.size(), z2.size(), "interpolate: z1 and z2 must have the same shape");
-    assert!(steps >= 2, "interpolate: expected at least 2 steps, got {steps}");
-    // BEGIN SOLUTION dcgan.interpolate
-    let alpha = Tensor::linspace(0.0, 1.0, steps, (Kind::Float, z1.device())).unsqueeze(1);
-    z1.unsqueeze(0) * (1.0 - &alpha) + z2.unsqueeze(0) * alpha
-    // END SOLUTION
-}
-
-/// Screen-space interpolation: pixel blends (1 − α)·x1 + α·x2 of two images `[C, H, W]`,
-/// `steps` of them → `[steps, C, H, W]`; to compare with interpolating the latent vectors.
-pub fn blend(x1: &Tensor, x2: &Tensor, steps: i64) -> Tensor {
-    let shape = x1.size();
-    let flat = interpolate(&x1.reshape([-1]), &x2.reshape([-1]), steps);
-    flat.view([&[steps], shape.as_slice()].concat().as_slice())
-}
-
 /// A looping animated GIF of `frames`, `delay_ms` per frame.
 pub fn gif_bytes(frames: &[RgbImage], delay_ms: u32) -> Result<Vec<u8>> {
     use image::codecs::gif::{GifEncoder, Repeat};
@@ -148,18 +128,6 @@ pub fn gif_bytes(frames: &[RgbImage], delay_ms: u32) -> Result<Vec<u8>> {
 /// Saves `frames` as a looping animated GIF, `delay_ms` per frame, atomically.
 pub fn save_gif(frames: &[RgbImage], delay_ms: u32, path: &Path) -> Result<()> {
     files::write_atomic(path, &gif_bytes(frames, delay_ms)?)
-}
-
-/// Frames of a walk from each row of `z` to the next row (the last to the first) and back,
-/// `frames` of them, as grids `ncols` wide: a looping latent interpolation.
-pub fn interpolation_frames(gan: &crate::train::Gan, z: &Tensor, frames: i64, ncols: i64) -> Vec<RgbImage> {
-    let z2 = z.roll([1], [0]);
-    (0..frames)
-        .map(|t| {
-            let a = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * t as f64 / frames as f64).cos();
-            grid(&gan.generate(&(z * (1.0 - a) + &z2 * a)), ncols)
-        })
-        .collect()
 }
 
 static FONT: Once = Once::new();
@@ -385,7 +353,7 @@ where
         .draw()
         .map_err(plot_err)?;
     let (fid_color, is_color) = (RGBColor(44, 160, 44), RGBColor(148, 103, 189));
-    let points = |f: fn(&crate::train::MetricRecord) -> f64| -> Vec<(f64, f64)> {
+    let points = |f: fn(&crate::history::MetricRecord) -> f64| -> Vec<(f64, f64)> {
         history.metrics.iter().map(|m| (m.step as f64, f(m))).collect()
     };
     chart
@@ -443,7 +411,7 @@ pub fn save_loss_curves(history: &History, path: &Path) -> Result<()> {
 
 /// The VAE's learning curves: the reconstruction term per step with the held-out MSE per epoch
 /// above, the KL term per step below.
-impl Chart for crate::vae::VaeHistory {
+impl Chart for crate::history::VaeHistory {
     fn size(&self) -> (u32, u32) {
         (720, 640)
     }
@@ -454,7 +422,7 @@ impl Chart for crate::vae::VaeHistory {
     {
         let (top, bottom) = root.split_vertically(340);
         let per_step =
-            |value: fn(&crate::vae::VaeStep) -> f64| self.steps.iter().map(|r| (r.step as f64, value(r))).collect();
+            |value: fn(&crate::history::VaeStep) -> f64| self.steps.iter().map(|r| (r.step as f64, value(r))).collect();
         let held_out = self.epochs.iter().map(|e| (e.step as f64, e.test_mse)).collect();
         let steps = self.steps.len() as f64;
         let reconstruction = [
@@ -468,7 +436,7 @@ impl Chart for crate::vae::VaeHistory {
 }
 
 /// Saves the VAE's learning curves as SVG or PNG, chosen by the extension of `path`.
-pub fn save_vae_curves(history: &crate::vae::VaeHistory, path: &Path) -> Result<()> {
+pub fn save_vae_curves(history: &crate::history::VaeHistory, path: &Path) -> Result<()> {
     save_chart(history, path)
 }
 

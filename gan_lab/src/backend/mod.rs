@@ -3,8 +3,9 @@
 //!
 //! - **`Backend::Fast`** (the default where it was built): gan_lab's C++ kernels (`csrc/ops.cpp`:
 //!   convolutions of one-channel images, the weight-gradient form of a convolution's second
-//!   derivative, oneDNN's matrix products) take over libtorch's `convolution`,
-//!   `convolution_backward`, `_convolution_double_backward`, `mm` and `addmm` in its dispatcher;
+//!   derivative) take over libtorch's `convolution`, `convolution_backward` and
+//!   `_convolution_double_backward` in its dispatcher, and oneDNN's matrix products its `mm` and
+//!   `addmm` where they measured faster on the CPU at hand ([`products`]);
 //!   BatchNorm and LayerNorm run fused with their activation ([`ops`]); some layers of the lesson
 //!   models compute as one matrix product ([`crate::models::layers`]); weights and batches are
 //!   channels-last and freed memory stays in the process ([`perf`]).
@@ -20,6 +21,7 @@
 
 pub mod ops;
 pub mod perf;
+pub mod products;
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -64,6 +66,7 @@ impl std::fmt::Display for Backend {
 pub const KERNELS_BUILT: bool = cfg!(gan_lab_kernels);
 
 static CHOSEN: OnceLock<Backend> = OnceLock::new();
+static PRODUCTS: OnceLock<products::Products> = OnceLock::new();
 
 /// The backend `GAN_LAB_BACKEND` asks for, or the default: fast where the kernels were built.
 fn from_env() -> Result<Backend> {
@@ -87,8 +90,13 @@ pub fn set(backend: Backend) -> Result<()> {
              --no-default-features, or on a compiler or CPU they do not support); use `libtorch`"
         );
     }
+    // Chosen before the backend is put in place, so that a bad GAN_LAB_PRODUCTS is an error.
+    let products = match (backend, CHOSEN.get()) {
+        (Backend::Fast, None) => Some(products::for_this_cpu()?),
+        _ => None,
+    };
     let chosen = *CHOSEN.get_or_init(|| {
-        install(backend);
+        install(backend, products);
         backend
     });
     if chosen != backend {
@@ -119,11 +127,19 @@ pub fn fast() -> bool {
     current() == Backend::Fast
 }
 
-/// Puts `backend` in place: registers the kernels in libtorch's dispatcher for `Fast`.
-fn install(backend: Backend) {
-    if backend == Backend::Fast {
-        ops::register_kernels();
+/// Puts `backend` in place: registers the kernels in libtorch's dispatcher for `Fast`, the
+/// matrix products among them as `products` says.
+fn install(backend: Backend, products: Option<products::Products>) {
+    if let (Backend::Fast, Some(products)) = (backend, products) {
+        ops::register_kernels(products.onednn);
+        let _ = PRODUCTS.set(products);
     }
+}
+
+/// Who computes float32 matrix products, and why: the fast backend's choice for this CPU
+/// (`None` on stock libtorch, or before the first model is built).
+pub fn products() -> Option<&'static products::Products> {
+    PRODUCTS.get()
 }
 
 #[cfg(test)]

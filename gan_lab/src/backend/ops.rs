@@ -13,7 +13,8 @@ use torch_sys::C_tensor;
 
 #[cfg(gan_lab_kernels)]
 extern "C" {
-    fn gan_lab_register_kernels();
+    fn gan_lab_register_kernels(products: bool);
+    fn gan_lab_product_gflops(m: i64, k: i64, n: i64, dnnl: bool, reps: i32) -> f64;
     fn gan_lab_last_error() -> *const c_char;
     fn gan_lab_clear_error();
     fn gan_lab_leaky_relu(x: *const C_tensor, slope: f64) -> *mut C_tensor;
@@ -48,12 +49,30 @@ extern "C" {
     fn gan_lab_unseeded_draws() -> i64;
 }
 
-/// Registers gan_lab's kernels in libtorch's dispatcher ([`super::set`] calls it once).
-pub(super) fn register_kernels() {
+/// Registers gan_lab's kernels in libtorch's dispatcher ([`super::set`] calls it once), oneDNN's
+/// matrix products among them when `products`.
+pub(super) fn register_kernels(products: bool) {
     #[cfg(gan_lab_kernels)]
-    // SAFETY: registers C++ functions with libtorch once; takes and returns nothing.
+    // SAFETY: registers C++ functions with libtorch once; takes a flag, returns nothing.
     unsafe {
-        gan_lab_register_kernels()
+        gan_lab_register_kernels(products)
+    }
+    #[cfg(not(gan_lab_kernels))]
+    let _ = products;
+}
+
+/// GFLOP/s of float32 products `[m, k]·[k, n]`, best of `reps`: by oneDNN's matmul (`onednn`) or
+/// by libtorch's own kernel; 0 where oneDNN refuses the product, or in a build without the kernels.
+pub fn product_gflops(m: i64, k: i64, n: i64, onednn: bool, reps: i32) -> f64 {
+    #[cfg(gan_lab_kernels)]
+    // SAFETY: plain values in and out; the C++ side catches its own errors.
+    unsafe {
+        gan_lab_product_gflops(m, k, n, onednn, reps)
+    }
+    #[cfg(not(gan_lab_kernels))]
+    {
+        let _ = (m, k, n, onednn, reps);
+        0.0
     }
 }
 
@@ -69,7 +88,7 @@ pub(crate) fn set_seeded(on: bool) {
 }
 
 /// Random draws from libtorch's global generator made, on any thread, outside
-/// [`crate::train::with_seed`] since the first call, which starts watching every op (each op then
+/// [`crate::rng::with_seed`] since the first call, which starts watching every op (each op then
 /// pays a callback: for tests). Each such draw makes runs that share the process depend on timing.
 /// `None` in a build without the C++ (which holds the watcher).
 pub fn unseeded_draws() -> Option<i64> {
@@ -406,7 +425,7 @@ pub(crate) mod tests {
     fn the_profile_times_this_threads_ops_once_each_and_nests_them() {
         fast_backend();
         let opts = (tch::Kind::Float, tch::Device::Cpu);
-        let (a, b) = crate::train::with_seed(3, || (Tensor::randn([64, 64], opts), Tensor::randn([64, 64], opts)));
+        let (a, b) = crate::rng::with_seed(3, || (Tensor::randn([64, 64], opts), Tensor::randn([64, 64], opts)));
         profile_start();
         for _ in 0..3 {
             let _ = profiled(c"test::range", || {
@@ -488,7 +507,7 @@ pub(crate) mod tests {
         fast_backend();
         for (n, c, h, w) in [(3, 1, 4, 5), (2, 7, 2, 2), (1, 32, 3, 1), (2, 3, 1, 1)] {
             for kind in [Kind::Float, Kind::Double] {
-                let x = crate::train::with_seed(4, || Tensor::randn([n, c, 2 * h, 2 * w], (kind, tch::Device::Cpu)));
+                let x = crate::rng::with_seed(4, || Tensor::randn([n, c, 2 * h, 2 * w], (kind, tch::Device::Cpu)));
                 let padded = Tensor::zeros([n, 2 * h + 2, 2 * w + 2, c], (kind, tch::Device::Cpu));
                 padded.narrow(1, 1, 2 * h).narrow(2, 1, 2 * w).copy_(&x.permute([0, 2, 3, 1]));
                 let st = padded.stride();
@@ -509,8 +528,7 @@ pub(crate) mod tests {
         // The float32 loop gathers each pixel's values; adding each window offset's values onto a
         // zero map in turn, (a, b) = (0, 0), (0, 1), ..., gives the same sums in the same order.
         for (n, c, h, w) in [(3, 1, 4, 5), (2, 7, 2, 2), (1, 32, 3, 1)] {
-            let rows =
-                crate::train::with_seed(9, || Tensor::randn([n * h * w, 16 * c], (Kind::Float, tch::Device::Cpu)));
+            let rows = crate::rng::with_seed(9, || Tensor::randn([n * h * w, 16 * c], (Kind::Float, tch::Device::Cpu)));
             let got = overlap_k4s2(&rows, n, h, w);
             assert_eq!(got.size(), [n, c, 2 * h, 2 * w]);
             let v = rows.view([n, h, w, 4, 4, c]);
@@ -535,7 +553,7 @@ pub(crate) mod tests {
             bs_init: nn::Init::Randn { mean: 0.0, stdev: 0.3 },
             ..Default::default()
         };
-        let bn = crate::train::with_seed(3, || {
+        let bn = crate::rng::with_seed(3, || {
             if x.dim() == 2 {
                 nn::batch_norm1d(vs.root(), x.size()[1], config)
             } else {
@@ -566,8 +584,7 @@ pub(crate) mod tests {
     #[test]
     fn fused_batch_norm_and_activation_match_libtorchs_ops() {
         fast_backend();
-        let maps =
-            crate::train::with_seed(1, || Tensor::randn([6, 5, 4, 3], (Kind::Float, tch::Device::Cpu)) * 2 + 0.5);
+        let maps = crate::rng::with_seed(1, || Tensor::randn([6, 5, 4, 3], (Kind::Float, tch::Device::Cpu)) * 2 + 0.5);
         let names = ["output", "x gradient", "weight gradient", "bias gradient", "running mean", "running var"];
         for (what, x) in [
             ("channels-last map", crate::backend::perf::channels_last(&maps)),
@@ -587,11 +604,11 @@ pub(crate) mod tests {
     #[test]
     fn fused_batch_norm_and_activation_have_a_gradient_of_their_gradient() {
         fast_backend();
-        let x = crate::train::with_seed(2, || Tensor::randn([8, 3, 2, 2], (Kind::Float, tch::Device::Cpu)));
+        let x = crate::rng::with_seed(2, || Tensor::randn([8, 3, 2, 2], (Kind::Float, tch::Device::Cpu)));
         let x = crate::backend::perf::channels_last(&x);
         let second = |fused: bool| {
             let vs = nn::VarStore::new(tch::Device::Cpu);
-            let bn = crate::train::with_seed(5, || nn::batch_norm2d(vs.root(), 3, Default::default()));
+            let bn = crate::rng::with_seed(5, || nn::batch_norm2d(vs.root(), 3, Default::default()));
             let x = x.detach().set_requires_grad(true);
             let y = if fused { batch_norm_act(&x, &bn, true, 0.2) } else { leaky_relu(&bn.forward_t(&x, true), 0.2) };
             let g = &Tensor::run_backward(&[(&y * &y).sum(Kind::Float)], &[&x], true, true)[0];
@@ -608,7 +625,7 @@ pub(crate) mod tests {
             bs_init: nn::Init::Randn { mean: 0.0, stdev: 0.3 },
             ..Default::default()
         };
-        crate::train::with_seed(4, || nn::layer_norm(vs.root(), x.size()[1..].to_vec(), config))
+        crate::rng::with_seed(4, || nn::layer_norm(vs.root(), x.size()[1..].to_vec(), config))
     }
 
     fn layer_norm_block(ln: &nn::LayerNorm, x: &Tensor, slope: f64, fused: bool) -> Tensor {
@@ -627,7 +644,7 @@ pub(crate) mod tests {
         // 80 values per sample, and 2048 (several flushes into double); 60, not a whole number of
         // lanes, goes to libtorch's ops.
         let maps = |shape: [i64; 4], seed| {
-            crate::train::with_seed(seed, || Tensor::randn(shape, (Kind::Float, tch::Device::Cpu)) * 2 + 0.5)
+            crate::rng::with_seed(seed, || Tensor::randn(shape, (Kind::Float, tch::Device::Cpu)) * 2 + 0.5)
         };
         let cl = crate::backend::perf::channels_last(&maps([4, 32, 8, 8], 3));
         for x in [maps([6, 5, 4, 4], 1), maps([4, 32, 8, 8], 2), cl, maps([6, 5, 4, 3], 1)] {
@@ -660,7 +677,7 @@ pub(crate) mod tests {
     fn penalty_gradients(x: &Tensor, fused: bool, through_weight: bool) -> Vec<Tensor> {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let ln = layer_norm_of(&vs, x);
-        let q = crate::train::with_seed(6, || {
+        let q = crate::rng::with_seed(6, || {
             Tensor::randn(x.size(), (Kind::Float, tch::Device::Cpu)).set_requires_grad(true)
         });
         let x = x.detach().set_requires_grad(true);
@@ -681,8 +698,7 @@ pub(crate) mod tests {
     #[test]
     fn fused_layer_norm_and_activation_have_the_gradient_penaltys_second_derivatives() {
         fast_backend();
-        let x =
-            crate::train::with_seed(3, || Tensor::randn([5, 16, 4, 4], (Kind::Float, tch::Device::Cpu)) * 1.5 + 0.3);
+        let x = crate::rng::with_seed(3, || Tensor::randn([5, 16, 4, 4], (Kind::Float, tch::Device::Cpu)) * 1.5 + 0.3);
         for (x, through_weight) in [(x.shallow_clone(), false), (x.shallow_clone(), true)]
             .into_iter()
             .chain([false, true].map(|t| (crate::backend::perf::channels_last(&x), t)))
@@ -721,14 +737,16 @@ pub(crate) mod tests {
         fn gan_lab_conv_double_backward_calls() -> i64;
         fn gan_lab_dnnl_matmul_calls() -> i64;
         fn gan_lab_dnnl_matmul_usable() -> bool;
+        fn gan_lab_products_replaced() -> bool;
         fn gan_lab_image_conv_backward_calls() -> i64;
         fn gan_lab_image_conv_forward_calls() -> i64;
     }
 
-    /// How many of `wanted` products oneDNN should take: all, or none where this CPU's oneDNN
-    /// refuses float32 products (then libtorch's own kernel computes them; checked all the same).
+    /// How many of `wanted` products oneDNN should take: all, or none where the fast backend kept
+    /// libtorch's products on this CPU or this CPU's oneDNN refuses float32 products (then
+    /// libtorch's own kernel computes them; checked all the same).
     fn dnnl_share(wanted: i64) -> i64 {
-        if unsafe { gan_lab_dnnl_matmul_usable() } {
+        if unsafe { gan_lab_dnnl_matmul_usable() && gan_lab_products_replaced() } {
             wanted
         } else {
             0
@@ -786,7 +804,7 @@ pub(crate) mod tests {
         let cpu = (Kind::Float, tch::Device::Cpu);
         // 7 output channels: the image's gradient is gan_lab's, the rest libtorch's; 16: all gan_lab's.
         for out in [7, 16] {
-            let [x, w, b, q] = crate::train::with_seed(12, || {
+            let [x, w, b, q] = crate::rng::with_seed(12, || {
                 [vec![5, 1, 12, 10], vec![out, 1, 4, 4], vec![out], vec![5, out, 6, 5]]
                     .map(|shape| Tensor::randn(shape, cpu))
             });
@@ -805,7 +823,7 @@ pub(crate) mod tests {
         }
         // Two channels, or an odd side: libtorch's own.
         let before = image_calls();
-        for (x, w) in crate::train::with_seed(13, || {
+        for (x, w) in crate::rng::with_seed(13, || {
             [([2, 2, 8, 8], [16, 2, 4, 4]), ([2, 1, 9, 8], [16, 1, 4, 4])]
                 .map(|(x, w)| (Tensor::randn(x, cpu).set_requires_grad(true), Tensor::randn(w, cpu)))
         }) {
@@ -842,7 +860,7 @@ pub(crate) mod tests {
         let cpu = (Kind::Float, tch::Device::Cpu);
         // 16 channels onto the image: gan_lab's forms; 7: libtorch's own.
         for from in [16, 7] {
-            let [x, w, b, q] = crate::train::with_seed(14, || {
+            let [x, w, b, q] = crate::rng::with_seed(14, || {
                 [vec![5, from, 6, 5], vec![from, 1, 4, 4], vec![1], vec![5, 1, 12, 10]]
                     .map(|shape| Tensor::randn(shape, cpu))
             });
@@ -863,7 +881,7 @@ pub(crate) mod tests {
     fn matrix_products_go_to_onednn_with_libtorchs_values() {
         fast_backend();
         let cpu = (Kind::Float, tch::Device::Cpu);
-        let (a, b, at, bt, bias, full) = crate::train::with_seed(5, || {
+        let (a, b, at, bt, bias, full) = crate::rng::with_seed(5, || {
             (
                 Tensor::randn([96, 200], cpu),
                 Tensor::randn([200, 72], cpu),
@@ -910,7 +928,7 @@ pub(crate) mod tests {
         fast_backend();
         // A dense layer's backward and a penalty's second derivative run products too.
         let cpu = (Kind::Float, tch::Device::Cpu);
-        let (x, w, q) = crate::train::with_seed(6, || {
+        let (x, w, q) = crate::rng::with_seed(6, || {
             (Tensor::randn([64, 300], cpu), Tensor::randn([128, 300], cpu) * 0.1, Tensor::randn([64, 128], cpu))
         });
         let grads = |kind: Kind| {
@@ -933,7 +951,7 @@ pub(crate) mod tests {
     fn conv_penalty_gradients(kind: Kind, channels_last: bool, image: bool) -> Vec<Tensor> {
         let cpu = tch::Device::Cpu;
         let layout = |t: Tensor| if channels_last { crate::backend::perf::channels_last(&t) } else { t };
-        let (x, w1, w2, b2, q) = crate::train::with_seed(8, || {
+        let (x, w1, w2, b2, q) = crate::rng::with_seed(8, || {
             (
                 Tensor::randn([4, if image { 1 } else { 3 }, 16, 16], (Kind::Float, cpu)),
                 Tensor::randn(if image { [16, 1, 4, 4] } else { [8, 3, 4, 4] }, (Kind::Float, cpu)) * 0.3,
@@ -989,7 +1007,7 @@ pub(crate) mod tests {
         let cpu = tch::Device::Cpu;
         let layout = |t: Tensor| if cl { crate::backend::perf::channels_last(&t) } else { t };
         let out = if transposed { weight[1] } else { weight[0] };
-        let (x, w, b) = crate::train::with_seed(5, || {
+        let (x, w, b) = crate::rng::with_seed(5, || {
             (
                 Tensor::randn(input, (Kind::Float, cpu)),
                 Tensor::randn(weight, (Kind::Float, cpu)) * 0.2,
@@ -1004,7 +1022,7 @@ pub(crate) mod tests {
         } else {
             x.conv2d(&w, Some(&b), [1, 1], [0, 0], [1, 1], 1)
         };
-        let q = crate::train::with_seed(6, || Tensor::randn(y.size(), (Kind::Float, cpu))).to_kind(kind);
+        let q = crate::rng::with_seed(6, || Tensor::randn(y.size(), (Kind::Float, cpu))).to_kind(kind);
         let g = Tensor::run_backward(&[(y.tanh() * q).sum(kind)], &[&x, &w, &b], true, true);
         let penalty = (g[0].square().sum(kind) - 1.0).square();
         let gg = Tensor::run_backward(&[penalty], &[&w, &b], false, false);

@@ -184,7 +184,7 @@ pub fn with_bf16<T>(enabled: bool, f: impl FnOnce() -> T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::with_seed;
+    use crate::rng::with_seed;
     use tch::{Device, Kind};
 
     fn conv(x: &Tensor, w: &Tensor) -> Tensor {

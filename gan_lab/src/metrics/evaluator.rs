@@ -6,7 +6,7 @@
 use crate::data::{Batcher, Dataset, Split};
 use crate::models::classifier::Classifier;
 use crate::optim::{AdamConfig, Optimizer};
-use crate::train::{mix, with_seed};
+use crate::rng::{mix, with_seed};
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -267,8 +267,7 @@ mod tests {
     #[test]
     fn picked_rows_are_the_indexed_maps_and_their_gradient_keeps_the_layout() {
         let cpu = (Kind::Float, tch::Device::Cpu);
-        let (x, q) =
-            crate::train::with_seed(6, || (Tensor::randn([5, 3, 4, 4], cpu), Tensor::randn([4, 3, 4, 4], cpu)));
+        let (x, q) = crate::rng::with_seed(6, || (Tensor::randn([5, 3, 4, 4], cpu), Tensor::randn([4, 3, 4, 4], cpu)));
         let x = crate::backend::perf::channels_last(&x).set_requires_grad(true);
         let index = Tensor::from_slice(&[3i64, 0, 3, 4]);
         let y = pick_rows(&x, &index);
@@ -288,9 +287,9 @@ mod tests {
         // class (here a table of random maps, indexed by the labels).
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let config = nn::ConvConfig { stride: 2, padding: 1, bias: false, ..Default::default() };
-        let conv1 = crate::train::with_seed(2, || nn::conv2d(vs.root() / "conv1", 16, 32, 4, config));
+        let conv1 = crate::rng::with_seed(2, || nn::conv2d(vs.root() / "conv1", 16, 32, 4, config));
         let cpu = (Kind::Float, tch::Device::Cpu);
-        let (hx, table, q) = crate::train::with_seed(3, || {
+        let (hx, table, q) = crate::rng::with_seed(3, || {
             (Tensor::randn([7, 8, 16, 16], cpu), Tensor::randn([10, 8, 16, 16], cpu), Tensor::randn([7, 32, 8, 8], cpu))
         });
         // Repeated labels, out of order, and classes absent.
@@ -316,7 +315,7 @@ mod tests {
         // As above, for G: a latent half and a per-class label half, [7, 2·6, 4, 4] → 5 channels.
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let config = nn::ConvTransposeConfig { stride: 2, padding: 1, bias: true, ..Default::default() };
-        let convt = crate::train::with_seed(5, || {
+        let convt = crate::rng::with_seed(5, || {
             let UpLayer::Overlapped(convt) = UpLayer::overlapped(vs.root() / "convt1", 12, 5, config) else {
                 unreachable!("UpLayer::overlapped makes an overlapped layer")
             };
@@ -324,7 +323,7 @@ mod tests {
             convt
         });
         let cpu = (Kind::Float, tch::Device::Cpu);
-        let (hz, table, q) = crate::train::with_seed(4, || {
+        let (hz, table, q) = crate::rng::with_seed(4, || {
             (Tensor::randn([7, 6, 4, 4], cpu), Tensor::randn([10, 6, 4, 4], cpu), Tensor::randn([7, 5, 8, 8], cpu))
         });
         let labels = Tensor::from_slice(&[2i64, 7, 2, 2, 0, 7, 5]);

@@ -421,7 +421,7 @@ pub fn toy_upsampling(kind: Upsample) -> (Tensor, Tensor) {
 #[cfg(all(test, gan_lab_kernels))]
 mod tests {
     use super::*;
-    use crate::train::with_seed;
+    use crate::rng::with_seed;
 
     /// Values and the gradients of input, weight and bias of `layer` against libtorch's
     /// convolution with the same weights, in both layouts.

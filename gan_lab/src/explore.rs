@@ -1,0 +1,207 @@
+//! Exploring a trained model: interpolations and sweeps in the latent space, grids by class and
+//! by latent code, how well the classes and codes come out. Free functions over a trained [`Gan`]
+//! or [`VaeModel`]; the pictures of their results are [`crate::viz`]'s.
+
+use crate::data::Dataset;
+use crate::rng::mix;
+use crate::train::Gan;
+use crate::vae::VaeModel;
+use anyhow::{bail, ensure, Result};
+use image::RgbImage;
+use tch::{Device, Kind, Tensor};
+
+/// Exercise `dcgan.interpolate`: linear interpolation between latent vectors `z1` and `z2`
+/// (each `[latent_dim]`): `steps` rows (1 − α)·z1 + α·z2 for α evenly from 0 to 1 →
+/// `[steps, latent_dim]`, starting at z1 and ending at z2.
+pub fn interpolate(z1: &Tensor, z2: &Tensor, steps: i64) -> Tensor {
+    assert_eq!(z1.size(), z2.size(), "interpolate: z1 and z2 must have the same shape");
+    assert!(steps >= 2, "interpolate: expected at least 2 steps, got {steps}");
+    // BEGIN SOLUTION dcgan.interpolate
+    let alpha = Tensor::linspace(0.0, 1.0, steps, (Kind::Float, z1.device())).unsqueeze(1);
+    z1.unsqueeze(0) * (1.0 - &alpha) + z2.unsqueeze(0) * alpha
+    // END SOLUTION
+}
+
+/// Screen-space interpolation: pixel blends (1 − α)·x1 + α·x2 of two images `[C, H, W]`,
+/// `steps` of them → `[steps, C, H, W]`; to compare with interpolating the latent vectors.
+pub fn blend(x1: &Tensor, x2: &Tensor, steps: i64) -> Tensor {
+    let shape = x1.size();
+    let flat = interpolate(&x1.reshape([-1]), &x2.reshape([-1]), steps);
+    flat.view([&[steps], shape.as_slice()].concat().as_slice())
+}
+
+/// Frames of a walk from each row of `z` to the next row (the last to the first) and back,
+/// `frames` of them, as grids `ncols` wide: a looping latent interpolation.
+pub fn interpolation_frames(gan: &Gan, z: &Tensor, frames: i64, ncols: i64) -> Vec<RgbImage> {
+    let z2 = z.roll([1], [0]);
+    (0..frames)
+        .map(|t| {
+            let a = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * t as f64 / frames as f64).cos();
+            crate::viz::grid(&gan.generate(&(z * (1.0 - a) + &z2 * a)), ncols)
+        })
+        .collect()
+}
+
+/// The frozen evaluator's accuracy on `n` conditional samples (classes in turn, noise drawn
+/// with `seed`): how often it reads the class that was asked for.
+pub fn class_accuracy(
+    gan: &Gan,
+    ev: &crate::metrics::Evaluator,
+    n: i64,
+    seed: u64,
+) -> Result<crate::metrics::ClassAccuracy> {
+    ensure!(gan.classes > 0, "class accuracy: this {} is not conditional", gan.family);
+    let labels = gan.cycled_labels(n);
+    let z = gan.draw_latent(n, mix(seed, 0xC1A55));
+    let images = gan.generate_labeled(&z, &labels)?;
+    Ok(crate::metrics::ClassAccuracy::measure(ev, &images, &labels, gan.classes))
+}
+
+/// The lesson's final test: one row per class, one column per noise vector of `z` `[k, latent_dim]`,
+/// → images `[classes · k, C, S, S]` (show with `k` columns).
+pub fn class_grid(gan: &Gan, z: &Tensor) -> Result<Tensor> {
+    let k = z.size()[0];
+    let labels = Tensor::arange(gan.classes, (Kind::Int64, Device::Cpu)).repeat_interleave_self_int(k, 0, None);
+    gan.generate_labeled(&z.repeat([gan.classes, 1]), &labels)
+}
+
+/// For each class, `steps` images along the line from `z1` to `z2` → `[classes · steps, C, S, S]`.
+pub fn class_interpolation(gan: &Gan, z1: &Tensor, z2: &Tensor, steps: i64) -> Result<Tensor> {
+    let line = interpolate(z1, z2, steps);
+    let labels = Tensor::arange(gan.classes, (Kind::Int64, Device::Cpu)).repeat_interleave_self_int(steps, 0, None);
+    gan.generate_labeled(&line.repeat([gan.classes, 1]), &labels)
+}
+
+/// `z` `[k, latent_dim]` with categorical code `code` set to `value` in every row.
+pub fn with_code(gan: &Gan, z: &Tensor, code: usize, value: i64) -> Result<Tensor> {
+    gan.check_latent(z)?;
+    let k = categorical_values(gan, code)?;
+    ensure!((0..k).contains(&value), "value = {value}: categorical code {code} takes 0..={}", k - 1);
+    let z = z.copy();
+    let at = gan.noise_dim() + gan.codes.categorical_offset(code);
+    let _ = z.narrow(1, at, k).fill_(0.0);
+    let _ = z.select(1, at + value).fill_(1.0);
+    Ok(z)
+}
+
+/// `z` `[k, latent_dim]` with every continuous code set to `value`.
+pub fn with_continuous(gan: &Gan, z: &Tensor, value: f64) -> Result<Tensor> {
+    gan.check_latent(z)?;
+    let z = z.copy();
+    let _ = z.narrow(1, gan.noise_dim() + gan.codes.continuous_offset(), gan.codes.continuous).fill_(value);
+    Ok(z)
+}
+
+/// Each row of `z` `[rows, latent_dim]` with every value of categorical code `code` in turn
+/// (the rest fixed) → `[rows · k, latent_dim]`.
+pub fn code_values(gan: &Gan, z: &Tensor, code: usize) -> Result<Tensor> {
+    let k = categorical_values(gan, code)?;
+    let rows = z.size()[0];
+    let per_value: Vec<Tensor> = (0..k).map(|v| with_code(gan, z, code, v)).collect::<Result<_>>()?;
+    // [k, rows, latent] → [rows, k, latent]: row r holds z_r with each value in turn.
+    Ok(Tensor::stack(&per_value, 0).transpose(0, 1).reshape([rows * k, gan.latent_dim]))
+}
+
+/// For each row of `z` `[rows, latent_dim]`, the images of every value of categorical code
+/// `code` (the rest of z fixed) → `[rows · k, C, S, S]`: show with k columns.
+pub fn code_grid(gan: &Gan, z: &Tensor, code: usize) -> Result<Tensor> {
+    Ok(gan.generate(&code_values(gan, z, code)?))
+}
+
+/// Rows for a continuous-code sweep from one latent vector `z` `[1, latent_dim]`: one per value
+/// of the first categorical code (the paper's figure), or `z` itself without one.
+pub fn sweep_rows(gan: &Gan, z: &Tensor) -> Result<Tensor> {
+    gan.check_latent(z)?;
+    match gan.codes.categorical.is_empty() {
+        true => Ok(z.shallow_clone()),
+        false => code_values(gan, z, 0),
+    }
+}
+
+/// Continuous code `code` of each row of `z` `[rows, latent_dim]` swept over `steps` values
+/// from `from` to `to` → `[rows · steps, C, S, S]` (the codes are drawn from U(−1, 1): beyond
+/// that range the sweep extrapolates).
+pub fn code_sweep(gan: &Gan, z: &Tensor, code: i64, from: f64, to: f64, steps: i64) -> Result<Tensor> {
+    ensure!(
+        (0..gan.codes.continuous).contains(&code),
+        "continuous code {code}: this {} has {} continuous codes",
+        gan.family,
+        gan.codes.continuous
+    );
+    gan.check_latent(z)?;
+    ensure!(steps >= 1, "steps = {steps}: expected 1 or more");
+    Ok(sweep(gan, z, gan.noise_dim() + gan.codes.continuous_offset() + code, from, to, steps))
+}
+
+/// How well categorical code `code` captures the digit: `n` samples (values in turn, the rest
+/// of z drawn with `seed`) judged by the frozen evaluator, each value mapped to a digit by the
+/// Hungarian assignment.
+pub fn code_accuracy(
+    gan: &Gan,
+    ev: &crate::metrics::Evaluator,
+    n: i64,
+    seed: u64,
+    code: usize,
+) -> Result<crate::metrics::CodeAccuracy> {
+    let k = categorical_values(gan, code)?;
+    ensure!(n >= 1, "n = {n}: expected 1 or more samples");
+    let z = gan.draw_latent(n, mix(seed, 0xC0DE));
+    let values = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(k);
+    let at = gan.noise_dim() + gan.codes.categorical_offset(code);
+    z.narrow(1, at, k).copy_(&crate::models::one_hot(&values, k));
+    crate::metrics::CodeAccuracy::measure(ev, &gan.generate(&z), &values, k)
+}
+
+fn categorical_values(gan: &Gan, code: usize) -> Result<i64> {
+    match gan.codes.categorical.get(code) {
+        Some(&k) => Ok(k),
+        None => {
+            bail!("categorical code {code}: this {} has {} categorical codes", gan.family, gan.codes.categorical.len())
+        }
+    }
+}
+
+/// Sweeps latent dimension `dim` of each row of `z` `[k, latent_dim]` over `steps` values from
+/// `from` to `to` (the others fixed) → images `[k · steps, C, S, S]`, one row per z.
+pub fn sweep(gan: &Gan, z: &Tensor, dim: i64, from: f64, to: f64, steps: i64) -> Tensor {
+    assert!((0..gan.latent_dim).contains(&dim), "sweep: dimension {dim} is outside 0..{}", gan.latent_dim);
+    let k = z.size()[0];
+    let values = Tensor::linspace(from, to, steps, (Kind::Float, Device::Cpu));
+    let zs = z.unsqueeze(1).repeat([1, steps, 1]); // [k, steps, latent_dim]
+    zs.select(2, dim).copy_(&values.unsqueeze(0).expand([k, steps], false));
+    gan.generate(&zs.view([k * steps, gan.latent_dim]))
+}
+
+/// Images along the line from `z1` to `z2` (each `[latent_dim]`), `steps` of them.
+pub fn interpolation(gan: &Gan, z1: &Tensor, z2: &Tensor, steps: i64) -> Tensor {
+    gan.generate(&interpolate(z1, z2, steps))
+}
+
+/// `steps` images decoded along the line between the encodings (means) of the images `a` and
+/// `b` (each `[C, S, S]`).
+pub fn encoded_interpolation(vae: &VaeModel, a: &Tensor, b: &Tensor, steps: i64) -> Result<Tensor> {
+    ensure!(steps >= 2, "steps = {steps}: expected 2 or more");
+    let (mu, _) = vae.encode(&Tensor::stack(&[a, b], 0))?;
+    vae.decode(&interpolate(&mu.get(0), &mu.get(1), steps))
+}
+
+/// The first `n` of `images` in one row and their reconstructions in the row below, `[2n, C, S, S]`.
+pub fn reconstruction_rows(vae: &VaeModel, images: &Tensor, n: i64) -> Result<Tensor> {
+    ensure!(n >= 1 && n <= images.size()[0], "n = {n}: expected between 1 and the {} images given", images.size()[0]);
+    let originals = images.narrow(0, 0, n);
+    Ok(Tensor::cat(&[originals.shallow_clone(), vae.reconstruct(&originals)?], 0))
+}
+
+/// The t-SNE map of the encoder's means for the first `n` images of `data` (all of them if
+/// fewer), coloured by label when `data` has labels.
+pub fn latent_map(vae: &VaeModel, data: &Dataset, n: i64) -> Result<crate::viz::Scatter> {
+    ensure!(n >= 10, "n = {n}: expected 10 or more points for a t-SNE map");
+    let shown = data.take(n);
+    let (mu, _) = vae.encode(&shown.images)?;
+    let tsne = crate::tsne::Tsne { perplexity: 30f64.min((shown.len() as f64 - 1.0) / 3.0), ..Default::default() };
+    Ok(crate::viz::Scatter {
+        caption: format!("t-SNE of {} latent means ({})", shown.len(), shown.name),
+        points: tsne.fit(&mu)?,
+        labels: shown.labels.as_ref().map(|l| l.shallow_clone()),
+    })
+}
