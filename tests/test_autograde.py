@@ -73,9 +73,9 @@ def graded(edition, tmp_path_factory):
 
     cheat = copy_edition(edition, tmp / "zip" / "cheat")
     write_exercises(cheat, {"dcgan"})
-    replace(cheat / "gan_lab/src/viz.rs", "z1.unsqueeze(0) * (1.0 - &alpha) + z2.unsqueeze(0) * alpha", CHEAT)
-    viz = cheat / "gan_lab/src/viz.rs"
-    viz.write_text(viz.read_text() + "// (edited outside the exercises)\n")
+    replace(cheat / "gan_lab/src/explore.rs", "z1.unsqueeze(0) * (1.0 - &alpha) + z2.unsqueeze(0) * alpha", CHEAT)
+    explore = cheat / "gan_lab/src/explore.rs"
+    explore.write_text(explore.read_text() + "// (edited outside the exercises)\n")
     tests = cheat / "tests/exercises_dcgan.rs"
     tests.write_text(re.sub(r"(#\[test\]\nfn \w+\(\) \{).*?\n\}\n", r"\1}\n", tests.read_text(), flags=re.S))
     with zipfile.ZipFile(tmp / "cheat.zip", "w") as z:
@@ -109,7 +109,7 @@ def graded(edition, tmp_path_factory):
     listener = socket.create_server(("127.0.0.1", 0))
     listener.setblocking(False)
     port = listener.getsockname()[1]
-    replace(broken / "gan_lab/src/train.rs", "    Tensor::randn([n, latent_dim], (Kind::Float, Device::Cpu))\n",
+    replace(broken / "gan_lab/src/rng.rs", "    Tensor::randn([n, latent_dim], (Kind::Float, Device::Cpu))\n",
             f'    let _ = std::net::TcpStream::connect(("127.0.0.1", {port}));\n'
             "    Tensor::randn([n, latent_dim], (Kind::Float, Device::Cpu))\n")
 
@@ -177,7 +177,7 @@ def test_the_exit_cheat_and_an_emptied_test_file_gain_nothing(graded):
     assert grades["total"] == sum(lesson1.values())
     assert "exited before the test finished" in exercise_line(graded, "cheat", "dcgan.interpolate")
     text = feedback(graded, "cheat")
-    assert "`tests/exercises_dcgan.rs`" in text and "`gan_lab/src/viz.rs`" in text, text
+    assert "`tests/exercises_dcgan.rs`" in text and "`gan_lab/src/explore.rs`" in text, text
 
 
 def test_bugs_only_hidden_tests_catch_are_caught_without_showing_them(graded):

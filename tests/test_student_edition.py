@@ -112,7 +112,7 @@ def test_edition_builds_and_every_exercise_fails(edition):
 
 # Typical student bugs, one per exercise: (file, exact text in the master, buggy replacement).
 BUGS = {
-    "dcgan.sample_prior": ("gan_lab/src/train.rs", "Tensor::randn([n, latent_dim], (Kind::Float, Device::Cpu))",
+    "dcgan.sample_prior": ("gan_lab/src/rng.rs", "Tensor::randn([n, latent_dim], (Kind::Float, Device::Cpu))",
                            "Tensor::rand([n, latent_dim], (Kind::Float, Device::Cpu)) * 2.0 - 1.0"),
     "dcgan.discriminator": ("gan_lab/src/models/dcgan.rs", "self.to_score.forward(h).view([b])",
                             "self.to_score.forward(h).view([b]).sigmoid()"),
@@ -122,7 +122,7 @@ BUGS = {
                                             "    bce_with_logits(&fake_logits.detach(), 1.0)\n"),
     "dcgan.generator_loss_saturating": ("gan_lab/src/losses.rs", "-bce_with_logits(fake_logits, 0.0)",
                                         "bce_with_logits(fake_logits, 0.0)"),
-    "dcgan.interpolate": ("gan_lab/src/viz.rs", "z1.unsqueeze(0) * (1.0 - &alpha) + z2.unsqueeze(0) * alpha",
+    "dcgan.interpolate": ("gan_lab/src/explore.rs", "z1.unsqueeze(0) * (1.0 - &alpha) + z2.unsqueeze(0) * alpha",
                           "z1.unsqueeze(0) * &alpha + z2.unsqueeze(0) * (1.0 - alpha)"),
     "dcgan.train_step": ("gan_lab/src/step.rs", "let on_fake = d.forward_t(&fake.detach(), true);",
                          "let on_fake = d.forward_t(&g.forward_t(z, true), true);"),
@@ -164,8 +164,9 @@ BUGS = {
 
 # Bugs in the library itself, each with the test that guards it: (file, text, buggy text, test).
 GUARDED = {
-    "information term detached from G": ("gan_lab/src/train.rs", "            g_loss += &info.weighted;\n",
-                                         "            g_loss += info.weighted.detach();\n",
+    "information term detached from G": ("gan_lab/src/train/mod.rs",
+                                         "add(&mut g_loss, info.as_ref().map(|i| &i.weighted));",
+                                         "add(&mut g_loss, info.as_ref().map(|i| i.weighted.detach()).as_ref());",
                                          ("infogan", "the_information_term_reaches_every_generator_layer")),
     "t-SNE bisection moving the wrong way": ("gan_lab/src/tsne.rs", "let too_flat = entropy.gt(target);",
                                              "let too_flat = entropy.lt(target);",

@@ -17,7 +17,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests")
 from conftest import ROOT, copy_edition, gan_lab, solutions, write_exercises  # noqa: E402
 
 BUGS = [  # (file, text in the master's solution, a student's mistake)
-    ("gan_lab/src/viz.rs", "z1.unsqueeze(0) * (1.0 - &alpha) + z2.unsqueeze(0) * alpha",
+    ("gan_lab/src/explore.rs", "z1.unsqueeze(0) * (1.0 - &alpha) + z2.unsqueeze(0) * alpha",
      "z1.unsqueeze(0) * &alpha + z2.unsqueeze(0) * (1.0 - alpha)"),
     ("gan_lab/src/losses.rs", "-bce_with_logits(fake_logits, 0.0)", "bce_with_logits(fake_logits, 0.0)"),
     ("gan_lab/src/losses.rs", "mu + (log_variance * 0.5).exp() * eps", "mu + log_variance.exp() * eps"),
