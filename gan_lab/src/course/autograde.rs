@@ -339,6 +339,29 @@ fn splice(
     Ok((text, placed, missing))
 }
 
+/// The files below `dir` (links included, not followed), as paths relative to it with `/`
+/// between components; none when `dir` does not exist yet.
+fn files_below(dir: &Path) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    let mut walk = vec![dir.to_path_buf()];
+    while let Some(at) = walk.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else { continue };
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot list {}", at.display()))?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                walk.push(path);
+            } else if let Ok(relative) = path.strip_prefix(dir) {
+                let parts: Vec<String> =
+                    relative.components().map(|c| c.as_os_str().to_string_lossy().into()).collect();
+                found.push(parts.join("/"));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
 /// The one build tree and target directory that submissions take turns in.
 struct Builder<'a> {
     master: &'a Master,
@@ -358,8 +381,15 @@ struct Built {
 
 impl Builder<'_> {
     /// Writes `files` into the build tree, leaving files whose content is unchanged untouched so
-    /// that cargo rebuilds only what a submission changed.
+    /// that cargo rebuilds only what a submission changed, and removes the files the master no
+    /// longer has (a module moved from `train.rs` to `train/mod.rs` must not leave both behind).
     fn sync(&self, files: &BTreeMap<String, Vec<u8>>) -> Result<()> {
+        for stale in files_below(&self.dir)?.into_iter().filter(|f| !files.contains_key(f)) {
+            if stale != ".venv" && stale != "Cargo.lock" {
+                std::fs::remove_file(self.dir.join(&stale))
+                    .with_context(|| format!("cannot remove {}", self.dir.join(&stale).display()))?;
+            }
+        }
         for (path, bytes) in files {
             let dest = self.dir.join(path);
             if std::fs::read(&dest).ok().as_deref() == Some(bytes.as_slice()) {
@@ -648,6 +678,22 @@ mod tests {
              // a change outside the exercises\n\
              fn b() -> i32 {{\n    // BEGIN EXERCISE dcgan.interpolate: yours\n{b}    // END EXERCISE\n}}\n"
         )
+    }
+
+    #[test]
+    fn the_build_tree_keeps_exactly_the_masters_files() {
+        let work = tempfile::tempdir().unwrap();
+        let master = Master { files: BTreeMap::new(), hidden: BTreeMap::new(), venv: None };
+        let builder =
+            Builder { master: &master, dir: work.path().join("workspace"), target: work.path().join("target") };
+        let files = |paths: &[&str]| paths.iter().map(|p| (p.to_string(), p.as_bytes().to_vec())).collect();
+        builder.sync(&files(&["Cargo.toml", "gan_lab/src/lib.rs", "gan_lab/src/train.rs"])).unwrap();
+        builder.sync(&files(&["Cargo.toml", "gan_lab/src/lib.rs", "gan_lab/src/train/mod.rs"])).unwrap();
+        assert_eq!(
+            files_below(&builder.dir).unwrap(),
+            ["Cargo.toml", "gan_lab/src/lib.rs", "gan_lab/src/train/mod.rs"],
+            "a file the master moved is gone from the build tree"
+        );
     }
 
     #[test]
