@@ -3,7 +3,7 @@
 //! CPU at hand. oneDNN was more than twice as fast on the AMD EPYC CPUs measured; on an Intel Xeon
 //! with AVX-512, MKL was the faster one.
 //!
-//! The choice is measured once per CPU (about half a second, when the first model is built) and
+//! The choice is measured once per CPU (when the first model is built: twelve products each way) and
 //! kept in `$GAN_LAB_HOME` (else `~/.cache/gan_lab`), so that every later run on the machine
 //! computes its products the same way, bit for bit. `GAN_LAB_PRODUCTS=onednn|libtorch` overrides it.
 
