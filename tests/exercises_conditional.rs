@@ -44,7 +44,7 @@ fn d_logits(d: &Discriminator, x: &Tensor, labels: &Tensor, train: bool) -> Tens
     for (row, y) in Vec::<i64>::try_from(labels).unwrap().into_iter().enumerate() {
         let _ = planes.get(row as i64).get(y).fill_(1.0);
     }
-    d.score(&d.fuse(x, &planes), labels, train)
+    d.score(&d.fuse(x, &planes), train)
 }
 
 // ---- conditional.label_map ----

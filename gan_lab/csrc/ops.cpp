@@ -984,10 +984,17 @@ thread_local int64_t dense_conv_calls = 0;
 // convolution of a single pixel (G's first layer, the latent vector to k×k maps). oneDNN's
 // convolutions at these shapes took several times as long as the product. Both read and write
 // the maps channels-last, (row, column, channel) order, the layout the fast backend trains in.
-enum class DenseConv { none, whole, pixel };
+//
+// And the k4 s2 p1 layers on small maps with many channels (down to 4×4 or below, up from 4×4
+// or below, at least 16 channels each side: the cDCGAN's 256 → 512 and 512 → 256, the VAE's 128
+// → 256 and 256 → 128): a convolution as one product over its input's 4×4 windows
+// (`windows_of`), a transposed one as one product whose rows are summed onto the output's
+// overlapping windows (`overlap_of`); each one's input gradient is the other's form. There
+// oneDNN's kernels took longer than the product; on larger maps they are faster.
+enum class DenseConv { none, whole, pixel, windows, overlap };
 
-// Which dense form `convolution(input, weight, ...)` is, for float32 CPU tensors without stride,
-// padding, dilation or groups.
+// Which dense form `convolution(input, weight, ...)` is, for float32 CPU tensors without dilation
+// or groups.
 DenseConv dense_conv(const at::Tensor& input, const at::Tensor& weight, at::IntArrayRef stride,
                      at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
                      at::IntArrayRef output_padding, int64_t groups) {
@@ -995,11 +1002,19 @@ DenseConv dense_conv(const at::Tensor& input, const at::Tensor& weight, at::IntA
     return v.size() == 2 && std::all_of(v.begin(), v.end(), [x](int64_t e) { return e == x; });
   };
   if (groups != 1 || input.dim() != 4 || weight.dim() != 4 || input.scalar_type() != at::kFloat ||
-      weight.scalar_type() != at::kFloat || !input.device().is_cpu() || !all(stride, 1) || !all(padding, 0) ||
-      !all(dilation, 1) || input.size(1) != weight.size(transposed ? 0 : 1))
+      weight.scalar_type() != at::kFloat || !input.device().is_cpu() || !all(dilation, 1) ||
+      input.size(1) != weight.size(transposed ? 0 : 1) || (transposed && !all(output_padding, 0)))
     return DenseConv::none;
-  if (!transposed && input.size(2) == weight.size(2) && input.size(3) == weight.size(3)) return DenseConv::whole;
-  if (transposed && all(output_padding, 0) && input.size(2) == 1 && input.size(3) == 1) return DenseConv::pixel;
+  if (all(stride, 1) && all(padding, 0)) {
+    if (!transposed && input.size(2) == weight.size(2) && input.size(3) == weight.size(3)) return DenseConv::whole;
+    if (transposed && input.size(2) == 1 && input.size(3) == 1) return DenseConv::pixel;
+    return DenseConv::none;
+  }
+  const bool k4s2p1 = all(stride, 2) && all(padding, 1) && weight.size(2) == 4 && weight.size(3) == 4;
+  if (!k4s2p1 || weight.size(0) < 16 || weight.size(1) < 16) return DenseConv::none;
+  const int64_t h = input.size(2), w = input.size(3);
+  if (!transposed && h % 2 == 0 && w % 2 == 0 && h <= 8 && w <= 8) return DenseConv::windows;
+  if (transposed && h <= 4 && w <= 4) return DenseConv::overlap;
   return DenseConv::none;
 }
 
@@ -1009,20 +1024,34 @@ at::Tensor dense_weight(const at::Tensor& weight) {
   return weight.permute({0, 2, 3, 1}).reshape({weight.size(0), -1});
 }
 
+// Maps [N, C, H, W] as rows [N·H·W, C] (no copy for channels-last maps), and back.
+at::Tensor map_rows(const at::Tensor& x) { return x.permute({0, 2, 3, 1}).reshape({-1, x.size(1)}); }
+at::Tensor rows_map(const at::Tensor& rows, int64_t n, int64_t h, int64_t w) {
+  return rows.view({n, h, w, -1}).permute({0, 3, 1, 2});
+}
+
 at::Tensor dense_forward(DenseConv form, const at::Tensor& input, const at::Tensor& weight,
                          const std::optional<at::Tensor>& bias) {
   const Range range("gan_lab::dense_conv");
-  const int64_t n = input.size(0);
+  const int64_t n = input.size(0), h = input.size(2), w = input.size(3);
   const bool biased = bias.has_value() && bias->defined();
-  if (form == DenseConv::whole) {
-    const int64_t out = weight.size(0);
-    const auto rows = input.permute({0, 2, 3, 1}).reshape({n, -1});
-    const auto wt = dense_weight(weight).t();
-    return (biased ? at::addmm(*bias, rows, wt) : rows.mm(wt)).view({n, out, 1, 1});
+  switch (form) {
+    case DenseConv::whole: {
+      const auto rows = input.permute({0, 2, 3, 1}).reshape({n, -1});
+      const auto wt = dense_weight(weight).t();
+      return rows_map(biased ? at::addmm(*bias, rows, wt) : rows.mm(wt), n, 1, 1);
+    }
+    case DenseConv::windows: {
+      const auto rows = windows_of(input), wt = dense_weight(weight).t();
+      return rows_map(biased ? at::addmm(*bias, rows, wt) : rows.mm(wt), n, h / 2, w / 2);
+    }
+    default: {  // pixel, overlap: the input's rows times the weight, placed or summed onto the windows
+      const int64_t out = weight.size(1), k = weight.size(2);
+      const auto rows = map_rows(input).mm(dense_weight(weight));
+      auto y = form == DenseConv::pixel ? rows.view({n, k, k, out}).permute({0, 3, 1, 2}) : overlap_of(rows, n, h, w);
+      return biased ? y + bias->view({1, out, 1, 1}) : y;
+    }
   }
-  const int64_t out = weight.size(1), kh = weight.size(2), kw = weight.size(3);
-  auto y = input.reshape({n, input.size(1)}).mm(dense_weight(weight)).view({n, kh, kw, out}).permute({0, 3, 1, 2});
-  return biased ? y + bias->view({1, out, 1, 1}) : y;
 }
 
 // The dense forms' gradients: products with the same matrices.
@@ -1030,20 +1059,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dense_backward(DenseConv form, co
                                                               const at::Tensor& input, const at::Tensor& weight,
                                                               std::array<bool, 3> mask) {
   const Range range("gan_lab::dense_conv_backward");
-  const int64_t n = input.size(0), c = input.size(1);
+  const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
+  const int64_t kh = weight.size(2), kw = weight.size(3);
   at::Tensor gI, gW, gb;
-  if (form == DenseConv::whole) {
-    const int64_t out = weight.size(0), kh = weight.size(2), kw = weight.size(3);
-    const auto g = gO.reshape({n, out});
-    if (mask[0]) gI = g.mm(dense_weight(weight)).view({n, kh, kw, c}).permute({0, 3, 1, 2});
-    if (mask[1])
-      gW = g.t().mm(input.permute({0, 2, 3, 1}).reshape({n, -1})).view({out, kh, kw, c}).permute({0, 3, 1, 2});
+  if (form == DenseConv::whole || form == DenseConv::windows) {
+    const int64_t out = weight.size(0);
+    const bool whole = form == DenseConv::whole;
+    const auto g = map_rows(gO).reshape({-1, out});
+    if (mask[0]) {
+      const auto rows = g.mm(dense_weight(weight));
+      gI = whole ? rows.view({n, kh, kw, c}).permute({0, 3, 1, 2}) : overlap_of(rows, n, h / 2, w / 2);
+    }
+    if (mask[1]) {
+      const auto rows = whole ? input.permute({0, 2, 3, 1}).reshape({n, -1}) : windows_of(input);
+      gW = g.t().mm(rows).view({out, kh, kw, c}).permute({0, 3, 1, 2});
+    }
     if (mask[2]) gb = g.sum(0);
-  } else {
-    const int64_t out = weight.size(1), kh = weight.size(2), kw = weight.size(3);
-    const auto rows = gO.permute({0, 2, 3, 1}).reshape({n, -1});
-    if (mask[0]) gI = rows.mm(dense_weight(weight).t()).view({n, c, 1, 1});
-    if (mask[1]) gW = input.reshape({n, c}).t().mm(rows).view({c, kh, kw, out}).permute({0, 3, 1, 2});
+  } else {  // pixel, overlap: the output's windows are the rows
+    const int64_t out = weight.size(1);
+    const auto rows = form == DenseConv::pixel ? gO.permute({0, 2, 3, 1}).reshape({n, -1}) : windows_of(gO);
+    if (mask[0]) gI = rows_map(rows.mm(dense_weight(weight).t()), n, h, w);
+    if (mask[1]) gW = map_rows(input).t().mm(rows).view({c, kh, kw, out}).permute({0, 3, 1, 2});
     if (mask[2]) gb = gO.sum({0, 2, 3});
   }
   return {gI, gW, gb};

@@ -2,13 +2,13 @@
 //! switch.
 //!
 //! - **`Backend::Fast`** (the default where it was built): gan_lab's C++ kernels (`csrc/ops.cpp`:
-//!   convolutions of one-channel images, the weight-gradient form of a convolution's second
-//!   derivative) take over libtorch's `convolution`, `convolution_backward` and
-//!   `_convolution_double_backward` in its dispatcher, and oneDNN's matrix products its `mm` and
-//!   `addmm` where they measured faster on the CPU at hand ([`products`]);
-//!   BatchNorm and LayerNorm run fused with their activation ([`ops`]); some layers of the lesson
-//!   models compute as one matrix product ([`crate::models::layers`]); weights and batches are
-//!   channels-last and freed memory stays in the process ([`perf`]).
+//!   convolutions of one-channel images, layers that are one matrix product at their shape, the
+//!   weight-gradient form of a convolution's second derivative) take over libtorch's
+//!   `convolution`, `convolution_backward` and `_convolution_double_backward` in its dispatcher,
+//!   so the models' plain `nn::conv2d` and `nn::conv_transpose2d` reach them by shape; oneDNN's
+//!   matrix products take over `mm` and `addmm` where they measured faster on the CPU at hand
+//!   ([`products`]); BatchNorm and LayerNorm run fused with their activation ([`ops`]); weights
+//!   and batches are channels-last and freed memory stays in the process ([`perf`]).
 //! - **`Backend::Libtorch`**: stock libtorch. Nothing of gan_lab's is registered in the
 //!   dispatcher, the allocator keeps its settings, tensors keep their layout, every layer runs the
 //!   op its model names. The same models, the same numbers up to float rounding.

@@ -18,7 +18,9 @@ extern "C" {
     fn gan_lab_last_error() -> *const c_char;
     fn gan_lab_clear_error();
     fn gan_lab_leaky_relu(x: *const C_tensor, slope: f64) -> *mut C_tensor;
+    #[cfg(test)]
     fn gan_lab_windows_k4s2(x: *const C_tensor) -> *mut C_tensor;
+    #[cfg(test)]
     fn gan_lab_overlap_k4s2(rows: *const C_tensor, n: i64, h: i64, w: i64) -> *mut C_tensor;
     fn gan_lab_batch_norm_act(
         x: *const C_tensor,
@@ -236,16 +238,12 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Tensor {
 /// even), as the rows of a `[N·(H/2)·(W/2), 16·C]` matrix: row (n, i, j), column (a, b, c) holds
 /// x[n, c, 2i+a-1, 2j+b-1], 0 outside the map. The convolution is this matrix times its weights
 /// viewed as `[out, 16·C]` (channels-last: (row, column, channel) order). Differentiable to any
-/// order: its gradient is [`overlap_k4s2`], and that one's is this.
-pub fn f_windows_k4s2(x: &Tensor) -> Result<Tensor> {
-    #[cfg(gan_lab_kernels)]
+/// order: its gradient is [`overlap_k4s2`], and that one's is this. The fast backend's
+/// convolutions on small maps run on it (`csrc/ops.cpp`, the dense forms); here for its tests.
+#[cfg(all(test, gan_lab_kernels))]
+pub(crate) fn f_windows_k4s2(x: &Tensor) -> Result<Tensor> {
     // SAFETY: `x` is a live tensor for the duration of the call.
-    return wrap(unsafe { gan_lab_windows_k4s2(x.as_ptr()) }, "windows_k4s2");
-    #[cfg(not(gan_lab_kernels))]
-    {
-        let _ = x;
-        Err(without_kernels("windows_k4s2"))
-    }
+    wrap(unsafe { gan_lab_windows_k4s2(x.as_ptr()) }, "windows_k4s2")
 }
 
 /// The error of a kernel asked for in a build without the C++.
@@ -257,33 +255,22 @@ fn without_kernels(op: &str) -> anyhow::Error {
 /// The adjoint of [`f_windows_k4s2`]: rows `[n·h·w, 16·C]`, one per position (n, i, j) of an h×w
 /// map, each summed onto the 4×4 window of a `[n, C, 2h, 2w]` map (channels-last) that position
 /// covers in a kernel-4, stride-2, padding-1 transposed convolution.
-pub fn f_overlap_k4s2(rows: &Tensor, n: i64, h: i64, w: i64) -> Result<Tensor> {
-    #[cfg(gan_lab_kernels)]
+#[cfg(all(test, gan_lab_kernels))]
+pub(crate) fn f_overlap_k4s2(rows: &Tensor, n: i64, h: i64, w: i64) -> Result<Tensor> {
     // SAFETY: `rows` is a live tensor for the duration of the call.
-    return wrap(unsafe { gan_lab_overlap_k4s2(rows.as_ptr(), n, h, w) }, "overlap_k4s2");
-    #[cfg(not(gan_lab_kernels))]
-    {
-        let _ = (rows, n, h, w);
-        Err(without_kernels("overlap_k4s2"))
-    }
+    wrap(unsafe { gan_lab_overlap_k4s2(rows.as_ptr(), n, h, w) }, "overlap_k4s2")
 }
 
 /// [`f_windows_k4s2`]; panics on a tensor that is not an even-sided map, as tch's own ops do.
-pub fn windows_k4s2(x: &Tensor) -> Tensor {
+#[cfg(all(test, gan_lab_kernels))]
+pub(crate) fn windows_k4s2(x: &Tensor) -> Tensor {
     f_windows_k4s2(x).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// [`f_overlap_k4s2`]; panics on rows of the wrong shape, as tch's own ops do.
-pub fn overlap_k4s2(rows: &Tensor, n: i64, h: i64, w: i64) -> Tensor {
+#[cfg(all(test, gan_lab_kernels))]
+pub(crate) fn overlap_k4s2(rows: &Tensor, n: i64, h: i64, w: i64) -> Tensor {
     f_overlap_k4s2(rows, n, h, w).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Whether libtorch's k4 s2 p1 convolution of a float32 image with `image_channels` channels into
-/// `channels` maps, and the transposed one back, run gan_lab's image kernels (`csrc/ops.cpp`:
-/// direct sums with the weights in registers, faster than oneDNN's kernel or the window
-/// products at these shapes): one image channel, maps a multiple of 16 channels, the fast backend.
-pub fn image_conv_kernels(image_channels: i64, channels: i64) -> bool {
-    image_channels == 1 && channels % 16 == 0 && super::fast()
 }
 
 /// BatchNorm `bn` followed by ReLU (`slope` 0) or LeakyReLU(`slope`): the block after every hidden
@@ -999,11 +986,12 @@ pub(crate) mod tests {
     /// second derivative).
     fn dense_layer_derivatives(
         kind: Kind,
-        transposed: bool,
+        (transposed, k4s2p1): (bool, bool),
         input: [i64; 4],
         weight: [i64; 4],
         cl: bool,
     ) -> Vec<Tensor> {
+        let (s, p) = if k4s2p1 { (2, 1) } else { (1, 0) };
         let cpu = tch::Device::Cpu;
         let layout = |t: Tensor| if cl { crate::backend::perf::channels_last(&t) } else { t };
         let out = if transposed { weight[1] } else { weight[0] };
@@ -1018,9 +1006,9 @@ pub(crate) mod tests {
         let w = layout(w.to_kind(kind)).set_requires_grad(true);
         let b = b.to_kind(kind).set_requires_grad(true);
         let y = if transposed {
-            x.conv_transpose2d(&w, Some(&b), [1, 1], [0, 0], [0, 0], 1, [1, 1])
+            x.conv_transpose2d(&w, Some(&b), [s, s], [p, p], [0, 0], 1, [1, 1])
         } else {
-            x.conv2d(&w, Some(&b), [1, 1], [0, 0], [1, 1], 1)
+            x.conv2d(&w, Some(&b), [s, s], [p, p], [1, 1], 1)
         };
         let q = crate::rng::with_seed(6, || Tensor::randn(y.size(), (Kind::Float, cpu))).to_kind(kind);
         let g = Tensor::run_backward(&[(y.tanh() * q).sum(kind)], &[&x, &w, &b], true, true);
@@ -1032,32 +1020,49 @@ pub(crate) mod tests {
         all
     }
 
-    /// D's last layer (a kernel as large as its 4×4 input) and G's first (a transposed kernel on
-    /// one pixel) take the dense forms in float32, with the values and derivatives libtorch's own
+    /// D's last layer (a kernel as large as its 4×4 input), G's first (a transposed kernel on
+    /// one pixel), and the k4 s2 p1 layers on small maps with many channels (down to 4×4, up
+    /// from 4×4) take the dense forms in float32, with the values and derivatives libtorch's own
     /// kernels give in float64; other shapes keep libtorch's.
     #[test]
     fn dense_convolutions_have_libtorchs_values_and_derivatives() {
         fast_backend();
         let names =
             ["output", "input gradient", "weight gradient", "bias gradient", "penalty: weight", "penalty: bias"];
-        for (transposed, input, weight) in [(false, [5, 12, 4, 4], [3, 12, 4, 4]), (true, [7, 10, 1, 1], [10, 6, 4, 4])]
-        {
+        let forms = [
+            ((false, false), [5, 12, 4, 4], [3, 12, 4, 4]),
+            ((true, false), [7, 10, 1, 1], [10, 6, 4, 4]),
+            ((false, true), [3, 16, 8, 8], [20, 16, 4, 4]),
+            ((false, true), [2, 24, 4, 6], [16, 24, 4, 4]),
+            ((true, true), [3, 20, 4, 4], [20, 16, 4, 4]),
+            ((true, true), [2, 16, 2, 3], [16, 24, 4, 4]),
+        ];
+        for (form, input, weight) in forms {
             for cl in [false, true] {
                 let before = unsafe { gan_lab_dense_conv_calls() };
-                let fast = dense_layer_derivatives(Kind::Float, transposed, input, weight, cl);
+                let fast = dense_layer_derivatives(Kind::Float, form, input, weight, cl);
                 let calls = unsafe { gan_lab_dense_conv_calls() } - before;
-                assert!(calls >= 3, "forward, backward and the penalty's in the dense form: {calls} calls");
-                let exact = dense_layer_derivatives(Kind::Double, transposed, input, weight, cl);
+                assert!(
+                    calls >= 3,
+                    "{form:?} {input:?}: forward, backward and the penalty's in the dense form: {calls} calls"
+                );
+                let exact = dense_layer_derivatives(Kind::Double, form, input, weight, cl);
                 for ((a, b), name) in fast.iter().zip(&exact).zip(names) {
                     assert_eq!(a.size(), b.size(), "{name}");
                     let diff = relative(a, &b.to_kind(Kind::Float));
-                    assert!(diff < 1e-5, "{name} (transposed {transposed}, channels-last {cl}): off by {diff:e}");
+                    assert!(diff < 1e-5, "{name} ({form:?} {input:?}, channels-last {cl}): off by {diff:e}");
                 }
             }
         }
         let before = unsafe { gan_lab_dense_conv_calls() };
-        let _ = dense_layer_derivatives(Kind::Float, false, [2, 12, 6, 6], [3, 12, 4, 4], false);
-        let _ = dense_layer_derivatives(Kind::Float, true, [2, 10, 2, 2], [10, 6, 4, 4], false);
-        assert_eq!(unsafe { gan_lab_dense_conv_calls() }, before, "larger inputs run libtorch's convolution");
+        let _ = dense_layer_derivatives(Kind::Float, (false, false), [2, 12, 6, 6], [3, 12, 4, 4], false);
+        let _ = dense_layer_derivatives(Kind::Float, (true, false), [2, 10, 2, 2], [10, 6, 4, 4], false);
+        // Larger maps, fewer channels, odd sides.
+        let _ = dense_layer_derivatives(Kind::Float, (false, true), [2, 16, 16, 16], [16, 16, 4, 4], false);
+        let _ = dense_layer_derivatives(Kind::Float, (true, true), [2, 16, 8, 8], [16, 16, 4, 4], false);
+        let _ = dense_layer_derivatives(Kind::Float, (false, true), [2, 8, 8, 8], [16, 8, 4, 4], false);
+        let _ = dense_layer_derivatives(Kind::Float, (true, true), [2, 16, 4, 4], [16, 8, 4, 4], false);
+        let _ = dense_layer_derivatives(Kind::Float, (false, true), [2, 16, 5, 5], [16, 16, 4, 4], false);
+        assert_eq!(unsafe { gan_lab_dense_conv_calls() }, before, "these shapes run libtorch's convolution");
     }
 }

@@ -6,7 +6,6 @@
 //! drawn from U(−1, 1). Both networks are the DCGAN lesson's, so `ngf`, `ndf` and the init work as there.
 
 use super::dcgan::{self, DcganConfig};
-use super::layers::{UpLayer, WindowConv};
 use super::{DiscriminatorNet, GeneratorNet, Judgement};
 use crate::backend::ops::{batch_norm_leaky_relu, batch_norm_relu};
 use anyhow::{ensure, Result};
@@ -180,7 +179,7 @@ pub struct PaperGenerator {
     bn2: nn::BatchNorm,
     convt1: nn::ConvTranspose2D,
     bn3: nn::BatchNorm,
-    convt2: UpLayer,
+    convt2: nn::ConvTranspose2D,
 }
 
 impl PaperGenerator {
@@ -194,7 +193,7 @@ impl PaperGenerator {
             bn2: nn::batch_norm1d(p / "bn2", 128 * 8 * 8, bn),
             convt1: nn::conv_transpose2d(p / "convt1", 128, 64, 4, c.dcgan.convt_config(2, 1)),
             bn3: nn::batch_norm2d(p / "bn3", 64, bn),
-            convt2: UpLayer::overlapped(p / "convt2", 64, c.dcgan.channels, c.dcgan.init.convt_config(2, 1, true)),
+            convt2: nn::conv_transpose2d(p / "convt2", 64, c.dcgan.channels, 4, c.dcgan.init.convt_config(2, 1, true)),
         }
     }
 }
@@ -212,7 +211,7 @@ impl GeneratorNet for PaperGenerator {
 /// The paper's MNIST discriminator at 32×32, with Q on its dense features.
 #[derive(Debug)]
 pub struct PaperDiscriminator {
-    conv1: WindowConv,
+    conv1: nn::Conv2D,
     conv2: nn::Conv2D,
     bn2: nn::BatchNorm,
     fc: nn::Linear,
@@ -225,7 +224,7 @@ impl PaperDiscriminator {
     pub fn new(p: &nn::Path, c: &InfoganConfig) -> PaperDiscriminator {
         let bn = c.dcgan.bn_config();
         PaperDiscriminator {
-            conv1: WindowConv::new(p / "conv1", c.dcgan.channels, 64, c.dcgan.init.conv_config(2, 1, true)),
+            conv1: nn::conv2d(p / "conv1", c.dcgan.channels, 64, 4, c.dcgan.init.conv_config(2, 1, true)),
             conv2: nn::conv2d(p / "conv2", 64, 128, 4, c.dcgan.conv_config(2, 1)),
             bn2: nn::batch_norm2d(p / "bn2", 128, bn),
             fc: dense(p / "fc", 128 * 8 * 8, 1024, c, false),

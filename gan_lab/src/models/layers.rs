@@ -90,13 +90,7 @@ pub enum Upsample {
 #[derive(Debug)]
 pub enum UpLayer {
     Transposed(nn::ConvTranspose2D),
-    Resize {
-        bilinear: bool,
-        conv: nn::Conv2D,
-    },
-    /// A k4 s2 p1 transposed convolution computed as a matrix product and the sum of the
-    /// overlapping windows ([`UpLayer::overlapped`]).
-    Overlapped(nn::ConvTranspose2D),
+    Resize { bilinear: bool, conv: nn::Conv2D },
 }
 
 impl UpLayer {
@@ -104,11 +98,6 @@ impl UpLayer {
     pub fn new(kind: Upsample, p: nn::Path, from: i64, to: i64, bias: bool, ws_init: nn::Init) -> UpLayer {
         let bs_init = nn::Init::Const(0.0);
         match kind {
-            // Onto the image's few channels: see UpLayer::overlapped.
-            Upsample::TransposedConv if to <= 4 => {
-                let c = nn::ConvTransposeConfig { stride: 2, padding: 1, bias, ws_init, bs_init, ..Default::default() };
-                UpLayer::overlapped(p, from, to, c)
-            }
             Upsample::TransposedConv => {
                 let c = nn::ConvTransposeConfig { stride: 2, padding: 1, bias, ws_init, bs_init, ..Default::default() };
                 UpLayer::Transposed(nn::conv_transpose2d(p, from, to, 4, c))
@@ -119,52 +108,12 @@ impl UpLayer {
             }
         }
     }
-
-    /// A transposed convolution k4 s2 p1, `from` → `to` channels at twice the side, computed as
-    /// one matrix product, [B·h·w, from] × [from, 4·4·to], whose rows are then summed onto the
-    /// overlapping 4×4 windows of the output ([`crate::backend::ops::f_overlap_k4s2`]). Same weights, same
-    /// values up to rounding. On small maps with many channels and onto an image's few channels
-    /// that is faster than oneDNN's kernel (the cDCGAN's 512 → 256 channels from 4×4 to 8×8, 32 → 1
-    /// channel from 16×16 to 32×32; figures in docs/performance.md); on larger maps with more
-    /// channels it is slower, so models choose it layer
-    /// by layer ([`UpLayer::new`] for the layer onto ≤ 4 channels). Under bfloat16 autocast it
-    /// runs oneDNN's kernel, which sums the overlaps before rounding to bfloat16. Onto one channel
-    /// from a multiple of 16 it runs libtorch's transposed convolution, which gan_lab computes the
-    /// same way forward and with its image kernels backward ([`crate::backend::ops::image_conv_kernels`]).
-    pub fn overlapped(p: nn::Path, from: i64, to: i64, config: nn::ConvTransposeConfig) -> UpLayer {
-        assert!(
-            config.stride == 2
-                && config.padding == 1
-                && config.output_padding == 0
-                && config.dilation == 1
-                && config.groups == 1,
-            "overlapped: a k4 s2 p1 transposed convolution without dilation or groups"
-        );
-        UpLayer::Overlapped(nn::conv_transpose2d(p, from, to, 4, config))
-    }
 }
 
 impl Module for UpLayer {
     fn forward(&self, x: &Tensor) -> Tensor {
         match self {
             UpLayer::Transposed(conv) => conv.forward(x),
-            UpLayer::Overlapped(conv)
-                if !crate::backend::fast()
-                    || crate::backend::perf::autocast_active()
-                    || crate::backend::ops::image_conv_kernels(conv.ws.size()[1], x.size()[1]) =>
-            {
-                conv.forward(x)
-            }
-            UpLayer::Overlapped(conv) => {
-                let (s, w) = (x.size(), &conv.ws); // w [from, to, 4, 4]
-                let to = w.size()[1];
-                let rows = x.permute([0, 2, 3, 1]).reshape([-1, s[1]]).mm(&w.permute([0, 2, 3, 1]).reshape([s[1], -1]));
-                let y = crate::backend::ops::overlap_k4s2(&rows, s[0], s[2], s[3]);
-                match &conv.bs {
-                    Some(b) => y + b.view([1, to, 1, 1]),
-                    None => y,
-                }
-            }
             UpLayer::Resize { bilinear, conv } => {
                 let s = x.size();
                 let size = [s[2] * 2, s[3] * 2];
@@ -176,50 +125,6 @@ impl Module for UpLayer {
                 conv.forward(&up)
             }
         }
-    }
-}
-
-/// A convolution k4 s2 p1 computed as one matrix product, [B·(H/2)·(W/2), 4·4·C] × [4·4·C, out], over
-/// its input's 4×4 windows ([`crate::backend::ops::f_windows_k4s2`]); odd sizes, bfloat16 autocast, and one
-/// image channel into a multiple of 16 (gan_lab's image kernels, [`crate::backend::ops::image_conv_kernels`])
-/// run the convolution. Same weights, same values up to rounding. On small maps with many channels and
-/// from an image's few channels that is faster than oneDNN's kernel (the cDCGAN's 256 → 512
-/// channels from 8×8 to 4×4; figures in docs/performance.md); on larger maps with more channels
-/// it is slower, so models choose it layer by layer. Its output is channels-last.
-#[derive(Debug)]
-pub struct WindowConv {
-    pub conv: nn::Conv2D,
-}
-
-impl WindowConv {
-    pub fn new(p: nn::Path, from: i64, to: i64, config: nn::ConvConfig) -> WindowConv {
-        assert!(
-            config.stride == 2 && config.padding == 1 && config.dilation == 1 && config.groups == 1,
-            "WindowConv: a k4 s2 p1 convolution without dilation or groups"
-        );
-        WindowConv { conv: nn::conv2d(p, from, to, 4, config) }
-    }
-}
-
-impl Module for WindowConv {
-    /// `[B, C, H, W]` → `[B, out, H/2, W/2]` (channels-last).
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let (s, w) = (x.size(), &self.conv.ws); // w [out, C, 4, 4]
-        if !crate::backend::fast()
-            || s[2] % 2 != 0
-            || s[3] % 2 != 0
-            || crate::backend::perf::autocast_active()
-            || crate::backend::ops::image_conv_kernels(s[1], w.size()[0])
-        {
-            return self.conv.forward(x);
-        }
-        let rows = crate::backend::ops::windows_k4s2(x);
-        let wt = w.permute([0, 2, 3, 1]).reshape([w.size()[0], -1]).tr();
-        let y = match &self.conv.bs {
-            Some(b) => b.addmm(&rows, &wt),
-            None => rows.mm(&wt),
-        };
-        y.view([s[0], s[2] / 2, s[3] / 2, -1]).permute([0, 3, 1, 2])
     }
 }
 
@@ -415,117 +320,4 @@ pub fn toy_upsampling(kind: Upsample) -> (Tensor, Tensor) {
     let columns: Vec<Tensor> = (0..5).map(|i| apply(&Tensor::eye(5, opts).get(i))).collect();
     let x = Tensor::from_slice(&[0.9f64, 0.7, 0.5, 0.3, 0.1]);
     (Tensor::stack(&columns, 1), apply(&x))
-}
-
-/// The fast backend's rewrites against the layers they replace.
-#[cfg(all(test, gan_lab_kernels))]
-mod tests {
-    use super::*;
-    use crate::rng::with_seed;
-
-    /// Values and the gradients of input, weight and bias of `layer` against libtorch's
-    /// convolution with the same weights, in both layouts.
-    fn check(layer: &dyn Module, conv: &dyn Fn(&Tensor) -> Tensor, input: &[i64], params: &[&Tensor]) {
-        for channels_last in [false, true] {
-            let x0 = with_seed(2, || Tensor::randn(input, (Kind::Float, tch::Device::Cpu)));
-            let x0 = if channels_last { crate::backend::perf::channels_last(&x0) } else { x0 };
-            let mut results = vec![];
-            for ours in [true, false] {
-                let x = x0.detach().set_requires_grad(true);
-                let y = if ours { layer.forward(&x) } else { conv(&x) };
-                let weights = with_seed(3, || Tensor::randn(y.size(), (Kind::Float, tch::Device::Cpu)));
-                let mut wrt = vec![&x];
-                wrt.extend_from_slice(params);
-                let grads = Tensor::run_backward(&[(&y * &weights).sum(Kind::Float)], &wrt, false, false);
-                results.push((y, grads));
-            }
-            let (a, b) = (&results[0], &results[1]);
-            assert_eq!(a.0.size(), b.0.size());
-            let d = (&a.0 - &b.0).abs().max().double_value(&[]);
-            assert!(d < 1e-5, "output off by {d} (channels-last {channels_last})");
-            for (i, (ga, gb)) in a.1.iter().zip(&b.1).enumerate() {
-                let d = (ga - gb).abs().max().double_value(&[]);
-                assert!(d < 1e-4, "gradient {i} off by {d} (channels-last {channels_last})");
-            }
-        }
-    }
-
-    #[test]
-    fn window_conv_is_the_convolution_it_replaces() {
-        crate::backend::tests::require_fast();
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let config = nn::ConvConfig {
-            stride: 2,
-            padding: 1,
-            bias: true,
-            bs_init: nn::Init::Randn { mean: 0.0, stdev: 1.0 },
-            ..Default::default()
-        };
-        // Odd sizes run the convolution; one input channel is an image's.
-        let inputs: [(i64, &[[i64; 4]]); 2] = [(6, &[[3, 6, 8, 8], [2, 6, 4, 6], [2, 6, 5, 5]]), (1, &[[3, 1, 8, 8]])];
-        for (from, shapes) in inputs {
-            let layer = with_seed(1, || WindowConv::new(vs.root() / format!("from{from}"), from, 5, config));
-            let (w, b) = (&layer.conv.ws, layer.conv.bs.as_ref().unwrap());
-            let conv = |x: &Tensor| x.conv2d(w, Some(b), [2, 2], [1, 1], [1, 1], 1);
-            for shape in shapes {
-                check(&layer, &conv, shape, &[w, b]);
-            }
-        }
-    }
-
-    #[test]
-    fn overlapped_is_the_transposed_convolution_it_replaces() {
-        crate::backend::tests::require_fast();
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let config = nn::ConvTransposeConfig {
-            stride: 2,
-            padding: 1,
-            bias: true,
-            bs_init: nn::Init::Randn { mean: 0.0, stdev: 1.0 },
-            ..Default::default()
-        };
-        // One output channel is an image's.
-        let outputs: [(i64, &[[i64; 4]]); 2] = [(5, &[[3, 6, 4, 4], [2, 6, 3, 5]]), (1, &[[3, 6, 4, 4]])];
-        for (to, shapes) in outputs {
-            let layer = with_seed(1, || UpLayer::overlapped(vs.root() / format!("to{to}"), 6, to, config));
-            let UpLayer::Overlapped(c) = &layer else { unreachable!() };
-            let (w, b) = (&c.ws, c.bs.as_ref().unwrap());
-            let convt = |x: &Tensor| x.conv_transpose2d(w, Some(b), [2, 2], [1, 1], [0, 0], 1, [1, 1]);
-            for shape in shapes {
-                check(&layer, &convt, shape, &[w, b]);
-            }
-        }
-    }
-
-    #[test]
-    fn windows_and_overlap_have_gradients_of_gradients() {
-        crate::backend::tests::require_fast();
-        // A gradient penalty differentiates a critic's input gradient again: through WindowConv's
-        // backward (overlap) and the overlapped layer's (windows).
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let c = nn::ConvConfig { stride: 2, padding: 1, ..Default::default() };
-        let down = with_seed(1, || WindowConv::new(vs.root() / "down", 3, 4, c));
-        let t = nn::ConvTransposeConfig { stride: 2, padding: 1, ..Default::default() };
-        let up = with_seed(2, || UpLayer::overlapped(vs.root() / "up", 4, 3, t));
-        let UpLayer::Overlapped(uc) = &up else { unreachable!() };
-        let (wd, wu) = (&down.conv.ws, &uc.ws);
-        let reference = |x: &Tensor| {
-            let h = x.conv2d(wd, down.conv.bs.as_ref(), [2, 2], [1, 1], [1, 1], 1).tanh();
-            h.conv_transpose2d(wu, uc.bs.as_ref(), [2, 2], [1, 1], [0, 0], 1, [1, 1])
-        };
-        let ours = |x: &Tensor| up.forward(&down.forward(x).tanh());
-        let x0 = with_seed(3, || Tensor::randn([2, 3, 6, 6], (Kind::Float, tch::Device::Cpu)));
-        let mut results = vec![];
-        for f in [&ours as &dyn Fn(&Tensor) -> Tensor, &reference] {
-            let x = x0.detach().set_requires_grad(true);
-            let y = f(&x).sin().sum(Kind::Float);
-            let gx = &Tensor::run_backward(&[y], &[&x], true, true)[0];
-            let penalty = (gx * gx).sum(Kind::Float);
-            results.push(Tensor::run_backward(&[penalty], &[&x, wd, wu], false, false));
-        }
-        for (i, (a, b)) in results[0].iter().zip(&results[1]).enumerate() {
-            let d = (a - b).abs().max().double_value(&[]);
-            assert!(d < 1e-4, "second-order gradient {i} off by {d}");
-        }
-    }
 }

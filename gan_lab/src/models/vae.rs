@@ -10,7 +10,6 @@
 //! LeakyReLU the text's slope 0.01. Weights start at PyTorch's defaults.
 
 use super::dcgan::Init;
-use super::layers::{UpLayer, WindowConv};
 use crate::backend::ops::batch_norm_leaky_relu;
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
@@ -74,13 +73,13 @@ impl VaeConfig {
 #[derive(Debug)]
 pub struct VaeNet {
     config: VaeConfig,
-    down: Vec<(Box<dyn Module>, nn::BatchNorm)>,
+    down: Vec<(nn::Conv2D, nn::BatchNorm)>,
     mean: nn::Linear,
     log_variance: nn::Linear,
     from_latent: nn::Linear,
     bn0: nn::BatchNorm,
-    up: Vec<(UpLayer, nn::BatchNorm)>,
-    to_image: UpLayer,
+    up: Vec<(nn::ConvTranspose2D, nn::BatchNorm)>,
+    to_image: nn::ConvTranspose2D,
 }
 
 impl VaeNet {
@@ -92,18 +91,7 @@ impl VaeNet {
         let mut down = Vec::new();
         let mut in_ch = c.channels;
         for (i, &w) in widths.iter().enumerate() {
-            let (path, config) = (p / format!("conv{}", i + 1), Init::Default.conv_config(2, 1, false));
-            // The last convolution, onto the smallest maps (2×2 for 32×32 images), is a matrix
-            // product there, and so are the decoder's first and last layers below (128 → 256
-            // channels, 4×4 → 2×2, forward and backward: 3.7 ms against oneDNN's 6.3 ms; see
-            // WindowConv). The first, from the one-channel image, is libtorch's convolution,
-            // which gan_lab's image kernels compute (`ops::image_conv_kernels`; the matrix
-            // product had rounded μ beyond the 1e-5 the parity test with PyTorch allows).
-            let conv: Box<dyn Module> = if i == 3 {
-                Box::new(WindowConv::new(path, in_ch, w, config))
-            } else {
-                Box::new(nn::conv2d(path, in_ch, w, 4, config))
-            };
+            let conv = nn::conv2d(p / format!("conv{}", i + 1), in_ch, w, 4, Init::Default.conv_config(2, 1, false));
             down.push((conv, nn::batch_norm2d(p / format!("bn{}", i + 1), w, VaeConfig::bn_config())));
             in_ch = w;
         }
@@ -115,15 +103,17 @@ impl VaeNet {
         let mut up = Vec::new();
         for (i, pair) in widths.windows(2).rev().enumerate() {
             let (from, to) = (pair[1], pair[0]);
-            let (path, config) = (p / format!("convt{}", i + 1), Init::Default.convt_config(2, 1, false));
-            let conv = if i == 0 {
-                UpLayer::overlapped(path, from, to, config)
-            } else {
-                UpLayer::Transposed(nn::conv_transpose2d(path, from, to, 4, config))
-            };
+            let conv = nn::conv_transpose2d(
+                p / format!("convt{}", i + 1),
+                from,
+                to,
+                4,
+                Init::Default.convt_config(2, 1, false),
+            );
             up.push((conv, nn::batch_norm2d(p / format!("bnt{}", i + 1), to, VaeConfig::bn_config())));
         }
-        let to_image = UpLayer::overlapped(p / "convt4", widths[0], c.channels, Init::Default.convt_config(2, 1, true));
+        let to_image =
+            nn::conv_transpose2d(p / "convt4", widths[0], c.channels, 4, Init::Default.convt_config(2, 1, true));
         VaeNet { config: c.clone(), down, mean, log_variance, from_latent, bn0, up, to_image }
     }
 
