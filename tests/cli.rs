@@ -94,6 +94,54 @@ fn ctrl_c_saves_a_checkpoint_that_resumes() {
     assert_eq!(gan_lab::checkpoint::step_of(&checkpoint).unwrap(), step + 2);
 }
 
+/// The loss families and the D:G update ratio from the command line: `--objective`, `--n-critic`,
+/// `--g-steps`, and SAGAN; the history records the G updates per step.
+#[test]
+fn objectives_and_update_ratios_train_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // A folder of eight grey 32×32 images: quick to load, and no digit scores after training.
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    for i in 0..8u8 {
+        let picture = image::GrayImage::from_fn(32, 32, |x, y| image::Luma([(x as u8 * 8) ^ (y as u8 * i)]));
+        picture.save(images.join(format!("{i}.png"))).unwrap();
+    }
+    let runs: [(&str, &[&str]); 3] = [
+        ("dcgan", &["--objective", "lsgan", "--g-steps", "2"]),
+        ("dcgan", &["--objective", "wgan", "--n-critic", "2"]),
+        ("sagan", &["--g-steps", "2"]),
+    ];
+    for (i, (model, extra)) in runs.iter().enumerate() {
+        let run = dir.path().join(format!("run{i}"));
+        let out = gan_lab()
+            .args(["train", model, "--steps", "2", "--batch-size", "8", "--snapshot-every", "0", "--dataset"])
+            .arg(&images)
+            .args(*extra)
+            .arg("--out")
+            .arg(&run)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{model} {extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let history: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("history.json")).unwrap()).unwrap();
+        let steps = history["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), 2, "{model} {extra:?}");
+        let g_updates = if extra.contains(&"--g-steps") { 2 } else { 1 };
+        assert!(steps.iter().all(|s| s["g_updates"] == g_updates), "{model} {extra:?}: {steps:?}");
+        if extra.contains(&"wgan") {
+            assert!(steps.iter().all(|s| s["wasserstein"].is_number()), "a Wasserstein estimate per step");
+        }
+    }
+    let out = dir.path().join("bad");
+    let out = out.to_str().unwrap();
+    fails_with(
+        &["train", "dcgan", "--objective", "wgan-xp", "--out", out],
+        "--objective wgan-xp: expected nonsaturating",
+    );
+    fails_with(&["train", "dcgan", "--g-steps", "0", "--out", out], "g_steps = 0: expected 1 or more");
+    fails_with(&["train", "dcgan", "--n-critic", "0", "--out", out], "n_critic = 0: expected 1 or more");
+}
+
 #[test]
 fn sample_and_explore_read_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
@@ -182,8 +230,13 @@ fn bench_prints_both_sides_and_refuses_unknown_models() {
     fails_with(&["bench", "--models", "vae", "--batch", "1"], "batch 1: expected 2 or more");
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("bench.md");
+    fails_with(
+        &["bench", "--models", "vae", "--reference", "jit"],
+        "--reference jit: expected eager, channels-last, compile",
+    );
     let out = gan_lab()
-        .args(["bench", "--models", "vae", "--batch", "8", "--rounds", "1", "--threads", "1", "--out"])
+        .args(["bench", "--models", "vae", "--batch", "8", "--rounds", "1", "--threads", "1"])
+        .args(["--reference", "eager,channels-last", "--out"])
         .arg(&table)
         .output()
         .unwrap();
@@ -191,23 +244,32 @@ fn bench_prints_both_sides_and_refuses_unknown_models() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| vae | 8 |")).collect();
     // gan_lab on each backend this build has (fast, where the kernels were built; stock libtorch),
-    // then PyTorch.
+    // then each PyTorch variant asked for.
     let ours = if gan_lab::backend::KERNELS_BUILT { 2 } else { 1 };
-    assert_eq!(rows.len(), ours + 1, "gan_lab's rows and a PyTorch row: {stdout}");
+    assert_eq!(rows.len(), ours + 2, "gan_lab's rows and a row per PyTorch variant: {stdout}");
     if ours == 2 {
         assert!(rows[0].contains("| gan_lab |"), "{stdout}");
     }
     assert!(rows[ours - 1].contains("gan_lab on stock libtorch"), "{stdout}");
-    assert!(rows[..ours].iter().all(|r| r.ends_with("× |")), "a speed-up per gan_lab row: {stdout}");
-    assert!(rows[ours].contains("PyTorch eager"), "{stdout}");
-    for row in rows {
-        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-        let ms: f64 = cells[4].parse().unwrap();
-        let rss: f64 = cells[6].parse().unwrap();
-        assert!(ms > 0.0 && rss > 50.0, "ms per step and peak memory measured: {row}");
+    assert!(rows[ours].contains("PyTorch eager (NCHW)"), "{stdout}");
+    assert!(rows[ours + 1].contains("PyTorch channels-last"), "{stdout}");
+    let ms = |row: &str| -> f64 { row.split('|').map(str::trim).nth(4).unwrap().parse().unwrap() };
+    for row in &rows {
+        let rss: f64 = row.split('|').map(str::trim).nth(6).unwrap().parse().unwrap();
+        assert!(ms(row) > 0.0 && rss > 50.0, "ms per step and peak memory measured: {row}");
+    }
+    // The speed-up is against the fastest variant, and the table says which one that is.
+    let fastest: Vec<&&str> = rows[ours..].iter().filter(|r| r.contains("(fastest)")).collect();
+    assert_eq!(fastest.len(), 1, "one variant marked fastest: {stdout}");
+    assert!(rows[ours..].iter().all(|r| ms(r) >= ms(fastest[0])), "{stdout}");
+    for row in &rows[..ours] {
+        let speedup: f64 =
+            row.trim_end_matches(" |").rsplit('|').next().unwrap().trim().trim_end_matches('×').parse().unwrap();
+        let expected = ms(fastest[0]) / ms(row);
+        assert!((speedup - expected).abs() < 0.01, "speed-up {speedup} against the fastest: {expected:.2} ({row})");
     }
     assert!(stdout.contains("1 threads"), "{stdout}");
-    assert_eq!(std::fs::read_to_string(&table).unwrap().lines().count(), ours + 3, "the table saved with --out");
+    assert_eq!(std::fs::read_to_string(&table).unwrap().lines().count(), ours + 4, "the table saved with --out");
 
     // In bfloat16 both sides run in it (each reports its precision, and the bench checks them).
     if gan_lab::backend::perf::bf16_supported() {
@@ -215,7 +277,7 @@ fn bench_prints_both_sides_and_refuses_unknown_models() {
             gan_lab().args(["bench", "--models", "vae", "--batch", "8", "--rounds", "1", "--bf16"]).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(stdout.lines().filter(|l| l.starts_with("| vae (bf16) | 8 |")).count(), ours + 1, "{stdout}");
+        assert_eq!(stdout.lines().filter(|l| l.starts_with("| vae (bf16) | 8 |")).count(), ours + 2, "{stdout}");
         assert!(stdout.contains("bfloat16 forward passes on both sides"), "{stdout}");
     }
 }

@@ -136,6 +136,46 @@ fn training_is_deterministic_by_seed_and_changes_both_players() {
     assert!(a.history.steps.iter().all(|r| r.d_real > 0.0 && r.d_real < 1.0 && r.d_loss.is_finite()));
 }
 
+/// "Train D once and G twice" (the UPenn report, DLCV HW4): with `g_steps(2)` D's first update
+/// is the same as with one G update, G moves further, and the history counts the G updates.
+#[test]
+fn g_steps_updates_the_generator_that_many_times_per_step() {
+    let data = small_data();
+    let run =
+        |g_steps, steps| Dcgan::mnist32().steps(steps).batch_size(16).seed(3).g_steps(g_steps).train(&data).unwrap();
+    let (once, twice) = (run(1, 1), run(2, 1));
+    let (w1, w2) = (all_weights(&once), all_weights(&twice));
+    // D's weights (its BatchNorm statistics also see the fakes of each G update).
+    for (k, v) in w1.iter().filter(|(k, _)| k.starts_with("d.") && !k.contains("running") && !k.contains("num_batches"))
+    {
+        assert!(v.equal(&w2[k]), "{k}: D's first update comes before G's, whatever their number");
+    }
+    assert!(!w1["g.convt1.weight"].equal(&w2["g.convt1.weight"]), "a second G update moves G further");
+    assert_eq!(once.history.steps[0].g_updates, 1);
+    assert_eq!(twice.history.steps[0].g_updates, 2);
+    // The second update is G's own step on the same noise: doing it by hand gives the same G.
+    let mut by_hand = run(1, 1);
+    let z = by_hand.latent_for_step(0);
+    let fake = by_hand.generator.generate(&z, None, true);
+    let critique = gan_lab::train::Critique {
+        d_loss: 0.0,
+        d_real: 0.0,
+        d_fake: 0.0,
+        class_loss: None,
+        wasserstein: None,
+        penalty: None,
+    };
+    by_hand.g_step(&fake, None, &z, critique);
+    let w3 = all_weights(&by_hand);
+    for (k, v) in w2.iter() {
+        assert!(v.equal(&w3[k]), "{k}: not the step's second G update on its own noise");
+    }
+    let three = run(2, 3);
+    assert!(three.history.steps.iter().all(|r| r.g_updates == 2 && r.g_loss.is_finite()));
+    let msg = err_of(Dcgan::mnist32().g_steps(0).steps(1).train(&data));
+    assert!(msg.contains("g_steps = 0: expected 1 or more generator updates per step"), "{msg}");
+}
+
 #[test]
 fn resume_in_two_parts_equals_one_uninterrupted_run() {
     let data = small_data();

@@ -61,6 +61,7 @@ fn loss_curves_render_as_svg_and_png() {
                 step: i,
                 d_loss: 1.0 / (1.0 + i as f64),
                 g_loss: 2.0,
+                g_updates: 1,
                 d_real: 0.5,
                 d_fake: 0.5,
                 wasserstein: None,

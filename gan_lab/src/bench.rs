@@ -1,6 +1,9 @@
-//! `gan-lab bench`: gan_lab's training speed beside the PyTorch eager reference of the same model
-//! and optimizers (`tests/reference/bench_reference.py`, run with the project's Python torch), on
-//! both of gan_lab's backends (`gan_lab::backend`: its fast kernels, and stock libtorch).
+//! `gan-lab bench`: gan_lab's training speed beside the PyTorch reference of the same model and
+//! optimizers (`tests/reference/bench_reference.py`, run with the project's Python torch) as an
+//! informed user runs it (eager NCHW as the course notebooks do, channels-last, `torch.compile`;
+//! in bfloat16, autocast eager and channels-last), on both of gan_lab's backends
+//! (`gan_lab::backend`: its fast kernels, and stock libtorch). gan_lab's speed-up is against the
+//! fastest variant of the same precision.
 //!
 //! Each measurement runs in its own process, so that peak memory is the model's alone; the sides'
 //! runs alternate, round after round, and the table shows medians. The
@@ -37,6 +40,30 @@ pub struct Case {
     pub bf16: bool,
     /// Time each libtorch op over gan_lab's timed steps and print the table (`--profile`).
     pub profile: bool,
+    /// The ways of running the PyTorch reference to measure ([`VARIANTS`]); gan_lab's speed-up is
+    /// against the fastest.
+    pub references: Vec<String>,
+}
+
+/// How an informed PyTorch user runs the reference's code: as written (NCHW, eager), with
+/// channels-last weights and batches, or `torch.compile`d (inductor, channels-last).
+pub const VARIANTS: [&str; 3] = ["eager", "channels-last", "compile"];
+
+/// The reference variants measured by default: all of them in float32; in bfloat16 (autocast),
+/// eager and channels-last.
+pub fn default_references(bf16: bool) -> Vec<String> {
+    let n = if bf16 { 2 } else { 3 };
+    VARIANTS[..n].iter().map(|v| v.to_string()).collect()
+}
+
+/// The table's name of a reference variant.
+fn variant_name(variant: &str) -> String {
+    match variant {
+        "eager" => "PyTorch eager (NCHW)".into(),
+        "channels-last" => "PyTorch channels-last".into(),
+        "compile" => "PyTorch torch.compile".into(),
+        other => format!("PyTorch {other}"),
+    }
 }
 
 impl Case {
@@ -51,7 +78,15 @@ impl Case {
             "infogan" => 12,
             _ => 6,
         };
-        Ok(Case { model: model.into(), batch, steps, warmup: 3, bf16: false, profile: false })
+        Ok(Case {
+            model: model.into(),
+            batch,
+            steps,
+            warmup: 3,
+            bf16: false,
+            profile: false,
+            references: default_references(false),
+        })
     }
 
     /// The model's name, with "(bf16)" when the case runs in bfloat16.
@@ -71,7 +106,7 @@ impl Case {
 }
 
 /// What one run measured.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Measure {
     pub ms_per_step: f64,
     pub peak_rss_mb: f64,
@@ -85,6 +120,17 @@ pub struct Measure {
     /// gan_lab's backend (none for the reference).
     #[serde(default)]
     pub backend: Option<Backend>,
+    /// The reference's variant ([`VARIANTS`]; none for gan_lab).
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+/// A run's printed result: a measure, or why the variant cannot run this model.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+enum Printed {
+    Unavailable { unavailable: String },
+    Measured(Measure),
 }
 
 /// The precision of a run's forward passes, as both sides report it.
@@ -257,11 +303,12 @@ pub fn measure(case: &Case, threads: i64) -> Result<Measure> {
         threads: tch::get_num_threads() as i64,
         precision: Some(Precision::of(ran_bf16)),
         backend: Some(crate::backend::current()),
+        variant: None,
     })
 }
 
 /// Runs one measurement in a child process and reads the JSON line it prints last.
-fn run_child(mut command: Command, what: &str) -> Result<Measure> {
+fn run_child(mut command: Command, what: &str) -> Result<Printed> {
     let out = command.output().with_context(|| format!("{what}: cannot start it"))?;
     ensure!(
         out.status.success(),
@@ -282,8 +329,19 @@ pub struct Row {
     pub ours: Option<Measure>,
     /// gan_lab on stock libtorch.
     pub stock: Measure,
-    pub reference: Measure,
+    /// Each reference variant measured: its median, or why it cannot run this model.
+    pub references: Vec<(String, std::result::Result<Measure, String>)>,
     pub flops_per_step: f64,
+}
+
+impl Row {
+    /// The fastest reference variant: what gan_lab's speed-up is against.
+    pub fn fastest(&self) -> Option<(&str, &Measure)> {
+        self.references
+            .iter()
+            .filter_map(|(v, m)| Some((v.as_str(), m.as_ref().ok()?)))
+            .min_by(|a, b| a.1.ms_per_step.total_cmp(&b.1.ms_per_step))
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -299,6 +357,7 @@ fn median_measure(runs: &[Measure]) -> Measure {
         threads: runs[0].threads,
         precision: runs[0].precision,
         backend: runs[0].backend,
+        variant: runs[0].variant.clone(),
     }
 }
 
@@ -319,12 +378,19 @@ pub fn compare(
     let mut rows = Vec::new();
     for case in cases {
         let what = format!("{} batch {}", case.label(), case.batch);
-        // One list of runs per side: each backend of gan_lab, then the reference.
-        let mut runs: Vec<Vec<Measure>> = vec![Vec::new(); backends.len() + 1];
+        ensure!(!case.references.is_empty(), "{what}: no reference variant to compare with");
+        // The sides: each backend of gan_lab, then each reference variant. A variant that cannot
+        // run the model says so on its first run and is left out of the later rounds.
+        let sides = backends.len() + case.references.len();
+        let mut runs: Vec<Vec<Measure>> = vec![Vec::new(); sides];
+        let mut unavailable: Vec<Option<String>> = vec![None; sides];
         for round in 0..rounds {
-            for k in 0..runs.len() {
-                let side = (k + round) % runs.len();
-                let measure = match backends.get(side) {
+            for k in 0..sides {
+                let side = (k + round) % sides;
+                if unavailable[side].is_some() {
+                    continue;
+                }
+                let printed = match backends.get(side) {
                     Some(&backend) => {
                         let mut worker = Command::new(exe);
                         worker.env("GAN_LAB_BACKEND", backend.name());
@@ -333,22 +399,35 @@ pub fn compare(
                         if case.bf16 {
                             worker.arg("--bf16");
                         }
-                        let m = run_child(worker, &format!("gan_lab ({backend}) {what}"))?;
-                        ensure!(m.backend == Some(backend), "{what}: gan_lab ran on {:?}, not {backend}", m.backend);
-                        m
+                        run_child(worker, &format!("gan_lab ({backend}) {what}"))?
                     }
                     None => {
+                        let variant = &case.references[side - backends.len()];
                         let mut reference = Command::new(python);
                         reference.arg(script).arg(&case.model);
                         for n in [case.batch, case.steps, case.warmup, threads] {
                             reference.arg(n.to_string());
                         }
-                        if case.bf16 {
-                            reference.arg("bf16");
-                        }
-                        run_child(reference, &format!("PyTorch reference {what}"))?
+                        reference.arg(if case.bf16 { "bf16" } else { "fp32" }).arg(variant);
+                        run_child(reference, &format!("PyTorch reference ({variant}) {what}"))?
                     }
                 };
+                let measure = match printed {
+                    Printed::Measured(m) => m,
+                    Printed::Unavailable { unavailable: why } => {
+                        ensure!(side >= backends.len(), "{what}: gan_lab's worker printed no measure: {why}");
+                        eprintln!("{what}: {} left out: {why}", variant_name(&case.references[side - backends.len()]));
+                        unavailable[side] = Some(why);
+                        continue;
+                    }
+                };
+                if let Some(&backend) = backends.get(side) {
+                    ensure!(
+                        measure.backend == Some(backend),
+                        "{what}: gan_lab ran on {:?}, not {backend}",
+                        measure.backend
+                    );
+                }
                 let want = Precision::of(case.bf16);
                 ensure!(
                     measure.precision == Some(want),
@@ -359,37 +438,51 @@ pub fn compare(
             }
             let mut line = format!("{what}, round {}:", round + 1);
             for (side, r) in runs.iter().enumerate() {
-                let name = backends.get(side).map_or("PyTorch".to_owned(), |b| format!("gan_lab {b}"));
-                line += &format!(" {name} {:.1} ms", r[round].ms_per_step);
+                let name = match backends.get(side) {
+                    Some(b) => format!("gan_lab {b}"),
+                    None => variant_name(&case.references[side - backends.len()]),
+                };
+                if let Some(m) = r.get(round) {
+                    line += &format!(" {name} {:.1} ms;", m.ms_per_step);
+                }
             }
-            eprintln!("{line} per step");
+            eprintln!("{} per step", line.trim_end_matches(';'));
         }
-        let mut medians: Vec<Measure> = runs.iter().map(|r| median_measure(r)).collect();
-        let reference = medians.pop().expect("the reference's runs");
-        let stock = medians.pop().expect("the stock backend's runs");
-        let flops_per_step = reference.flops_per_step.context("the reference did not count its operations")?;
-        rows.push(Row { case: case.clone(), ours: medians.pop(), stock, reference, flops_per_step });
+        let mut references = Vec::new();
+        for (i, variant) in case.references.iter().enumerate() {
+            let side = backends.len() + i;
+            let result = match &unavailable[side] {
+                Some(why) => Err(why.clone()),
+                None => Ok(median_measure(&runs[side])),
+            };
+            references.push((variant.clone(), result));
+        }
+        let flops_per_step = references
+            .iter()
+            .find_map(|(_, m)| m.as_ref().ok()?.flops_per_step)
+            .context("the reference did not count its operations (the eager variant counts them)")?;
+        let mut ours: Vec<Measure> = runs[..backends.len()].iter().map(|r| median_measure(r)).collect();
+        let stock = ours.pop().expect("the stock backend's runs");
+        let row = Row { case: case.clone(), ours: ours.pop(), stock, references, flops_per_step };
+        ensure!(row.fastest().is_some(), "{what}: no reference variant could run");
+        rows.push(row);
     }
     Ok(rows)
 }
 
 /// The table `docs/performance.md` shows: per case and side, ms per step, images per second, peak memory,
-/// GFLOP/s and its share of the measured matmul rate, and gan_lab's speed-up.
+/// GFLOP/s and its share of the measured matmul rate, and gan_lab's speed-up against the fastest
+/// reference variant of the same precision (marked "fastest").
 pub fn table(rows: &[Row], peak_gflops: f64) -> String {
     let mut out = String::from(
         "| model | batch | implementation | ms per step | images/s | peak RSS (MB) | GFLOP/s | % of matmul peak | speed-up |\n\
          | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for r in rows {
-        let sides = [("gan_lab", r.ours.as_ref()), ("gan_lab on stock libtorch", Some(&r.stock))];
-        for (name, m) in sides.into_iter().filter_map(|(n, m)| Some((n, m?))).chain([("PyTorch eager", &r.reference)]) {
+        let (fastest_variant, fastest) = r.fastest().expect("compare keeps rows with a reference");
+        let line = |name: &str, m: &Measure, speedup: &str| {
             let gflops = r.flops_per_step / m.ms_per_step / 1e6;
-            let speedup = if name.starts_with("gan_lab") {
-                format!("{:.2}×", r.reference.ms_per_step / m.ms_per_step)
-            } else {
-                String::new()
-            };
-            out += &format!(
+            format!(
                 "| {} | {} | {name} | {:.1} | {:.0} | {:.0} | {:.1} | {:.0}% | {speedup} |\n",
                 r.case.label(),
                 r.case.batch,
@@ -398,8 +491,78 @@ pub fn table(rows: &[Row], peak_gflops: f64) -> String {
                 m.peak_rss_mb,
                 gflops,
                 100.0 * gflops / peak_gflops,
-            );
+            )
+        };
+        for (name, m) in [("gan_lab", r.ours.as_ref()), ("gan_lab on stock libtorch", Some(&r.stock))] {
+            if let Some(m) = m {
+                out += &line(name, m, &format!("{:.2}×", fastest.ms_per_step / m.ms_per_step));
+            }
+        }
+        for (variant, m) in &r.references {
+            let name = variant_name(variant);
+            out += &match m {
+                Ok(m) if variant == fastest_variant => line(&format!("{name} (fastest)"), m, ""),
+                Ok(m) => line(&name, m, ""),
+                Err(why) => {
+                    let why = why.replace('|', "/");
+                    format!("| {} | {} | {name} | n/a: {why} | | | | | |\n", r.case.label(), r.case.batch)
+                }
+            };
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(ms: f64, variant: Option<&str>) -> Measure {
+        Measure {
+            ms_per_step: ms,
+            peak_rss_mb: 500.0,
+            flops_per_step: None,
+            threads: 2,
+            precision: Some(Precision::Fp32),
+            backend: None,
+            variant: variant.map(str::to_owned),
+        }
+    }
+
+    /// The speed-up is against the fastest variant that ran, whichever it is; a variant that
+    /// cannot run the model is listed with its reason and counts for nothing.
+    #[test]
+    fn speed_up_is_against_the_fastest_variant_and_unavailable_ones_are_listed() {
+        let row = Row {
+            case: Case::new("wgan-gp", 64).unwrap(),
+            ours: Some(measured(50.0, None)),
+            stock: measured(80.0, None),
+            references: vec![
+                ("eager".into(), Ok(measured(120.0, Some("eager")))),
+                ("channels-last".into(), Ok(measured(100.0, Some("channels-last")))),
+                ("compile".into(), Err("torch.compile: double backward".into())),
+            ],
+            flops_per_step: 1e9,
+        };
+        assert_eq!(row.fastest().map(|(v, _)| v), Some("channels-last"));
+        let table = table(&[row], 100.0);
+        let lines: Vec<&str> = table.lines().skip(2).collect();
+        assert_eq!(lines.len(), 5, "{table}");
+        assert!(lines[0].contains("| gan_lab |") && lines[0].ends_with("| 2.00× |"), "{table}");
+        assert!(lines[1].contains("stock libtorch") && lines[1].ends_with("| 1.25× |"), "{table}");
+        assert!(lines[2].contains("PyTorch eager (NCHW) |"), "{table}");
+        assert!(lines[3].contains("PyTorch channels-last (fastest)"), "{table}");
+        assert!(lines[4].contains("PyTorch torch.compile | n/a: torch.compile: double backward"), "{table}");
+    }
+
+    #[test]
+    fn printed_results_read_as_measures_or_reasons() {
+        let m: Printed = serde_json::from_str(
+            r#"{"ms_per_step": 3.0, "peak_rss_mb": 9.0, "threads": 1, "variant": "compile", "precision": "fp32"}"#,
+        )
+        .unwrap();
+        assert!(matches!(m, Printed::Measured(Measure { ms_per_step, .. }) if ms_per_step == 3.0));
+        let u: Printed = serde_json::from_str(r#"{"unavailable": "no compiler"}"#).unwrap();
+        assert_eq!(u, Printed::Unavailable { unavailable: "no compiler".into() });
+    }
 }

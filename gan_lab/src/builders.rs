@@ -417,6 +417,12 @@ impl<F: Family> Builder<F> {
         self.train.n_critic = schedule;
         self
     }
+    /// Generator updates per step, after the critic's: 2 for "train D once and G twice" (the
+    /// UPenn report; DLCV HW4's 1:2 ratio).
+    pub fn g_steps(mut self, n: i64) -> Self {
+        self.train.g_steps = n;
+        self
+    }
     /// Both players' optimizers.
     pub fn optimizers(mut self, g: impl Into<OptimizerConfig>, d: impl Into<OptimizerConfig>) -> Self {
         self.train.optimizer_g = g.into();
@@ -523,6 +529,7 @@ impl Setup<'_> {
         if let CriticSchedule::Fixed(n) = t.n_critic {
             ensure!(n >= 1, "n_critic = {n}: expected 1 or more critic updates per generator update");
         }
+        ensure!(t.g_steps >= 1, "g_steps = {}: expected 1 or more generator updates per step", t.g_steps);
         match t.objective {
             Objective::Wasserstein { clip } => {
                 ensure!(clip.is_finite() && clip > 0.0, "clip = {clip}: expected a positive weight bound")

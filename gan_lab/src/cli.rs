@@ -1,14 +1,14 @@
 //! The `gan-lab` command line: train the lessons, fetch data, manage the evaluator.
 
 use crate::builders::Vae;
-use crate::builders::{Acgan, Builder, Cdcgan, Dcgan, Family, Infogan};
+use crate::builders::{Acgan, Builder, Cdcgan, Dcgan, Family, Infogan, Sagan};
 use crate::course::sandbox::Limits;
 use crate::data::{self, Dataset, Source, Split};
-use crate::losses::Objective;
+use crate::losses::{CriticSchedule, Objective};
 use crate::metrics::{ConfidenceReport, Evaluator};
 use crate::models::dcgan::Init;
 use crate::vae::Reconstruction;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -106,7 +106,8 @@ enum Command {
     /// Trains the models of a lesson's comparison and prints its table.
     #[command(subcommand)]
     Compare(CompareCommand),
-    /// Training speed of the lesson models beside the PyTorch eager reference, alternating runs.
+    /// Training speed of the lesson models beside the PyTorch reference run as an informed user
+    /// runs it (eager, channels-last, torch.compile), alternating runs.
     Bench {
         /// Models (comma-separated: dcgan, cdcgan, vae, wgan-gp, infogan); default: every lesson
         /// model at batch 64, and the DCGAN at 128 too.
@@ -124,6 +125,11 @@ enum Command {
         /// Writes the table here as well (Markdown).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// How to run the PyTorch reference (comma-separated: eager, channels-last, compile);
+        /// default: all three in float32, eager and channels-last in bfloat16. The speed-up is
+        /// against the fastest.
+        #[arg(long, value_delimiter = ',')]
+        reference: Vec<String>,
         /// Run the cases with bfloat16 forward passes on both sides (gan_lab's bf16, the reference
         /// under torch.autocast; CPUs with avx512_bf16); % of matmul peak stays against fp32's.
         #[arg(long)]
@@ -182,6 +188,9 @@ enum TrainCommand {
     Cdcgan(RunArgs),
     /// ACGAN (auxiliary classifier): the DCGAN with a class input and a class head on D.
     Acgan(RunArgs),
+    /// SAGAN (the IISc final project): self-attention and spectral normalisation in both
+    /// networks, the WGAN-GP loss, TTUR learning rates.
+    Sagan(RunArgs),
     /// InfoGAN: latent codes and a Q head; also code_grid.png (columns sweep the categorical
     /// code), continuous_<i>.png (a continuous code from -2 to 2) and the code accuracy.
     Infogan(RunArgs),
@@ -229,9 +238,20 @@ struct RunArgs {
     dataset: String,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Learning rate of both players.
-    #[arg(long, default_value_t = 2e-4)]
-    lr: f64,
+    /// The players' objective: nonsaturating, saturating, lsgan, wgan (clip 0.01, RMSProp,
+    /// the n_critic schedule of IFT6135), wgan-gp (λ 10, Adam(1e-4, 0, 0.9), n_critic 5) or
+    /// hinge. Default: the model's (nonsaturating; SAGAN's wgan-gp).
+    #[arg(long)]
+    objective: Option<String>,
+    /// Critic (D) updates per generator update (default: the objective's).
+    #[arg(long)]
+    n_critic: Option<i64>,
+    /// Generator updates per step, after D's: 2 for "train D once and G twice".
+    #[arg(long, default_value_t = 1)]
+    g_steps: i64,
+    /// Learning rate of both players (default: the model's and objective's, 2e-4 for the DCGAN lesson's Adam).
+    #[arg(long)]
+    lr: Option<f64>,
     /// The generator's learning rate, if it differs (e.g. InfoGAN's paper: 1e-3).
     #[arg(long)]
     lr_g: Option<f64>,
@@ -344,15 +364,24 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(TrainCommand::Cdcgan(a)) => train(Cdcgan::mnist32(), &a, 32, 1),
         Command::Train(TrainCommand::Acgan(a)) => train(Acgan::mnist32(), &a, 32, 1),
         Command::Train(TrainCommand::Infogan(a)) => train(Infogan::mnist32(), &a, 32, 1),
+        Command::Train(TrainCommand::Sagan(a)) => train(Sagan::mnist32(), &a, 32, 1),
         Command::Train(TrainCommand::Vae(a)) => train_vae(&a),
-        Command::Bench { models, batch, rounds, threads, bf16, out, worker, profile } => {
+        Command::Bench { models, batch, rounds, threads, reference, bf16, out, worker, profile } => {
             let threads = threads.unwrap_or(tch::get_num_threads() as i64);
             let mode = match (worker, profile) {
                 (_, true) => BenchMode::Profile,
                 (true, false) => BenchMode::Worker,
                 (false, false) => BenchMode::Compare,
             };
-            bench(&models, &batch, rounds, threads, bf16, out.as_deref(), mode)
+            for r in &reference {
+                anyhow::ensure!(
+                    crate::bench::VARIANTS.contains(&r.as_str()),
+                    "--reference {r}: expected {}",
+                    crate::bench::VARIANTS.join(", ")
+                );
+            }
+            let references = if reference.is_empty() { crate::bench::default_references(bf16) } else { reference };
+            bench(&models, &batch, rounds, threads, (bf16, references), out.as_deref(), mode)
         }
         Command::Compare(CompareCommand::VaeGan { steps, lambdas, seed, out }) => {
             compare_vae_gan(steps, &lambdas, seed, &out)
@@ -527,11 +556,21 @@ fn train<F: Family>(builder: Builder<F>, a: &RunArgs, image_size: i64, channels:
     let data = Dataset::load(&source, Split::Train, image_size, channels)?;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(F::NAME));
     let steps = a.steps.unwrap_or(builder.train.steps);
+    let mut builder = match &a.objective {
+        Some(name) => builder.objective(parse_objective(name)?),
+        None => builder,
+    };
+    if let Some(n) = a.n_critic {
+        builder = builder.n_critic(CriticSchedule::Fixed(n));
+    }
+    if let Some(lr) = a.lr {
+        builder = builder.lr(lr);
+    }
     let mut builder = builder
         .steps(steps)
         .batch_size(a.batch_size)
         .seed(a.seed)
-        .lr(a.lr)
+        .g_steps(a.g_steps)
         .metrics_every(a.metrics_every)
         .snapshot_every(a.snapshot_every)
         .bf16(a.bf16)
@@ -606,6 +645,19 @@ fn train<F: Family>(builder: Builder<F>, a: &RunArgs, image_size: i64, channels:
         );
     }
     Ok(())
+}
+
+/// An objective by its command-line name.
+fn parse_objective(name: &str) -> Result<Objective> {
+    Ok(match name.trim().to_ascii_lowercase().as_str() {
+        "nonsaturating" | "non-saturating" | "dcgan" => Objective::NonSaturating,
+        "saturating" => Objective::Saturating,
+        "lsgan" | "least-squares" => Objective::LeastSquares,
+        "wgan" => Objective::wgan(),
+        "wgan-gp" | "wgangp" => Objective::wgan_gp(),
+        "hinge" => Objective::Hinge,
+        other => bail!("--objective {other}: expected nonsaturating, saturating, lsgan, wgan, wgan-gp or hinge"),
+    })
 }
 
 fn train_vae(a: &VaeArgs) -> Result<()> {
@@ -741,7 +793,7 @@ fn bench(
     batches: &[i64],
     rounds: usize,
     threads: i64,
-    bf16: bool,
+    (bf16, references): (bool, Vec<String>),
     out: Option<&std::path::Path>,
     mode: BenchMode,
 ) -> Result<()> {
@@ -767,7 +819,8 @@ fn bench(
         "--profile: the op profiler is part of the C++ kernels, which this build of gan_lab does not have"
     );
     crate::backend::init()?;
-    let cases: Vec<Case> = cases.into_iter().map(|c| Case { bf16, profile, ..c }).collect();
+    let cases: Vec<Case> =
+        cases.into_iter().map(|c| Case { bf16, profile, references: references.clone(), ..c }).collect();
     if mode != BenchMode::Compare {
         let flag = if profile { "--profile" } else { "--worker" };
         anyhow::ensure!(cases.len() == 1, "{flag} measures one case: give one model and one batch size");

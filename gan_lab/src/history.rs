@@ -7,7 +7,11 @@ use serde::{Deserialize, Serialize};
 pub struct StepRecord {
     pub step: i64,
     pub d_loss: f64,
+    /// G's loss at its last update of the step.
     pub g_loss: f64,
+    /// G's updates in the step (the D:G update ratio's G side; 1 unless the run set `g_steps`).
+    #[serde(default = "one")]
+    pub g_updates: i64,
     /// Mean D(x) on the real batch.
     pub d_real: f64,
     /// Mean D(G(z)) on the fake batch, before D's update.
@@ -29,6 +33,10 @@ pub struct StepRecord {
     /// (InfoGAN), H(c) − cross-entropy in nats, on the same fakes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mutual_information: Option<f64>,
+}
+
+fn one() -> i64 {
+    1
 }
 
 /// Per-step records of a run; what training returns for notebooks and the CLI to show.

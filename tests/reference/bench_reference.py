@@ -6,10 +6,14 @@ Prints one JSON line: milliseconds per training step (every D and G update of th
 resident memory, the floating-point operations of one step (forward and backward, counted by
 torch.utils.flop_counter on one extra step), the thread count and the torch version.
 
-Usage: python bench_reference.py MODEL BATCH STEPS WARMUP THREADS [fp32|bf16]
+Usage: python bench_reference.py MODEL BATCH STEPS WARMUP THREADS [fp32|bf16] [eager|channels-last|compile]
 MODEL is one of dcgan, cdcgan, vae, wgan-gp, infogan. With bf16, the forward passes run under
 torch.autocast("cpu", dtype=torch.bfloat16), the backward passes outside it, as PyTorch's
-mixed-precision recipe does.
+mixed-precision recipe does. The last argument is how an informed user runs the same code:
+eager in NCHW (the default, the course notebooks' way), channels-last (one line:
+`model.to(memory_format=torch.channels_last)` and channels-last batches), or `torch.compile` on
+each network (inductor, channels-last too). A variant this torch cannot run for the model (torch.compile
+and the gradient penalty's double backward) prints {"unavailable": reason} instead of a measure.
 """
 
 import json
@@ -32,6 +36,21 @@ from vae_reference import Vae  # noqa: E402
 
 
 BF16 = False
+VARIANT = "eager"
+VARIANTS = ("eager", "channels-last", "compile")
+
+
+def net(module):
+    """A network as the variant runs it: as written, channels-last, or compiled (channels-last)."""
+    if VARIANT == "eager":
+        return module
+    module = module.to(memory_format=torch.channels_last)
+    return torch.compile(module) if VARIANT == "compile" else module
+
+
+def images(t):
+    """A batch of images in the variant's layout."""
+    return t if VARIANT == "eager" else t.contiguous(memory_format=torch.channels_last)
 
 
 def amp():
@@ -113,10 +132,10 @@ def information(q, values, continuous):
 
 
 def dcgan_step(batch):
-    g, d = Generator(), Discriminator()
+    g, d = net(Generator()), net(Discriminator())
     opt_g, opt_d = adam(g), adam(d)
     bce = nn.BCELoss()
-    x = torch.rand(batch, 1, 32, 32) * 2 - 1
+    x = images(torch.rand(batch, 1, 32, 32) * 2 - 1)
 
     def step():
         z = torch.randn(batch, 100)
@@ -138,9 +157,9 @@ def dcgan_step(batch):
 
 
 def cdcgan_step(batch):
-    g, d = ConditionalGenerator(), ConditionalDiscriminator()
+    g, d = net(ConditionalGenerator()), net(ConditionalDiscriminator())
     opt_g, opt_d = adam(g), adam(d)
-    x = torch.rand(batch, 1, 32, 32) * 2 - 1
+    x = images(torch.rand(batch, 1, 32, 32) * 2 - 1)
     y = torch.randint(0, 10, (batch,))
     bce = nn.BCEWithLogitsLoss()
 
@@ -165,14 +184,19 @@ def cdcgan_step(batch):
 
 def vae_step(batch):
     vae = Vae()
+    if VARIANT != "eager":
+        vae = vae.to(memory_format=torch.channels_last)
     opt = adam(vae)
-    x = torch.rand(batch, 1, 32, 32) * 2 - 1
+    encode, decode = vae.encode, vae.decode
+    if VARIANT == "compile":
+        encode, decode = torch.compile(encode), torch.compile(decode)
+    x = images(torch.rand(batch, 1, 32, 32) * 2 - 1)
 
     def step():
         with amp():
-            mu, log_variance = vae.encode(x)
+            mu, log_variance = encode(x)
             z = mu + (0.5 * log_variance).exp() * torch.randn_like(mu)
-            decoded = vae.decode(z)
+            decoded = decode(z)
             kl = 0.5 * (log_variance.exp() + mu.square() - 1 - log_variance).mean()
             loss = F.mse_loss(decoded, x) + 1e-2 * kl
         opt.zero_grad()
@@ -183,9 +207,9 @@ def vae_step(batch):
 
 
 def wgan_gp_step(batch, n_critic=5, lam=10.0):
-    g, d = Generator(), Critic()
+    g, d = net(Generator()), net(Critic())
     opt_g, opt_d = adam(g, 1e-4, (0.0, 0.9)), adam(d, 1e-4, (0.0, 0.9))
-    x = torch.rand(batch, 1, 32, 32) * 2 - 1
+    x = images(torch.rand(batch, 1, 32, 32) * 2 - 1)
 
     def step():
         for _ in range(n_critic):
@@ -209,9 +233,9 @@ def wgan_gp_step(batch, n_critic=5, lam=10.0):
 
 
 def infogan_step(batch):
-    g, d = InfoGenerator(), InfoDiscriminator()
+    g, d = net(InfoGenerator()), net(InfoDiscriminator())
     opt_g, opt_d = adam(g, 1e-3), adam(d, 2e-4)
-    x = torch.rand(batch, 1, 32, 32) * 2 - 1
+    x = images(torch.rand(batch, 1, 32, 32) * 2 - 1)
     bce = nn.BCEWithLogitsLoss()
 
     def step():
@@ -262,32 +286,45 @@ MODELS = {"dcgan": dcgan_step, "cdcgan": cdcgan_step, "vae": vae_step, "wgan-gp"
           "infogan": infogan_step}
 
 
-def main(model, batch, steps, warmup, threads, precision="fp32"):
-    global BF16
+def main(model, batch, steps, warmup, threads, precision="fp32", variant="eager"):
+    global BF16, VARIANT
     if precision not in ("fp32", "bf16"):
         sys.exit(f"precision `{precision}`: expected fp32 or bf16")
-    BF16 = precision == "bf16"
+    if variant not in VARIANTS:
+        sys.exit(f"variant `{variant}`: expected one of {', '.join(VARIANTS)}")
+    BF16, VARIANT = precision == "bf16", variant
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     step = MODELS[model](batch)
+    try:
+        step()  # torch.compile compiles here
+    except RuntimeError as e:
+        if variant != "compile":
+            raise
+        print(json.dumps({"unavailable": f"torch.compile: {str(e).strip().splitlines()[0][:160]}"}))
+        return
     for _ in range(warmup):
         step()
     started = time.perf_counter()
     for _ in range(steps):
         step()
     seconds = time.perf_counter() - started
-    counter = FlopCount()
-    with counter:
-        step()
+    flops = None
+    if variant == "eager":  # the same model's work whatever the variant: counted once, on eager
+        counter = FlopCount()
+        with counter:
+            step()
+        flops = counter.get_total_flops()
     print(json.dumps({
         "ms_per_step": 1000 * seconds / steps,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "flops_per_step": counter.get_total_flops(),
+        "flops_per_step": flops,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "precision": precision,
+        "variant": variant,
     }))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), *sys.argv[6:7])
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), *sys.argv[6:8])

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// Training settings shared by the GAN families.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
-    /// Total number of training steps (one G update each, after `n_critic` D updates).
+    /// Total number of training steps (`g_steps` G updates each, after `n_critic` D updates).
     pub steps: i64,
     /// Images per mini-batch.
     pub batch_size: i64,
@@ -21,6 +21,10 @@ pub struct TrainConfig {
     /// Critic (D) updates per generator update.
     #[serde(default)]
     pub n_critic: CriticSchedule,
+    /// Generator updates per step, each on the step's noise after D's update(s): 1 in the
+    /// DCGAN lesson; 2 for the UPenn report's and DLCV HW4's "train D once and G twice".
+    #[serde(default = "one")]
+    pub g_steps: i64,
     /// Generator optimizer.
     pub optimizer_g: OptimizerConfig,
     /// Discriminator optimizer.
@@ -51,6 +55,10 @@ pub struct TrainConfig {
     pub average_generator: f64,
 }
 
+fn one() -> i64 {
+    1
+}
+
 fn yes() -> bool {
     true
 }
@@ -65,6 +73,7 @@ impl Default for TrainConfig {
             objective: Objective::NonSaturating,
             auxiliary: Auxiliary::None,
             n_critic: CriticSchedule::One,
+            g_steps: 1,
             optimizer_g: AdamConfig::dcgan().into(),
             optimizer_d: AdamConfig::dcgan().into(),
             snapshot_every: 250,

@@ -9,7 +9,7 @@ mod run;
 pub use crate::history::{History, MetricRecord, StepRecord};
 pub use config::TrainConfig;
 pub(crate) use run::{after_run, check_data, run_steps, RunSettings};
-pub use run::{quick_mode, quick_steps, request_stop, stop_requested, Outcome, QUICK_STEPS};
+pub use run::{parameter_summary, quick_mode, quick_steps, request_stop, stop_requested, Outcome, QUICK_STEPS};
 
 use crate::backend::ops::profiled;
 use crate::backend::perf::with_bf16;
@@ -220,6 +220,24 @@ impl Gan {
         self.record(critique, &g_loss, info)
     }
 
+    /// Another update of G in the same step, for a D:G update ratio of 1:k (`g_steps`): fresh
+    /// fakes of the same `z` from the G just updated, G's loss on them, one optimizer step.
+    /// Updates the step's `record` with its loss.
+    fn g_step_again(&mut self, labels: Option<&Tensor>, z: &Tensor, record: &mut StepRecord) {
+        let (g_loss, info) = with_bf16(self.config.bf16, || {
+            let fake = self.generator.generate(z, labels, true);
+            self.g_loss(&fake, labels, z)
+        });
+        self.opt_g.minimize(&g_loss);
+        if let Some(average) = &mut self.average {
+            average.update();
+        }
+        record.g_loss = g_loss.double_value(&[]);
+        record.information = info.as_ref().map(|i| i.weighted.double_value(&[]));
+        record.mutual_information = info.map(|i| i.mutual_information);
+        record.g_updates += 1;
+    }
+
     /// G's loss in [`Gan::g_step`] on `fake` = G(`z`), and InfoGAN's information term.
     pub fn g_loss(&self, fake: &Tensor, labels: Option<&Tensor>, z: &Tensor) -> (Tensor, Option<InformationTerm>) {
         let (objective, auxiliary, codes) = (self.config.objective, self.config.auxiliary, &self.codes);
@@ -237,6 +255,7 @@ impl Gan {
             step: self.step,
             d_loss: critique.d_loss,
             g_loss: g_loss.double_value(&[]),
+            g_updates: 1,
             d_real: critique.d_real,
             d_fake: critique.d_fake,
             class_loss: critique.class_loss,
@@ -280,8 +299,8 @@ impl Gan {
         };
         let (started, seconds_before) = (std::time::Instant::now(), self.seconds);
         run_steps(self.step, c.steps, |progress| {
-            // n_critic updates of D, each on its own batch and noise, then one update of G on the
-            // last fakes. With one D update per step, D's update i is step i.
+            // n_critic updates of D, each on its own batch and noise, then g_steps updates of G, the
+            // first on the last fakes. With one D update per step, D's update i is step i.
             let (first, updates) = (c.n_critic.updates_before(self.step), c.n_critic.updates(self.step));
             ensure!(updates >= 1, "n_critic: expected at least one critic update per step");
             let mut batch = |gan: &Gan, index: i64| {
@@ -291,9 +310,9 @@ impl Gan {
                     (real, labels, gan.latent_for_step(index))
                 })
             };
-            let record = if updates == 1 {
+            let (mut record, labels, z) = if updates == 1 {
                 let (real, labels, z) = batch(self, first);
-                self.step_on(&real, labels.as_ref(), &z, first)
+                (self.step_on(&real, labels.as_ref(), &z, first), labels, z)
             } else {
                 let mut last = None;
                 for index in first..first + updates {
@@ -302,8 +321,11 @@ impl Gan {
                     last = Some((fake, labels, z, critique));
                 }
                 let (fake, labels, z, critique) = last.expect("at least one critic update");
-                self.g_step(&fake, labels.as_ref(), &z, critique)
+                (self.g_step(&fake, labels.as_ref(), &z, critique), labels, z)
             };
+            for _ in 1..c.g_steps {
+                self.g_step_again(labels.as_ref(), &z, &mut record); // D:G ratio 1:g_steps
+            }
             let r = record;
             ensure!(
                 r.d_loss.is_finite() && r.g_loss.is_finite(),
@@ -470,16 +492,4 @@ impl Scorer {
         let scores = self.reference.score(&self.evaluator, &images);
         MetricRecord { step: gan.step, scores, seconds: started.elapsed().as_secs_f64() }
     }
-}
-
-/// The trainable parameters of `vs` by name with their shapes, under `title` and their total.
-pub fn parameter_summary(title: &str, vs: &VarStore) -> String {
-    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    let total: i64 = vars.iter().map(|(_, t)| t.numel() as i64).sum();
-    let mut out = format!("{title}: {total} parameters\n");
-    for (name, t) in vars {
-        out += &format!("  {name:<16} {:?}\n", t.size());
-    }
-    out
 }

@@ -6,6 +6,7 @@ use anyhow::{bail, ensure, Result};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use tch::{nn::VarStore, Tensor};
 
 static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
 
@@ -203,4 +204,16 @@ pub(crate) fn after_run(outcome: Outcome, step: i64, saved: &Path, resumable: bo
         }
     }
     Ok(())
+}
+
+/// The trainable parameters of `vs` by name with their shapes, under `title` and their total.
+pub fn parameter_summary(title: &str, vs: &VarStore) -> String {
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let total: i64 = vars.iter().map(|(_, t)| t.numel() as i64).sum();
+    let mut out = format!("{title}: {total} parameters\n");
+    for (name, t) in vars {
+        out += &format!("  {name:<16} {:?}\n", t.size());
+    }
+    out
 }
