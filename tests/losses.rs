@@ -42,6 +42,12 @@ fn each_objective_brings_its_optimizers_and_schedule() {
     assert_eq!((adam.lr, adam.beta1, adam.beta2), (1e-4, 0.0, 0.9));
     assert_eq!(gp.train.n_critic, CriticSchedule::Fixed(5));
     assert_eq!(gp.model.norm, Norm::Layer, "the WGAN-GP critic drops BatchNorm");
+    let critic: Vec<String> =
+        gp.build().unwrap().vs_d.variables().into_keys().filter(|n| !n.starts_with("conv")).collect();
+    assert!(
+        critic.len() == 6 && critic.iter().all(|n| n.starts_with("ln")),
+        "LayerNorm in BatchNorm's place: {critic:?}"
+    );
     let ls = Dcgan::mnist32().objective(Objective::LeastSquares);
     assert_eq!(ls.train.optimizer_g, Dcgan::mnist32().train.optimizer_g, "LSGAN trains as the DCGAN");
     let sagan = Sagan::mnist32();
@@ -232,8 +238,13 @@ fn self_attention_starts_as_the_identity_and_attends_over_positions() {
 
 #[test]
 fn upsampling_options_build_32x32_generators() {
+    let names = |vs: &nn::VarStore| vs.variables().into_keys().collect::<std::collections::BTreeSet<_>>();
+    let lesson = names(&Dcgan::mnist32().build().unwrap().vs_g);
+    assert!(lesson.contains("bn1.running_mean") && lesson.contains("convt4.weight"), "{lesson:?}");
     for up in [Upsample::TransposedConv, Upsample::NearestConv, Upsample::BilinearConv] {
         let gan = Dcgan::mnist32().upsample(up).build().unwrap();
+        // Built from the lesson's generator, with the same names, and nothing left over.
+        assert_eq!(names(&gan.vs_g), lesson, "{up:?}");
         let x = gan.generate(&with_seed(17, || Tensor::randn([3, 100], (Kind::Float, Device::Cpu))));
         assert_eq!(x.size(), [3, 1, 32, 32], "{up:?}");
         let w = gan.vs_g.variables()["convt2.weight"].size();

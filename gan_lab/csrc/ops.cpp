@@ -193,11 +193,21 @@ at::Tensor fusable_layout(const at::Tensor& x) {
   return x.dim() == 4 && x.scalar_type() == at::kFloat ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
 }
 
+// libtorch's own BatchNorm: what its `batch_norm` runs, reached without the dispatcher's entry for
+// `batch_norm`, which the fast backend takes over (`batch_norm_kernel`).
+at::Tensor libtorch_batch_norm(const at::Tensor& x, const std::optional<at::Tensor>& weight,
+                               const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& running_mean,
+                               const std::optional<at::Tensor>& running_var, bool train, double momentum, double eps,
+                               bool cudnn_enabled) {
+  return std::get<0>(
+      at::_batch_norm_impl_index(x, weight, bias, running_mean, running_var, train, momentum, eps, cudnn_enabled));
+}
+
 at::Tensor batch_norm_act_composite(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                                     const at::Tensor& running_mean, const at::Tensor& running_var, bool train,
                                     double momentum, double eps, double slope) {
-  auto y = at::batch_norm(x, weight, bias, running_mean, running_var, train, momentum, eps, false);
-  return slope == 0.0 ? at::relu(y) : at::leaky_relu(y, slope);
+  auto y = libtorch_batch_norm(x, weight, bias, running_mean, running_var, train, momentum, eps, false);
+  return slope == 1.0 ? y : slope == 0.0 ? at::relu(y) : at::leaky_relu(y, slope);
 }
 
 // The per-row loops over the c channels of one row: float arithmetic without branches and
@@ -339,7 +349,8 @@ struct BatchNormAct : torch::autograd::Function<BatchNormAct> {
     at::parallel_for(0, m, std::max<int64_t>(1, 32768 / c), [&](int64_t begin, int64_t end) {
       row_forward(xp + begin * c, scale.data(), shift.data(), s, op + begin * c, end - begin, c);
     });
-    keep(ctx, {x, weight, bias, out, mean, invstd}, slope, eps);
+    // With the identity for activation (slope 1) the backward needs no output: not kept.
+    keep(ctx, {x, weight, bias, slope == 1.0 ? at::Tensor() : out, mean, invstd}, slope, eps);
     return out;
   }
 
@@ -360,7 +371,10 @@ struct BatchNormAct : torch::autograd::Function<BatchNormAct> {
     }
     const int64_t c = x.size(1), m = x.numel() / c;
     const auto dy = x.dim() == 4 ? grad[0].contiguous(at::MemoryFormat::ChannelsLast) : grad[0].contiguous();
-    const float *xp = x.const_data_ptr<float>(), *op = out.const_data_ptr<float>(), *gp = dy.const_data_ptr<float>();
+    // Without an output (slope 1, act' = 1 everywhere) the loops read x in its place: the same
+    // values, and no third stream through memory.
+    const float *xp = x.const_data_ptr<float>(), *gp = dy.const_data_ptr<float>();
+    const float* op = out.defined() ? out.const_data_ptr<float>() : xp;
     const float *mu = mean.const_data_ptr<float>(), *is = invstd.const_data_ptr<float>(), *w = weight.const_data_ptr<float>();
     const float s = static_cast<float>(slope);
     // Per channel: the sum of the gradient after the activation, and of it times (x − mean).
@@ -418,8 +432,10 @@ bool layer_norm_fusable(const at::Tensor& x, const at::Tensor& weight, const at:
 
 at::Tensor layer_norm_act_composite(const at::Tensor& x, at::IntArrayRef shape, const at::Tensor& weight,
                                     const at::Tensor& bias, double eps, double slope) {
-  auto y = at::layer_norm(x, shape, weight, bias, eps);
-  return slope == 0.0 ? at::relu(y) : at::leaky_relu(y, slope);
+  // libtorch's own LayerNorm: what its `layer_norm` runs, reached without the dispatcher's entry
+  // for `layer_norm`, which the fast backend takes over (`layer_norm_kernel`).
+  auto y = std::get<0>(at::native_layer_norm(x, shape, weight, bias, eps));
+  return slope == 1.0 ? y : slope == 0.0 ? at::relu(y) : at::leaky_relu(y, slope);
 }
 
 // Eight floats, loaded and stored at any float alignment; a vector of the compiler's, so the
@@ -1237,6 +1253,57 @@ bool draws_from_the_generator(const char* name) {
 // gan_lab::backend (oneDNN's products where they measured faster than libtorch's own).
 std::atomic<bool> products_replaced{false};
 
+// Times the fast backend's BatchNorm ran on this thread (tests).
+thread_local int64_t batch_norm_calls = 0;
+
+// libtorch's `batch_norm` (what tch's `nn::BatchNorm` runs) on the fast backend: in training, on
+// float32 maps and [N, C] matrices, the two-pass BatchNorm above with the identity for activation
+// (slope 1: max(y, 0) + min(y, 0) is y, bit for bit); libtorch's own otherwise (evaluation,
+// bfloat16, a gradient of the gradient).
+at::Tensor batch_norm_kernel(const at::Tensor& x, const std::optional<at::Tensor>& weight,
+                             const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& running_mean,
+                             const std::optional<at::Tensor>& running_var, bool train, double momentum, double eps,
+                             bool cudnn_enabled) {
+  const auto given = [](const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); };
+  const auto plain = [](const at::Tensor& t) { return t.scalar_type() == at::kFloat && t.is_contiguous(); };
+  // Taken with running statistics, as every BatchNorm of the lessons keeps (libtorch's
+  // `instance_norm`, which calls `batch_norm` without them, keeps libtorch's).
+  if (train && x.device().is_cpu() && given(weight) && given(bias) && plain(*weight) && plain(*bias) &&
+      given(running_mean) && given(running_var)) {
+    const auto xs = fusable_layout(x);
+    if (fusable(xs, *weight, *bias)) {
+      const Range range("gan_lab::batch_norm");
+      ++batch_norm_calls;
+      return BatchNormAct::apply(xs, *weight, *bias, *running_mean, *running_var, momentum, eps, 1.0);
+    }
+  }
+  return libtorch_batch_norm(x, weight, bias, running_mean, running_var, train, momentum, eps, cudnn_enabled);
+}
+
+// Times the fast backend's LayerNorm ran on this thread (tests).
+thread_local int64_t layer_norm_calls = 0;
+
+// libtorch's `layer_norm` (what tch's `nn::LayerNorm` runs) on the fast backend: over each
+// sample's [C, H, W] of a float32 map, plain or channels-last, a multiple of 16 values (a WGAN-GP
+// critic's), the two-pass LayerNorm above with the identity for activation (slope 1), whose
+// gradient and gradient's gradient are ops of two passes each; libtorch's own otherwise.
+at::Tensor layer_norm_kernel(const at::Tensor& x, c10::SymIntArrayRef shape, const std::optional<at::Tensor>& weight,
+                             const std::optional<at::Tensor>& bias, double eps, bool cudnn_enable) {
+  const auto given = [](const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); };
+  const auto normalized = C10_AS_INTARRAYREF_SLOW(shape);
+  if (x.device().is_cpu() && x.dim() >= 2 && normalized == x.sizes().slice(1) && given(weight) && given(bias)) {
+    const bool cl = channels_last_map(x);
+    const auto w = cl && weight->dim() == 3 ? weight->permute({1, 2, 0}).contiguous() : *weight;
+    const auto b = cl && bias->dim() == 3 ? bias->permute({1, 2, 0}).contiguous() : *bias;
+    if (layer_norm_fusable(x, w, b, 1.0)) {
+      const Range range("gan_lab::layer_norm");
+      ++layer_norm_calls;
+      return LayerNormAct::apply(x, w, b, eps, 1.0);
+    }
+  }
+  return std::get<0>(at::native_layer_norm(x, normalized, weight, bias, eps));
+}
+
 void register_kernels(bool products) {
   struct Quiet : c10::WarningHandler {
     void process(const c10::Warning&) override {}
@@ -1245,6 +1312,8 @@ void register_kernels(bool products) {
   static auto* library = new torch::Library(torch::Library::IMPL, "aten",
                                             c10::DispatchKey::CompositeImplicitAutograd, __FILE__, __LINE__);
   library->impl("_convolution_double_backward", TORCH_FN(conv_double_backward));
+  library->impl("batch_norm", TORCH_FN(batch_norm_kernel));
+  library->impl("layer_norm", TORCH_FN(layer_norm_kernel));
   static auto* explicit_autograd = new torch::Library(
       torch::Library::IMPL, "aten", c10::DispatchKey::CompositeExplicitAutograd, __FILE__, __LINE__);
   explicit_autograd->impl("convolution", TORCH_FN(conv_forward));
@@ -1319,43 +1388,6 @@ at::Tensor* gan_lab_overlap_k4s2(const at::Tensor* rows, int64_t n, int64_t h, i
   return protect([&] { return Overlap::apply(*rows, n, h, w); });
 }
 
-// BatchNorm (training mode: batch statistics, running statistics updated; else the running
-// statistics) followed by ReLU when slope is 0, else LeakyReLU(slope); with autograd. One fused
-// pass each way for float32 maps (made channels-last) and [N, C] matrices in training, libtorch's
-// ops otherwise.
-at::Tensor* gan_lab_batch_norm_act(const at::Tensor* x, const at::Tensor* weight, const at::Tensor* bias,
-                                   const at::Tensor* running_mean, const at::Tensor* running_var, bool train,
-                                   double momentum, double eps, double slope) {
-  const Range range("gan_lab::batch_norm_act");
-  return protect([&] {
-    if (train) {
-      const auto xs = fusable_layout(*x);
-      if (fusable(xs, *weight, *bias))
-        return BatchNormAct::apply(xs, *weight, *bias, *running_mean, *running_var, momentum, eps, slope);
-    }
-    return batch_norm_act_composite(*x, *weight, *bias, *running_mean, *running_var, train, momentum, eps, slope);
-  });
-}
-
-// LayerNorm over each sample's trailing dimensions `shape` (x.sizes()[1:] for the fused op) with
-// weight and bias, followed by ReLU when slope is 0, else LeakyReLU(slope); with autograd to any
-// order. Fused for float32 maps, plain or channels-last, normalised over all of each sample's
-// values (a multiple of 16 of them); libtorch's ops otherwise.
-at::Tensor* gan_lab_layer_norm_act(const at::Tensor* x, const int64_t* shape, size_t shape_len,
-                                   const at::Tensor* weight, const at::Tensor* bias, double eps, double slope) {
-  const Range range("gan_lab::layer_norm_act");
-  return protect([&] {
-    const at::IntArrayRef normalized(shape, shape_len);
-    if (x->dim() >= 2 && normalized == x->sizes().slice(1) && weight->defined() && bias->defined()) {
-      const bool cl = channels_last_map(*x);
-      const auto w = cl && weight->dim() == 3 ? weight->permute({1, 2, 0}).contiguous() : *weight;
-      const auto b = cl && bias->dim() == 3 ? bias->permute({1, 2, 0}).contiguous() : *bias;
-      if (layer_norm_fusable(*x, w, b, slope)) return LayerNormAct::apply(*x, w, b, eps, slope);
-    }
-    return layer_norm_act_composite(*x, normalized, *weight, *bias, eps, slope);
-  });
-}
-
 // How many times a convolution's second derivative took the weight-gradient form on this thread
 // (tests).
 int64_t gan_lab_conv_double_backward_calls() { return conv_double_backward_calls; }
@@ -1363,6 +1395,12 @@ int64_t gan_lab_conv_double_backward_calls() { return conv_double_backward_calls
 // How many times a one-channel image's gradient took the matrix-product form on this thread (tests).
 int64_t gan_lab_image_conv_backward_calls() { return image_conv_backward_calls; }
 int64_t gan_lab_image_conv_forward_calls() { return image_conv_forward_calls; }
+
+// How many times the fast backend's BatchNorm ran on this thread (tests).
+int64_t gan_lab_batch_norm_calls() { return batch_norm_calls; }
+
+// How many times the fast backend's LayerNorm ran on this thread (tests).
+int64_t gan_lab_layer_norm_calls() { return layer_norm_calls; }
 
 // How many convolutions (or their gradients) took a dense form on this thread (tests).
 int64_t gan_lab_dense_conv_calls() { return dense_conv_calls; }

@@ -177,6 +177,17 @@ fn check_dcgan(m: &DcganConfig) -> Result<()> {
     Ok(())
 }
 
+/// ACGAN and InfoGAN build on the lesson's DCGAN layers: BatchNorm in D, transposed convolutions in G.
+fn check_lesson_layers(m: &DcganConfig) -> Result<()> {
+    ensure!(m.norm == Norm::Batch, "dcgan.norm = {:?}: this family's D uses BatchNorm (expected Batch)", m.norm);
+    ensure!(
+        m.upsample == Upsample::TransposedConv,
+        "dcgan.upsample = {:?}: this family's G uses transposed convolutions (expected TransposedConv)",
+        m.upsample
+    );
+    Ok(())
+}
+
 fn check_classes(classes: i64) -> Result<()> {
     ensure!(classes >= 2, "classes = {classes}: expected 2 or more");
     Ok(())
@@ -200,7 +211,16 @@ impl Family for DcganConfig {
         check_dcgan(self)
     }
     fn networks(&self, g: &nn::Path, d: &nn::Path) -> (Box<dyn GeneratorNet>, Box<dyn DiscriminatorNet>) {
-        (Box::new(Generator::new(g, self)), Box::new(Discriminator::new(d, self)))
+        // The lesson's networks, or the loss-families lesson's layer choices.
+        let generator: Box<dyn GeneratorNet> = match self.upsample {
+            Upsample::TransposedConv => Box::new(Generator::new(g, self)),
+            _ => Box::new(Generator::with_upsampling(g, self)),
+        };
+        let discriminator: Box<dyn DiscriminatorNet> = match self.norm {
+            Norm::Batch => Box::new(Discriminator::new(d, self)),
+            _ => Box::new(Discriminator::with_norm(d, self)),
+        };
+        (generator, discriminator)
     }
     fn adapt_to(&mut self, objective: Objective) {
         if matches!(objective, Objective::WassersteinGp { .. }) && self.norm == Norm::Batch {
@@ -304,6 +324,7 @@ impl Family for AcganConfig {
     }
     fn validate(&self) -> Result<()> {
         check_dcgan(&self.dcgan)?;
+        check_lesson_layers(&self.dcgan)?;
         check_classes(self.classes)
     }
     fn networks(&self, g: &nn::Path, d: &nn::Path) -> (Box<dyn GeneratorNet>, Box<dyn DiscriminatorNet>) {
@@ -334,6 +355,7 @@ impl Family for InfoganConfig {
     }
     fn validate(&self) -> Result<()> {
         check_dcgan(&self.dcgan)?;
+        check_lesson_layers(&self.dcgan)?;
         self.codes.validate()?;
         ensure!(!self.codes.is_empty(), "codes: expected at least one categorical or continuous code");
         ensure!(self.q_hidden >= 1, "q_hidden = {}: expected 1 or more", self.q_hidden);

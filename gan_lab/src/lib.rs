@@ -59,8 +59,7 @@ mod tests {
         for (module, texts) in &files {
             let mut deps = BTreeSet::new();
             for text in texts {
-                let code = text.split("#[cfg(test)]").next().unwrap();
-                let code: String = code.lines().map(|l| l.split("//").next().unwrap()).collect::<Vec<_>>().join("\n");
+                let code = code_of(text);
                 for (at, _) in code.match_indices("crate::") {
                     let rest = &code[at + "crate::".len()..];
                     let named: Vec<&str> = match rest.strip_prefix('{') {
@@ -118,6 +117,36 @@ mod tests {
         }
         for above in ["vae", "explore", "builders", "viz"] {
             assert!(!graph["train"].contains(above), "the training loop must not import {above}");
+        }
+    }
+
+    /// The code of `text` without its comments and tests.
+    fn code_of(text: &str) -> String {
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        code.lines().map(|l| l.split("//").next().unwrap()).collect::<Vec<_>>().join("\n")
+    }
+
+    /// The models are written with tch's layers; the speed techniques reach them through libtorch's
+    /// dispatcher, so no model file names the backend (models/mod.rs's `leaky_relu` helper, which
+    /// binds libtorch's op with its slope, is the one door). The lesson-1 exercises use only tch's
+    /// layers, not the loss-families lesson's layer choices.
+    #[test]
+    fn model_files_name_no_speed_technique() {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/models");
+        for entry in std::fs::read_dir(&models).unwrap() {
+            let path = entry.unwrap().path();
+            let code = code_of(&std::fs::read_to_string(&path).unwrap());
+            let allowed = usize::from(path.ends_with("mod.rs"));
+            assert_eq!(code.matches("backend").count(), allowed, "{} names the backend", path.display());
+        }
+        let dcgan = std::fs::read_to_string(models.join("dcgan.rs")).unwrap();
+        let bodies: Vec<&str> =
+            dcgan.split("// BEGIN SOLUTION").skip(1).map(|b| b.split("// END SOLUTION").next().unwrap()).collect();
+        assert!(bodies.len() >= 5, "the scan sees the exercise bodies");
+        for body in bodies {
+            for kit in ["up_layer", "norm_layer", "UpLayer", "NormLayer", "fuse"] {
+                assert!(!body.contains(kit), "an exercise body names `{kit}`:\n{body}");
+            }
         }
     }
 

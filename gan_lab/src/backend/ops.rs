@@ -1,12 +1,13 @@
-//! libtorch ops that tch does not expose, and gan_lab's fused ones, compiled from `csrc/ops.cpp`
-//! by the build script (the `fast-kernels` feature). Each has a plain-tch form for builds without
-//! the C++ and for the stock-libtorch backend ([`super::Backend::Libtorch`]).
+//! The Rust side of `csrc/ops.cpp` (compiled by the build script, the `fast-kernels` feature):
+//! registering its kernels in libtorch's dispatcher, LeakyReLU with a slope (which tch does not
+//! expose), the profiler, libtorch's thread pool. Each has a plain form for builds without the C++.
 
-use anyhow::{anyhow, Result};
+#[cfg(gan_lab_kernels)]
+use anyhow::anyhow;
+use anyhow::Result;
 use std::ffi::CStr;
 #[cfg(gan_lab_kernels)]
 use std::ffi::{c_char, c_void};
-use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 #[cfg(gan_lab_kernels)]
 use torch_sys::C_tensor;
@@ -22,26 +23,6 @@ extern "C" {
     fn gan_lab_windows_k4s2(x: *const C_tensor) -> *mut C_tensor;
     #[cfg(test)]
     fn gan_lab_overlap_k4s2(rows: *const C_tensor, n: i64, h: i64, w: i64) -> *mut C_tensor;
-    fn gan_lab_batch_norm_act(
-        x: *const C_tensor,
-        weight: *const C_tensor,
-        bias: *const C_tensor,
-        running_mean: *const C_tensor,
-        running_var: *const C_tensor,
-        train: bool,
-        momentum: f64,
-        eps: f64,
-        slope: f64,
-    ) -> *mut C_tensor;
-    fn gan_lab_layer_norm_act(
-        x: *const C_tensor,
-        shape: *const i64,
-        shape_len: usize,
-        weight: *const C_tensor,
-        bias: *const C_tensor,
-        eps: f64,
-        slope: f64,
-    ) -> *mut C_tensor;
     fn gan_lab_seeded(on: bool);
     fn gan_lab_profile_start();
     fn gan_lab_parallel_for(n: i64, grain: i64, f: extern "C" fn(*mut c_void, i64, i64), ctx: *mut c_void);
@@ -246,12 +227,6 @@ pub(crate) fn f_windows_k4s2(x: &Tensor) -> Result<Tensor> {
     wrap(unsafe { gan_lab_windows_k4s2(x.as_ptr()) }, "windows_k4s2")
 }
 
-/// The error of a kernel asked for in a build without the C++.
-#[cfg(not(gan_lab_kernels))]
-fn without_kernels(op: &str) -> anyhow::Error {
-    anyhow!("{op}: this build of gan_lab has no C++ kernels (the `fast-kernels` feature is off)")
-}
-
 /// The adjoint of [`f_windows_k4s2`]: rows `[n·h·w, 16·C]`, one per position (n, i, j) of an h×w
 /// map, each summed onto the 4×4 window of a `[n, C, 2h, 2w]` map (channels-last) that position
 /// covers in a kernel-4, stride-2, padding-1 transposed convolution.
@@ -271,98 +246,6 @@ pub(crate) fn windows_k4s2(x: &Tensor) -> Tensor {
 #[cfg(all(test, gan_lab_kernels))]
 pub(crate) fn overlap_k4s2(rows: &Tensor, n: i64, h: i64, w: i64) -> Tensor {
     f_overlap_k4s2(rows, n, h, w).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// BatchNorm `bn` followed by ReLU (`slope` 0) or LeakyReLU(`slope`): the block after every hidden
-/// convolution of the lessons' networks. In training, on float32 maps (returned channels-last) and
-/// `[N, C]` matrices, one fused op makes one pass for the statistics, one that normalises and
-/// activates, and two for the gradients; elsewhere (evaluation, bfloat16) it is `bn.forward_t` and
-/// the activation. Same values and gradients as those up to float rounding (partial sums in float,
-/// totals in double) and the same update of the running statistics. It uses tch's default
-/// momentum and eps, as every BatchNorm of the lessons does. With stock libtorch
-/// ([`super::Backend::Libtorch`]) it is always the two ops.
-pub fn f_batch_norm_act(x: &Tensor, bn: &nn::BatchNorm, train: bool, slope: f64) -> Result<Tensor> {
-    let (Some(weight), Some(bias), true) = (&bn.ws, &bn.bs, super::fast()) else {
-        let y = bn.forward_t(x, train);
-        return Ok(if slope == 0.0 { y.relu() } else { f_leaky_relu(&y, slope)? });
-    };
-    #[cfg(not(gan_lab_kernels))]
-    {
-        // The fast backend needs the kernels, so this is not reached.
-        let _ = (weight, bias);
-        Err(without_kernels("batch_norm_act"))
-    }
-    #[cfg(gan_lab_kernels)]
-    let config = nn::BatchNormConfig::default();
-    #[cfg(gan_lab_kernels)]
-    // SAFETY: every tensor is live for the duration of the call.
-    wrap(
-        unsafe {
-            gan_lab_batch_norm_act(
-                x.as_ptr(),
-                weight.as_ptr(),
-                bias.as_ptr(),
-                bn.running_mean.as_ptr(),
-                bn.running_var.as_ptr(),
-                train,
-                config.momentum,
-                config.eps,
-                slope,
-            )
-        },
-        "batch_norm_act",
-    )
-}
-
-/// [`f_batch_norm_act`]; panics on a tensor BatchNorm cannot take, as tch's own ops do.
-pub fn batch_norm_act(x: &Tensor, bn: &nn::BatchNorm, train: bool, slope: f64) -> Tensor {
-    f_batch_norm_act(x, bn, train, slope).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// `bn.forward_t(x, train).relu()`, fused ([`f_batch_norm_act`]).
-pub fn batch_norm_relu(x: &Tensor, bn: &nn::BatchNorm, train: bool) -> Tensor {
-    batch_norm_act(x, bn, train, 0.0)
-}
-
-/// `leaky_relu(&bn.forward_t(x, train), slope)`, fused ([`f_batch_norm_act`]).
-pub fn batch_norm_leaky_relu(x: &Tensor, bn: &nn::BatchNorm, train: bool, slope: f64) -> Tensor {
-    batch_norm_act(x, bn, train, slope)
-}
-
-/// LayerNorm `ln` followed by ReLU (`slope` 0) or LeakyReLU(`slope`): the block after a WGAN-GP
-/// critic's hidden convolutions. On float32 maps (plain or channels-last) normalised over each
-/// sample's [C, H, W], a multiple of 16 values, it is one op, and so is its gradient and its
-/// gradient's gradient (the gradient penalty's): two passes over the activations each, where
-/// libtorch's LayerNorm double backward runs a chain of some twenty tensor ops. Elsewhere (other
-/// sizes and layouts, bfloat16) it is `ln.forward(x)` and the activation. Same values and
-/// derivatives as those up to float rounding (row sums in float lanes, totals in double); tch's
-/// default eps, as the lessons' LayerNorms use. With stock libtorch it is always the two ops.
-pub fn f_layer_norm_act(x: &Tensor, ln: &nn::LayerNorm, slope: f64) -> Result<Tensor> {
-    let (Some(weight), Some(bias), true) = (&ln.ws, &ln.bs, super::fast()) else {
-        let y = ln.forward(x);
-        return Ok(if slope == 0.0 { y.relu() } else { f_leaky_relu(&y, slope)? });
-    };
-    #[cfg(not(gan_lab_kernels))]
-    {
-        // The fast backend needs the kernels, so this is not reached.
-        let _ = (weight, bias);
-        Err(without_kernels("layer_norm_act"))
-    }
-    #[cfg(gan_lab_kernels)]
-    let (eps, shape) = (nn::LayerNormConfig::default().eps, &ln.normalized_shape);
-    #[cfg(gan_lab_kernels)]
-    // SAFETY: every tensor and the shape are live for the duration of the call.
-    wrap(
-        unsafe {
-            gan_lab_layer_norm_act(x.as_ptr(), shape.as_ptr(), shape.len(), weight.as_ptr(), bias.as_ptr(), eps, slope)
-        },
-        "layer_norm_act",
-    )
-}
-
-/// [`f_layer_norm_act`]; panics on a tensor the LayerNorm cannot take, as tch's own ops do.
-pub fn layer_norm_act(x: &Tensor, ln: &nn::LayerNorm, slope: f64) -> Tensor {
-    f_layer_norm_act(x, ln, slope).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[cfg(all(test, gan_lab_kernels))]
@@ -401,6 +284,7 @@ mod plain_tests {
 #[cfg(all(test, gan_lab_kernels))]
 pub(crate) mod tests {
     use super::*;
+    use tch::nn::{self, Module, ModuleT};
     use tch::Kind;
 
     use crate::backend::tests::require_fast as fast_backend;
@@ -531,10 +415,11 @@ pub(crate) mod tests {
         }
     }
 
-    /// One BatchNorm + activation block, fused or as libtorch's separate ops: the output, the
-    /// gradients of x, the BatchNorm weight and bias, and the running statistics after it.
-    fn block(x: &Tensor, slope: f64, fused: bool) -> Vec<Tensor> {
-        let vs = nn::VarStore::new(tch::Device::Cpu);
+    /// One BatchNorm + activation block as the models write it (`bn.forward_t`, then ReLU or
+    /// LeakyReLU) in `x`'s precision: the output, the gradients of x, the BatchNorm weight and bias,
+    /// the running statistics after it, and how many times the fast backend's BatchNorm ran.
+    fn block(x: &Tensor, slope: f64) -> (Vec<Tensor>, i64) {
+        let mut vs = nn::VarStore::new(tch::Device::Cpu);
         let config = nn::BatchNormConfig {
             ws_init: nn::Init::Randn { mean: 1.0, stdev: 0.3 },
             bs_init: nn::Init::Randn { mean: 0.0, stdev: 0.3 },
@@ -547,29 +432,28 @@ pub(crate) mod tests {
                 nn::batch_norm2d(vs.root(), x.size()[1], config)
             }
         });
+        if x.kind() == Kind::Double {
+            vs.double();
+        }
         let x = x.detach().set_requires_grad(true);
-        let y = if fused {
-            batch_norm_act(&x, &bn, true, slope)
-        } else {
-            let y = bn.forward_t(&x, true);
-            if slope == 0.0 {
-                y.relu()
-            } else {
-                leaky_relu(&y, slope)
-            }
-        };
+        // SAFETY: reads a thread-local counter.
+        let before = unsafe { gan_lab_batch_norm_calls() };
+        let y = bn.forward_t(&x, true);
+        let y = if slope == 0.0 { y.relu() } else { leaky_relu(&y, slope) };
         // A gradient that is not the same for every element, so each term of the backward counts.
-        let probe = Tensor::linspace(-1.0, 2.0, y.numel() as i64, (Kind::Float, tch::Device::Cpu)).view_as(&y).cos();
+        let probe = Tensor::linspace(-1.0, 2.0, y.numel() as i64, (x.kind(), tch::Device::Cpu)).view_as(&y).cos();
         let (w, b) = (bn.ws.as_ref().unwrap(), bn.bs.as_ref().unwrap());
-        let grads = Tensor::run_backward(&[(&y * probe).sum(Kind::Float)], &[&x, w, b], false, false);
+        let grads = Tensor::run_backward(&[(&y * probe).sum(x.kind())], &[&x, w, b], false, false);
+        // SAFETY: reads a thread-local counter.
+        let ours = unsafe { gan_lab_batch_norm_calls() } - before;
         let mut out = vec![y.detach()];
         out.extend(grads);
         out.extend([bn.running_mean.copy(), bn.running_var.copy()]);
-        out
+        (out, ours)
     }
 
     #[test]
-    fn fused_batch_norm_and_activation_match_libtorchs_ops() {
+    fn batch_norm_on_the_fast_backend_has_libtorchs_values_and_derivatives() {
         fast_backend();
         let maps = crate::rng::with_seed(1, || Tensor::randn([6, 5, 4, 3], (Kind::Float, tch::Device::Cpu)) * 2 + 0.5);
         let names = ["output", "x gradient", "weight gradient", "bias gradient", "running mean", "running var"];
@@ -579,54 +463,85 @@ pub(crate) mod tests {
             ("contiguous map (copied channels-last)", maps.shallow_clone()),
         ] {
             for slope in [0.0, 0.2] {
-                let (fused, separate) = (block(&x, slope, true), block(&x, slope, false));
-                for ((a, b), name) in fused.iter().zip(&separate).zip(names) {
-                    let diff = (a - b).abs().max().double_value(&[]);
+                // float32 takes the fast backend's BatchNorm; float64 is libtorch's own, the reference.
+                let ((fast, ours), (reference, theirs)) = (block(&x, slope), block(&x.to_kind(Kind::Double), slope));
+                assert_eq!((ours, theirs), (1, 0), "{what}: the fast BatchNorm runs on float32 only");
+                for ((a, b), name) in fast.iter().zip(&reference).zip(names) {
+                    let diff = (a.to_kind(Kind::Double) - b).abs().max().double_value(&[]);
                     assert!(diff < 1e-5, "{what}, slope {slope}: {name} off by {diff:e}");
                 }
             }
         }
     }
 
+    /// libtorch's InstanceNorm (SAGAN's critic) calls `batch_norm` without running statistics:
+    /// that call keeps libtorch's BatchNorm, and works.
     #[test]
-    fn fused_batch_norm_and_activation_have_a_gradient_of_their_gradient() {
+    fn instance_norm_still_runs_on_the_fast_backend() {
+        fast_backend();
+        let x = crate::rng::with_seed(1, || Tensor::randn([4, 3, 4, 4], (Kind::Float, tch::Device::Cpu)));
+        let norm = |x: &Tensor| {
+            let w = Tensor::linspace(0.5, 1.5, 3, (x.kind(), tch::Device::Cpu));
+            x.instance_norm::<&Tensor>(Some(&w), Some(&(&w - 1.0)), None, None, true, 0.1, 1e-5, false)
+        };
+        let diff = (norm(&x).to_kind(Kind::Double) - norm(&x.to_kind(Kind::Double))).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "instance norm off by {diff:e}");
+    }
+
+    #[test]
+    fn batch_norm_on_the_fast_backend_has_a_gradient_of_its_gradient() {
         fast_backend();
         let x = crate::rng::with_seed(2, || Tensor::randn([8, 3, 2, 2], (Kind::Float, tch::Device::Cpu)));
         let x = crate::backend::perf::channels_last(&x);
-        let second = |fused: bool| {
-            let vs = nn::VarStore::new(tch::Device::Cpu);
+        let second = |kind: Kind| {
+            let mut vs = nn::VarStore::new(tch::Device::Cpu);
             let bn = crate::rng::with_seed(5, || nn::batch_norm2d(vs.root(), 3, Default::default()));
-            let x = x.detach().set_requires_grad(true);
-            let y = if fused { batch_norm_act(&x, &bn, true, 0.2) } else { leaky_relu(&bn.forward_t(&x, true), 0.2) };
-            let g = &Tensor::run_backward(&[(&y * &y).sum(Kind::Float)], &[&x], true, true)[0];
-            Tensor::run_backward(&[g.square().sum(Kind::Float)], &[&x], false, false).remove(0)
+            if kind == Kind::Double {
+                vs.double();
+            }
+            let x = x.to_kind(kind).detach().set_requires_grad(true);
+            let y = leaky_relu(&bn.forward_t(&x, true), 0.2);
+            let g = &Tensor::run_backward(&[(&y * &y).sum(kind)], &[&x], true, true)[0];
+            Tensor::run_backward(&[g.square().sum(kind)], &[&x], false, false).remove(0).to_kind(Kind::Double)
         };
-        let diff = (second(true) - second(false)).abs().max().double_value(&[]);
+        let diff = (second(Kind::Float) - second(Kind::Double)).abs().max().double_value(&[]);
         assert!(diff < 1e-4, "second derivative off by {diff:e}");
     }
 
-    /// A LayerNorm over each sample of `x` with weights away from 1 and 0, as the critic's.
-    fn layer_norm_of(vs: &nn::VarStore, x: &Tensor) -> nn::LayerNorm {
+    /// A LayerNorm over each sample of `x` with weights away from 1 and 0, as the critic's, in
+    /// `x`'s precision.
+    fn layer_norm_of(vs: &mut nn::VarStore, x: &Tensor) -> nn::LayerNorm {
         let config = nn::LayerNormConfig {
             ws_init: nn::Init::Randn { mean: 1.0, stdev: 0.3 },
             bs_init: nn::Init::Randn { mean: 0.0, stdev: 0.3 },
             ..Default::default()
         };
-        crate::rng::with_seed(4, || nn::layer_norm(vs.root(), x.size()[1..].to_vec(), config))
+        let ln = crate::rng::with_seed(4, || nn::layer_norm(vs.root(), x.size()[1..].to_vec(), config));
+        if x.kind() == Kind::Double {
+            vs.double();
+        }
+        ln
     }
 
-    fn layer_norm_block(ln: &nn::LayerNorm, x: &Tensor, slope: f64, fused: bool) -> Tensor {
-        if fused {
-            layer_norm_act(x, ln, slope)
-        } else if slope == 0.0 {
+    /// LayerNorm then the activation, as the critic writes it.
+    fn layer_norm_block(ln: &nn::LayerNorm, x: &Tensor, slope: f64) -> Tensor {
+        if slope == 0.0 {
             ln.forward(x).relu()
         } else {
             leaky_relu(&ln.forward(x), slope)
         }
     }
 
+    /// How many times the fast backend's LayerNorm ran on this thread while `f` ran.
+    fn layer_norms_in<T>(f: impl FnOnce() -> T) -> (T, i64) {
+        // SAFETY: reads a thread-local counter.
+        let before = unsafe { gan_lab_layer_norm_calls() };
+        let out = f();
+        (out, unsafe { gan_lab_layer_norm_calls() } - before)
+    }
+
     #[test]
-    fn fused_layer_norm_and_activation_match_libtorchs_ops() {
+    fn layer_norm_on_the_fast_backend_has_libtorchs_values_and_derivatives() {
         fast_backend();
         // 80 values per sample, and 2048 (several flushes into double); 60, not a whole number of
         // lanes, goes to libtorch's ops.
@@ -635,69 +550,77 @@ pub(crate) mod tests {
         };
         let cl = crate::backend::perf::channels_last(&maps([4, 32, 8, 8], 3));
         for x in [maps([6, 5, 4, 4], 1), maps([4, 32, 8, 8], 2), cl, maps([6, 5, 4, 3], 1)] {
-            let vs = nn::VarStore::new(tch::Device::Cpu);
-            let ln = layer_norm_of(&vs, &x);
-            let (w, b) = (ln.ws.as_ref().unwrap(), ln.bs.as_ref().unwrap());
+            let fusable = (x.numel() as i64 / x.size()[0]) % 16 == 0;
             for slope in [0.0, 0.2] {
-                let [fused, separate] = [true, false].map(|fused| {
+                // float32 takes the fast backend's LayerNorm; float64 is libtorch's own, the reference.
+                let [(fast, ours), (reference, theirs)] = [Kind::Float, Kind::Double].map(|kind| {
+                    let mut vs = nn::VarStore::new(tch::Device::Cpu);
+                    let x = x.to_kind(kind);
+                    let ln = layer_norm_of(&mut vs, &x);
+                    let (w, b) = (ln.ws.as_ref().unwrap(), ln.bs.as_ref().unwrap());
                     let x = x.detach().set_requires_grad(true);
-                    let y = layer_norm_block(&ln, &x, slope, fused);
-                    let probe = Tensor::linspace(-1.0, 2.0, y.numel() as i64, (Kind::Float, tch::Device::Cpu))
-                        .view_as(&y)
-                        .cos();
-                    let mut out = vec![y.detach()];
-                    out.extend(Tensor::run_backward(&[(&y * probe).sum(Kind::Float)], &[&x, w, b], false, false));
-                    out
+                    layer_norms_in(|| {
+                        let y = layer_norm_block(&ln, &x, slope);
+                        let probe =
+                            Tensor::linspace(-1.0, 2.0, y.numel() as i64, (kind, tch::Device::Cpu)).view_as(&y).cos();
+                        let mut out = vec![y.detach()];
+                        out.extend(Tensor::run_backward(&[(&y * probe).sum(kind)], &[&x, w, b], false, false));
+                        out
+                    })
                 });
+                assert_eq!((ours, theirs), (fusable as i64, 0), "{:?}: where the fast LayerNorm runs", x.size());
                 for ((a, b), name) in
-                    fused.iter().zip(&separate).zip(["output", "x gradient", "weight gradient", "bias gradient"])
+                    fast.iter().zip(&reference).zip(["output", "x gradient", "weight gradient", "bias gradient"])
                 {
-                    let diff = (a - b).abs().max().double_value(&[]);
+                    let diff = (a.to_kind(Kind::Double) - b).abs().max().double_value(&[]);
                     assert!(diff < 1e-5, "{:?}, slope {slope}: {name} off by {diff:e}", x.size());
                 }
             }
         }
     }
 
-    /// A gradient penalty through one LayerNorm + LeakyReLU block scored by the weights `q`:
-    /// its gradients with respect to the block's input, the LayerNorm's weight and bias, and `q`.
-    fn penalty_gradients(x: &Tensor, fused: bool, through_weight: bool) -> Vec<Tensor> {
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let ln = layer_norm_of(&vs, x);
+    /// A gradient penalty through one LayerNorm + LeakyReLU block scored by the weights `q`, in
+    /// `x`'s precision: its gradients with respect to the block's input, the LayerNorm's weight
+    /// and bias, and `q`.
+    fn penalty_gradients(x: &Tensor, through_weight: bool) -> Vec<Tensor> {
+        let kind = x.kind();
+        let mut vs = nn::VarStore::new(tch::Device::Cpu);
+        let ln = layer_norm_of(&mut vs, x);
         let q = crate::rng::with_seed(6, || {
-            Tensor::randn(x.size(), (Kind::Float, tch::Device::Cpu)).set_requires_grad(true)
+            Tensor::randn(x.size(), (Kind::Float, tch::Device::Cpu)).to_kind(kind).set_requires_grad(true)
         });
         let x = x.detach().set_requires_grad(true);
         let (w, b) = (ln.ws.as_ref().unwrap(), ln.bs.as_ref().unwrap());
-        let score = (layer_norm_block(&ln, &x, 0.2, fused) * &q).sum(Kind::Float);
+        let score = (layer_norm_block(&ln, &x, 0.2) * &q).sum(kind);
         let loss = if through_weight {
             // A derivative through the weight's gradient too (no lesson takes one).
             let g = Tensor::run_backward(&[score], &[&x, w], true, true);
-            g[0].square().sum(Kind::Float) + g[1].square().sum(Kind::Float)
+            g[0].square().sum(kind) + g[1].square().sum(kind)
         } else {
             let g = &Tensor::run_backward(&[score], &[&x], true, true)[0];
-            let norm = (g.flatten(1, -1).square().sum_dim_intlist(1, false, Kind::Float) + 1e-12).sqrt();
-            (norm - 1.0).square().mean(Kind::Float) * 10.0
+            let norm = (g.flatten(1, -1).square().sum_dim_intlist(1, false, kind) + 1e-12).sqrt();
+            (norm - 1.0).square().mean(kind) * 10.0
         };
         Tensor::run_backward(&[loss], &[&x, w, b, &q], false, false)
     }
 
     #[test]
-    fn fused_layer_norm_and_activation_have_the_gradient_penaltys_second_derivatives() {
+    fn layer_norm_on_the_fast_backend_has_the_gradient_penaltys_second_derivatives() {
         fast_backend();
         let x = crate::rng::with_seed(3, || Tensor::randn([5, 16, 4, 4], (Kind::Float, tch::Device::Cpu)) * 1.5 + 0.3);
         for (x, through_weight) in [(x.shallow_clone(), false), (x.shallow_clone(), true)]
             .into_iter()
             .chain([false, true].map(|t| (crate::backend::perf::channels_last(&x), t)))
         {
-            let (fused, separate) =
-                (penalty_gradients(&x, true, through_weight), penalty_gradients(&x, false, through_weight));
-            for ((a, b), name) in fused.iter().zip(&separate).zip(["x", "weight", "bias", "q"]) {
+            let (fast, ours) = layer_norms_in(|| penalty_gradients(&x, through_weight));
+            let (reference, theirs) = layer_norms_in(|| penalty_gradients(&x.to_kind(Kind::Double), through_weight));
+            assert!(ours >= 1 && theirs == 0, "the fast LayerNorm ran {ours} times in float32, {theirs} in float64");
+            for ((a, b), name) in fast.iter().zip(&reference).zip(["x", "weight", "bias", "q"]) {
                 if !b.defined() {
                     assert!(!a.defined() || a.abs().max().double_value(&[]) == 0.0, "{name}: libtorch's is 0");
                     continue;
                 }
-                let diff = relative(a, b);
+                let diff = relative(&a.to_kind(Kind::Double), b);
                 assert!(
                     diff < 1e-4,
                     "second derivative with respect to {name} (through the weight's gradient: {through_weight}; \
@@ -708,18 +631,9 @@ pub(crate) mod tests {
         }
     }
 
-    #[test]
-    fn layer_norm_act_names_a_shape_it_cannot_take() {
-        fast_backend();
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let ln = layer_norm_of(&vs, &Tensor::zeros([2, 5, 4, 3], (Kind::Float, tch::Device::Cpu)));
-        let e = f_layer_norm_act(&Tensor::zeros([2, 5, 4, 4], (Kind::Float, tch::Device::Cpu)), &ln, 0.2)
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("layer_norm_act: ") && e.contains("[5, 4, 3]"), "{e}");
-    }
-
     extern "C" {
+        fn gan_lab_batch_norm_calls() -> i64;
+        fn gan_lab_layer_norm_calls() -> i64;
         fn gan_lab_dense_conv_calls() -> i64;
         fn gan_lab_conv_double_backward_calls() -> i64;
         fn gan_lab_dnnl_matmul_calls() -> i64;

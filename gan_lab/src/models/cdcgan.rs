@@ -11,11 +11,10 @@
 //!
 //! The lesson marks "no bias" on the layers BatchNorm follows; the others keep their bias (0 at init).
 
-use super::dcgan::{leaky_relu_02, Init};
-use super::{one_hot, DiscriminatorNet, GeneratorNet, Judgement};
-use crate::backend::ops::{batch_norm_leaky_relu, batch_norm_relu};
+use super::dcgan::Init;
+use super::{leaky_relu, one_hot, DiscriminatorNet, GeneratorNet, Judgement};
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, Module};
+use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
 /// The architecture's hyperparameters.
@@ -92,7 +91,7 @@ impl Generator {
         assert_eq!(labels.size(), [b], "generator labels: expected [{b}]");
         let mut h = self.fuse(z, labels, train); // [B, 8ngf, 4, 4]
         for (conv, bn) in &self.blocks {
-            h = batch_norm_relu(&conv.forward(&h), bn, train); // [B, 4ngf, 8, 8] → [B, 2ngf, 16, 16]
+            h = bn.forward_t(&conv.forward(&h), train).relu(); // [B, 4ngf, 8, 8] → [B, 2ngf, 16, 16]
         }
         self.to_image.forward(&h).tanh() // [B, C, 32, 32]
     }
@@ -104,9 +103,9 @@ impl Generator {
         let b = z.size()[0];
         let ((zc, zbn), (yc, ybn)) = (&self.z_branch, &self.y_branch);
         // BEGIN SOLUTION conditional.fusion
-        let hz = batch_norm_relu(&zc.forward(&z.view([b, self.latent_dim, 1, 1])), zbn, train);
+        let hz = zbn.forward_t(&zc.forward(&z.view([b, self.latent_dim, 1, 1])), train).relu();
         let y = one_hot(labels, self.classes).view([b, self.classes, 1, 1]);
-        let hy = batch_norm_relu(&yc.forward(&y), ybn, train);
+        let hy = ybn.forward_t(&yc.forward(&y), train).relu();
         Tensor::cat(&[hz, hy], 1)
         // END SOLUTION
     }
@@ -155,8 +154,8 @@ impl Discriminator {
     /// The fused maps `[B, 2ndf, 16, 16]` ([`Discriminator::fuse`]) → logits `[B]`.
     pub fn score(&self, h: &Tensor, train: bool) -> Tensor {
         let b = h.size()[0];
-        let h = batch_norm_leaky_relu(&self.conv1.forward(h), &self.bn1, train, 0.2); // [B, 4ndf, 8, 8]
-        let h = batch_norm_leaky_relu(&self.conv2.forward(&h), &self.bn2, train, 0.2); // [B, 8ndf, 4, 4]
+        let h = leaky_relu(&self.bn1.forward_t(&self.conv1.forward(h), train), 0.2); // [B, 4ndf, 8, 8]
+        let h = leaky_relu(&self.bn2.forward_t(&self.conv2.forward(&h), train), 0.2); // [B, 8ndf, 4, 4]
         self.to_score.forward(&h).view([b]) // [B, 1, 1, 1] → [B]
     }
 
@@ -166,8 +165,8 @@ impl Discriminator {
     /// them, image first → `[B, 2ndf, 16, 16]`.
     pub fn fuse(&self, x: &Tensor, planes: &Tensor) -> Tensor {
         // BEGIN SOLUTION conditional.fusion
-        let hx = leaky_relu_02(&self.x_branch.forward(x));
-        let hy = leaky_relu_02(&self.y_branch.forward(planes));
+        let hx = leaky_relu(&self.x_branch.forward(x), 0.2);
+        let hy = leaky_relu(&self.y_branch.forward(planes), 0.2);
         Tensor::cat(&[hx, hy], 1)
         // END SOLUTION
     }

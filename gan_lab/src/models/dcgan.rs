@@ -9,7 +9,7 @@
 //! computed without overflow. [`Discriminator::probability`] gives D(x) as the lesson defines it.
 
 use super::layers::{Norm, NormLayer, UpLayer, Upsample};
-use super::{DiscriminatorNet, GeneratorNet, Judgement};
+use super::{leaky_relu, DiscriminatorNet, GeneratorNet, Judgement};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
@@ -169,46 +169,93 @@ pub fn dense(p: nn::Path, from: i64, to: i64, init: Init, bias: bool) -> nn::Lin
     nn::linear(p, from, to, config)
 }
 
-/// LeakyReLU with slope 0.2 ([`crate::backend::ops::leaky_relu`]).
-pub fn leaky_relu_02(x: &Tensor) -> Tensor {
-    crate::backend::ops::leaky_relu(x, 0.2)
-}
-
-/// The DCGAN generator.
+/// The DCGAN generator. `Up` is the layer that doubles the side: the lesson's transposed
+/// convolution; the loss-families lesson swaps in a resize and a convolution
+/// ([`Generator::with_upsampling`]).
 #[derive(Debug)]
-pub struct Generator {
+pub struct Generator<Up = nn::ConvTranspose2D> {
     latent_dim: i64,
-    blocks: Vec<(UpLayer, nn::BatchNorm)>,
-    to_image: UpLayer,
+    blocks: Vec<(Up, nn::BatchNorm)>,
+    to_image: Up,
 }
 
 impl Generator {
     /// Exercise `dcgan.generator`: the lesson's layer list. Name the layers `convt1`, `bn1`,
-    /// `convt2`, ... through `p`; use `c.widths(c.ngf)`, `nn::conv_transpose2d(path, n_z, to, 4,
-    /// c.convt_config(1, 0))` for the first block (1×1 → 4×4, as `UpLayer::Transposed(..)`),
-    /// `c.up_layer(path, from, to)` for the layers that double the side and `c.bn_config()`.
+    /// `convt2`, ... through `p`; use `c.widths(c.ngf)`, `nn::conv_transpose2d(path, from, to, 4,
+    /// c.convt_config(stride, padding))` and `nn::batch_norm2d(path, channels, c.bn_config())`.
     pub fn new(p: &nn::Path, c: &DcganConfig) -> Generator {
         // BEGIN SOLUTION dcgan.generator
         let widths = c.widths(c.ngf);
         let mut blocks = Vec::new();
         let mut in_ch = c.latent_dim;
         for (i, &w) in widths.iter().enumerate() {
-            // The first block maps the 1×1 latent to 4×4 (k4 s1 p0); the others double the side.
-            let name = p / format!("convt{}", i + 1);
-            let conv = match i {
-                0 => UpLayer::Transposed(nn::conv_transpose2d(name, in_ch, w, 4, c.convt_config(1, 0))),
-                _ => c.up_layer(name, in_ch, w),
-            };
+            // The first block maps the 1×1 latent to 4×4 (k4 s1 p0); the others double the side (k4 s2 p1).
+            let (stride, padding) = if i == 0 { (1, 0) } else { (2, 1) };
+            let conv =
+                nn::conv_transpose2d(p / format!("convt{}", i + 1), in_ch, w, 4, c.convt_config(stride, padding));
             let bn = nn::batch_norm2d(p / format!("bn{}", i + 1), w, c.bn_config());
             blocks.push((conv, bn));
             in_ch = w;
         }
         let n = widths.len() + 1;
-        let to_image = c.up_layer(p / format!("convt{n}"), in_ch, c.channels);
+        let to_image = nn::conv_transpose2d(p / format!("convt{n}"), in_ch, c.channels, 4, c.convt_config(2, 1));
         Generator { latent_dim: c.latent_dim, blocks, to_image }
         // END SOLUTION
     }
+}
 
+impl Generator<UpLayer> {
+    /// The student's generator ([`Generator::new`]) with `c.upsample`'s way of doubling the side
+    /// (IFT6135 assignment 4, section 2.2): built once aside, then its first block (1×1 → 4×4)
+    /// and its BatchNorms are kept as they are, and each transposed convolution after the first
+    /// becomes `c.up_layer(..)` with the same channels, under the same name.
+    pub fn with_upsampling(p: &nn::Path, c: &DcganConfig) -> Generator<UpLayer> {
+        let aside = nn::VarStore::new(p.device());
+        let plain = Generator::new(&aside.root(), c);
+        let mut blocks = Vec::new();
+        for (i, (mut conv, mut bn)) in plain.blocks.into_iter().enumerate() {
+            let name = p / format!("convt{}", i + 1);
+            let up = if i == 0 {
+                keep_under(&name, &mut conv.ws, &mut conv.bs);
+                UpLayer::Transposed(conv)
+            } else {
+                let size = conv.ws.size(); // [from, to, k, k]
+                c.up_layer(name, size[0], size[1])
+            };
+            keep_batch_norm_under(&(p / format!("bn{}", i + 1)), &mut bn);
+            blocks.push((up, bn));
+        }
+        let size = plain.to_image.ws.size();
+        let to_image = c.up_layer(p / format!("convt{}", blocks.len() + 1), size[0], size[1]);
+        Generator { latent_dim: plain.latent_dim, blocks, to_image }
+    }
+}
+
+/// Makes a layer's weight and bias, built in another var store, variables of `p` (same values,
+/// the names `weight` and `bias`).
+fn keep_under(p: &nn::Path, ws: &mut Tensor, bs: &mut Option<Tensor>) {
+    *ws = p.var_copy("weight", ws);
+    if let Some(b) = bs {
+        *b = p.var_copy("bias", b);
+    }
+}
+
+/// [`keep_under`] for a BatchNorm, its running statistics as non-trainable variables.
+fn keep_batch_norm_under(p: &nn::Path, bn: &mut nn::BatchNorm) {
+    if let Some(w) = &mut bn.ws {
+        *w = p.var_copy("weight", w);
+    }
+    if let Some(b) = &mut bn.bs {
+        *b = p.var_copy("bias", b);
+    }
+    for (name, t) in [("running_mean", &mut bn.running_mean), ("running_var", &mut bn.running_var)] {
+        let mut kept = p.zeros_no_train(name, &t.size());
+        tch::no_grad(|| kept.copy_(t));
+        *t = kept;
+    }
+}
+
+impl<Up: Module> Generator<Up> {
     /// z `[B, n_z]` → images `[B, C, S, S]` in [-1, 1].
     pub fn forward_t(&self, z: &Tensor, train: bool) -> Tensor {
         let b = z.size()[0];
@@ -224,7 +271,7 @@ impl Generator {
     }
 }
 
-impl GeneratorNet for Generator {
+impl<Up: Module> GeneratorNet for Generator<Up> {
     fn generate(&self, z: &Tensor, _labels: Option<&Tensor>, train: bool) -> Tensor {
         self.forward_t(z, train)
     }
@@ -234,25 +281,27 @@ impl GeneratorNet for Generator {
     }
 }
 
-impl nn::ModuleT for Generator {
+impl<Up: Module> nn::ModuleT for Generator<Up> {
     fn forward_t(&self, z: &Tensor, train: bool) -> Tensor {
         Generator::forward_t(self, z, train)
     }
 }
 
-/// The DCGAN discriminator; returns logits.
+/// The DCGAN discriminator; returns logits. `N` is the normalisation after each hidden
+/// convolution: the lesson's BatchNorm; a WGAN-GP critic's LayerNorm or another
+/// ([`Discriminator::with_norm`]).
 #[derive(Debug)]
-pub struct Discriminator {
-    blocks: Vec<(nn::Conv2D, NormLayer)>,
+pub struct Discriminator<N = nn::BatchNorm> {
+    blocks: Vec<(nn::Conv2D, N)>,
     to_score: nn::Conv2D,
 }
 
 impl Discriminator {
     /// Exercise `dcgan.discriminator`: the lesson's layer list, returning logits (no sigmoid:
-    /// the loss applies it). Name the layers `conv1`, `conv2`, ... through `p`; use
-    /// `c.widths(c.ndf)` (reversed), `c.conv_config(stride, padding)`,
-    /// `c.norm_layer(p, i, channels, side)` for the normalisation (BatchNorm `bn<i>` in the lesson)
-    /// and `nn::conv2d(path, from, 1, 4, c.conv_config(1, 0))` for the last layer (4×4 → 1×1).
+    /// the loss applies it). Name the layers `conv1`, `bn1`, `conv2`, ... through `p`; use
+    /// `c.widths(c.ndf)` (reversed), `nn::conv2d(path, from, to, 4, c.conv_config(stride, padding))`,
+    /// `nn::batch_norm2d(path, channels, c.bn_config())`, and `leaky_relu(x, 0.2)`; the last layer
+    /// maps 4×4 to 1×1.
     pub fn new(p: &nn::Path, c: &DcganConfig) -> Discriminator {
         // BEGIN SOLUTION dcgan.discriminator
         let mut widths = c.widths(c.ndf);
@@ -261,8 +310,8 @@ impl Discriminator {
         let mut in_ch = c.channels;
         for (i, &w) in widths.iter().enumerate() {
             let conv = nn::conv2d(p / format!("conv{}", i + 1), in_ch, w, 4, c.conv_config(2, 1));
-            let norm = c.norm_layer(p, i + 1, w, c.image_size >> (i + 1));
-            blocks.push((conv, norm));
+            let bn = nn::batch_norm2d(p / format!("bn{}", i + 1), w, c.bn_config());
+            blocks.push((conv, bn));
             in_ch = w;
         }
         let n = widths.len() + 1;
@@ -270,7 +319,31 @@ impl Discriminator {
         Discriminator { blocks, to_score }
         // END SOLUTION
     }
+}
 
+impl Discriminator<NormLayer> {
+    /// The student's discriminator ([`Discriminator::new`]) with `c.norm` after each hidden
+    /// convolution (`bn<i>`, `ln<i>` or `in<i>`; see [`Norm`]): the loss-families lesson's
+    /// critics. Built once aside; its convolutions are kept, each normalisation sized by the maps
+    /// its convolution gives.
+    pub fn with_norm(p: &nn::Path, c: &DcganConfig) -> Discriminator<NormLayer> {
+        let aside = nn::VarStore::new(p.device());
+        let plain = Discriminator::new(&aside.root(), c);
+        let mut maps = Tensor::zeros([1, c.channels, c.image_size, c.image_size], (tch::Kind::Float, p.device()));
+        let mut blocks = Vec::new();
+        for (i, (mut conv, _)) in plain.blocks.into_iter().enumerate() {
+            maps = tch::no_grad(|| conv.forward(&maps));
+            keep_under(&(p / format!("conv{}", i + 1)), &mut conv.ws, &mut conv.bs);
+            let (channels, side) = (maps.size()[1], maps.size()[2]);
+            blocks.push((conv, c.norm_layer(p, i + 1, channels, side)));
+        }
+        let mut to_score = plain.to_score;
+        keep_under(&(p / format!("conv{}", blocks.len() + 1)), &mut to_score.ws, &mut to_score.bs);
+        Discriminator { blocks, to_score }
+    }
+}
+
+impl<N: ModuleT> Discriminator<N> {
     /// Images `[B, C, S, S]` → logits `[B]`: [`Discriminator::features`], then [`Discriminator::head`].
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         self.head(&self.features(x, train))
@@ -290,7 +363,7 @@ impl Discriminator {
         let mut h = x.shallow_clone();
         for (conv, bn) in &self.blocks {
             // [B, ndf, 16, 16] → [B, 2ndf, 8, 8] → [B, 4ndf, 4, 4]
-            h = bn.leaky_relu(&conv.forward(&h), train, 0.2);
+            h = leaky_relu(&bn.forward_t(&conv.forward(&h), train), 0.2);
         }
         h
         // END SOLUTION
@@ -302,7 +375,7 @@ impl Discriminator {
     }
 }
 
-impl DiscriminatorNet for Discriminator {
+impl<N: ModuleT> DiscriminatorNet for Discriminator<N> {
     fn judge(&self, x: &Tensor, _labels: Option<&Tensor>, train: bool) -> Judgement {
         Judgement { score: self.forward_t(x, train), classes: None, codes: None }
     }
@@ -312,7 +385,7 @@ impl DiscriminatorNet for Discriminator {
     }
 }
 
-impl nn::ModuleT for Discriminator {
+impl<N: ModuleT> nn::ModuleT for Discriminator<N> {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         Discriminator::forward_t(self, x, train)
     }

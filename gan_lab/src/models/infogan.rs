@@ -6,11 +6,10 @@
 //! drawn from U(−1, 1). Both networks are the DCGAN lesson's, so `ngf`, `ndf` and the init work as there.
 
 use super::dcgan::{self, DcganConfig};
-use super::{DiscriminatorNet, GeneratorNet, Judgement};
-use crate::backend::ops::{batch_norm_leaky_relu, batch_norm_relu};
+use super::{leaky_relu, DiscriminatorNet, GeneratorNet, Judgement};
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, Module};
+use tch::nn::{self, Module, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 /// The latent codes c a generator takes after its noise, and how Q models them.
@@ -166,7 +165,7 @@ impl QHead {
     }
 
     fn forward_t(&self, features: &Tensor, train: bool) -> Tensor {
-        self.out.forward(&batch_norm_leaky_relu(&self.hidden.forward(features), &self.norm, train, 0.2))
+        self.out.forward(&leaky_relu(&self.norm.forward_t(&self.hidden.forward(features), train), 0.2))
     }
 }
 
@@ -201,9 +200,9 @@ impl PaperGenerator {
 impl GeneratorNet for PaperGenerator {
     fn generate(&self, z: &Tensor, _labels: Option<&Tensor>, train: bool) -> Tensor {
         let b = z.size()[0];
-        let h = batch_norm_relu(&self.fc1.forward(z), &self.bn1, train);
-        let h = batch_norm_relu(&self.fc2.forward(&h), &self.bn2, train).view([b, 128, 8, 8]);
-        let h = batch_norm_relu(&self.convt1.forward(&h), &self.bn3, train); // [B, 64, 16, 16]
+        let h = self.bn1.forward_t(&self.fc1.forward(z), train).relu();
+        let h = self.bn2.forward_t(&self.fc2.forward(&h), train).relu().view([b, 128, 8, 8]);
+        let h = self.bn3.forward_t(&self.convt1.forward(&h), train).relu(); // [B, 64, 16, 16]
         self.convt2.forward(&h).tanh() // [B, C, 32, 32]
     }
 }
@@ -238,9 +237,9 @@ impl PaperDiscriminator {
 impl DiscriminatorNet for PaperDiscriminator {
     fn judge(&self, x: &Tensor, _labels: Option<&Tensor>, train: bool) -> Judgement {
         let b = x.size()[0];
-        let h = dcgan::leaky_relu_02(&self.conv1.forward(x)); // [B, 64, 16, 16]
-        let h = batch_norm_leaky_relu(&self.conv2.forward(&h), &self.bn2, train, 0.2); // [B, 128, 8, 8]
-        let h = batch_norm_leaky_relu(&self.fc.forward(&h.reshape([b, 128 * 8 * 8])), &self.bn3, train, 0.2);
+        let h = leaky_relu(&self.conv1.forward(x), 0.2); // [B, 64, 16, 16]
+        let h = leaky_relu(&self.bn2.forward_t(&self.conv2.forward(&h), train), 0.2); // [B, 128, 8, 8]
+        let h = leaky_relu(&self.bn3.forward_t(&self.fc.forward(&h.reshape([b, 128 * 8 * 8])), train), 0.2);
         Judgement { score: self.score.forward(&h).view([b]), classes: None, codes: Some(self.q.forward_t(&h, train)) }
     }
 }

@@ -49,16 +49,6 @@ impl NormLayer {
             Norm::None => NormLayer::None,
         }
     }
-
-    /// This normalisation followed by LeakyReLU(`slope`); BatchNorm's and LayerNorm's fused with it
-    /// ([`crate::backend::ops::batch_norm_leaky_relu`], [`crate::backend::ops::layer_norm_act`]).
-    pub fn leaky_relu(&self, x: &Tensor, train: bool, slope: f64) -> Tensor {
-        match self {
-            NormLayer::Batch(bn) => crate::backend::ops::batch_norm_leaky_relu(x, bn, train, slope),
-            NormLayer::Layer(ln) => crate::backend::ops::layer_norm_act(x, ln, slope),
-            _ => crate::backend::ops::leaky_relu(&self.forward_t(x, train), slope),
-        }
-    }
 }
 
 impl ModuleT for NormLayer {

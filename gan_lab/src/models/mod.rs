@@ -13,6 +13,12 @@ pub mod vae;
 use anyhow::{ensure, Result};
 use tch::{Kind, Tensor};
 
+/// LeakyReLU with negative slope `slope`: PyTorch's `F.leaky_relu(x, slope)` (tch's own
+/// `leaky_relu` has the slope fixed at 0.01). The lessons use 0.2.
+pub fn leaky_relu(x: &Tensor, slope: f64) -> Tensor {
+    crate::backend::ops::leaky_relu(x, slope)
+}
+
 /// Maps latent vectors `[B, latent_dim]` (and, for conditional families, class labels `[B]`) to
 /// images `[B, C, S, S]` in [-1, 1].
 pub trait GeneratorNet {

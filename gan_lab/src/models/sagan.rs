@@ -9,8 +9,7 @@
 //!    → SN-conv(1, k4 s1 p0), the attention after the block of side `attention_at`
 
 use super::layers::{Norm, NormLayer, SelfAttention, SnConv};
-use super::{DiscriminatorNet, GeneratorNet, Judgement};
-use crate::backend::ops::batch_norm_relu;
+use super::{leaky_relu, DiscriminatorNet, GeneratorNet, Judgement};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
@@ -98,7 +97,7 @@ impl GeneratorNet for Generator {
         let b = z.size()[0];
         let mut x = z.view([b, self.latent_dim, 1, 1]);
         for (conv, bn, attention) in &self.blocks {
-            x = batch_norm_relu(&conv.forward_t(&x, train), bn, train);
+            x = bn.forward_t(&conv.forward_t(&x, train), train).relu();
             if let Some(a) = attention {
                 x = a.forward(&x);
             }
@@ -147,7 +146,7 @@ impl DiscriminatorNet for Discriminator {
         let b = x.size()[0];
         let mut h = x.shallow_clone();
         for (conv, norm, attention) in &self.blocks {
-            h = norm.leaky_relu(&conv.forward_t(&h, train), train, 0.2);
+            h = leaky_relu(&norm.forward_t(&conv.forward_t(&h, train), train), 0.2);
             if let Some(a) = attention {
                 h = a.forward(&h);
             }

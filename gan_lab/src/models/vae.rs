@@ -10,10 +10,10 @@
 //! LeakyReLU the text's slope 0.01. Weights start at PyTorch's defaults.
 
 use super::dcgan::Init;
-use crate::backend::ops::batch_norm_leaky_relu;
+use super::leaky_relu;
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, Module};
+use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
 /// The architecture's hyperparameters.
@@ -117,16 +117,12 @@ impl VaeNet {
         VaeNet { config: c.clone(), down, mean, log_variance, from_latent, bn0, up, to_image }
     }
 
-    /// BatchNorm `bn` then LeakyReLU with the configured slope, fused.
-    fn bn_leaky(&self, x: &Tensor, bn: &nn::BatchNorm, train: bool) -> Tensor {
-        batch_norm_leaky_relu(x, bn, train, self.config.slope)
-    }
-
     /// Images `[B, C, S, S]` → (μ, log σ²), each `[B, latent_dim]`.
     pub fn encode(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
         let mut h = x.shallow_clone();
         for (conv, bn) in &self.down {
-            h = self.bn_leaky(&conv.forward(&h), bn, train); // side 16 → 8 → 4 → 2
+            h = leaky_relu(&bn.forward_t(&conv.forward(&h), train), self.config.slope);
+            // side 16 → 8 → 4 → 2
         }
         let h = h.flatten(1, -1);
         (self.mean.forward(&h), self.log_variance.forward(&h))
@@ -135,10 +131,11 @@ impl VaeNet {
     /// Latent vectors `[B, latent_dim]` → images `[B, C, S, S]` in [-1, 1].
     pub fn decode(&self, z: &Tensor, train: bool) -> Tensor {
         let (b, side) = (z.size()[0], self.config.bottom_side());
-        let h = self.bn_leaky(&self.from_latent.forward(z), &self.bn0, train);
+        let h = leaky_relu(&self.bn0.forward_t(&self.from_latent.forward(z), train), self.config.slope);
         let mut h = h.view([b, self.config.widths()[3], side, side]);
         for (conv, bn) in &self.up {
-            h = self.bn_leaky(&conv.forward(&h), bn, train); // side 2 → 4 → 8 → 16
+            h = leaky_relu(&bn.forward_t(&conv.forward(&h), train), self.config.slope);
+            // side 2 → 4 → 8 → 16
         }
         self.to_image.forward(&h).tanh()
     }
