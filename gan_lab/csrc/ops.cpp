@@ -176,6 +176,9 @@ variable_list Windows::backward(AutogradContext* ctx, variable_list grad) {
   return {Overlap::apply(grad[0], d.at("n").toInt(), d.at("h").toInt(), d.at("w").toInt())};
 }
 
+// Whether an optional tensor argument was given (and holds a tensor).
+bool given(const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
+
 // Training-mode BatchNorm followed by ReLU (slope 0) or LeakyReLU(slope) as one op: two passes
 // over the activations forward (statistics; normalisation and activation) and two backward, where
 // libtorch's separate ops make five to eight. For a float32 map stored channels-last, or a [N, C]
@@ -720,7 +723,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv_double_backward(
     const at::Tensor& gO, const at::Tensor& weight, const at::Tensor& input, at::IntArrayRef stride,
     at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding,
     int64_t groups, std::array<bool, 3> output_mask) {
-  const auto given = [](const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); };
   const bool fast = given(ggI) && !given(ggW) && !given(ggb) && !transposed &&
                     groups == 1 && input.dim() == 4 &&
                     std::all_of(dilation.begin(), dilation.end(), [](int64_t d) { return d == 1; }) &&
@@ -1264,12 +1266,11 @@ at::Tensor batch_norm_kernel(const at::Tensor& x, const std::optional<at::Tensor
                              const std::optional<at::Tensor>& bias, const std::optional<at::Tensor>& running_mean,
                              const std::optional<at::Tensor>& running_var, bool train, double momentum, double eps,
                              bool cudnn_enabled) {
-  const auto given = [](const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); };
   const auto plain = [](const at::Tensor& t) { return t.scalar_type() == at::kFloat && t.is_contiguous(); };
   // Taken with running statistics, as every BatchNorm of the lessons keeps (libtorch's
   // `instance_norm`, which calls `batch_norm` without them, keeps libtorch's).
   if (train && x.device().is_cpu() && given(weight) && given(bias) && plain(*weight) && plain(*bias) &&
-      given(running_mean) && given(running_var)) {
+      given(running_mean) && given(running_var) && plain(*running_mean) && plain(*running_var)) {
     const auto xs = fusable_layout(x);
     if (fusable(xs, *weight, *bias)) {
       const Range range("gan_lab::batch_norm");
@@ -1289,7 +1290,6 @@ thread_local int64_t layer_norm_calls = 0;
 // gradient and gradient's gradient are ops of two passes each; libtorch's own otherwise.
 at::Tensor layer_norm_kernel(const at::Tensor& x, c10::SymIntArrayRef shape, const std::optional<at::Tensor>& weight,
                              const std::optional<at::Tensor>& bias, double eps, bool cudnn_enable) {
-  const auto given = [](const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); };
   const auto normalized = C10_AS_INTARRAYREF_SLOW(shape);
   if (x.device().is_cpu() && x.dim() >= 2 && normalized == x.sizes().slice(1) && given(weight) && given(bias)) {
     const bool cl = channels_last_map(x);
