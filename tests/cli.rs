@@ -35,7 +35,7 @@ fn bad_arguments_give_one_line_errors() {
     fails_with(&["train", "dcgan", "--image-size", "48", "--out", out], "image size 48: expected 32 or 64");
     fails_with(
         &["train", "dcgan", "--dataset", "cifar-11", "--out", out],
-        "expected mnist, mnist-full, fashion-mnist or a folder",
+        "expected mnist, mnist-full, fashion-mnist, cifar10, celeba or a folder",
     );
     fails_with(&["train", "dcgan", "--resume", "/nonexistent/checkpoint", "--out", out], "/nonexistent/checkpoint");
     std::fs::write(dir.path().join("file"), "x").unwrap();
@@ -285,5 +285,81 @@ fn bench_prints_both_sides_and_refuses_unknown_models() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(stdout.lines().filter(|l| l.starts_with("| vae (bf16) | 8 |")).count(), ours + 2, "{stdout}");
         assert!(stdout.contains("bfloat16 forward passes on both sides"), "{stdout}");
+    }
+}
+
+/// The course texts' data from the command line: `data fetch` lists the sets and refuses a file
+/// whose checksum differs; a conditional DCGAN trains on a labelled folder of 64×64 colour
+/// images, taking its classes from the sub-folders; missing data names the command that fetches it.
+#[test]
+fn course_datasets_from_the_command_line() {
+    let help = gan_lab().args(["data", "fetch", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("mnist, cifar10, celeba"), "{help}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("sketches");
+    for (class, colour) in [("photo", [200u8, 40, 40]), ("sketch", [240, 240, 240])] {
+        std::fs::create_dir_all(images.join(class)).unwrap();
+        for i in 0..8u8 {
+            let picture = image::RgbImage::from_fn(80, 72, |x, y| {
+                image::Rgb([colour[0] ^ (x as u8 * i), colour[1] ^ (y as u8), colour[2]])
+            });
+            picture.save(images.join(class).join(format!("{i}.jpg"))).unwrap();
+        }
+    }
+    let run = dir.path().join("run");
+    let out = gan_lab()
+        .args(["train", "cdcgan", "--steps", "2", "--batch-size", "8", "--snapshot-every", "0"])
+        .args(["--image-size", "64", "--channels", "3", "--dataset"])
+        .arg(&images)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("16 images, 64×64 RGB; per class: photo 8, sketch 8"), "{stderr}");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("checkpoint/state.json")).unwrap()).unwrap();
+    let text = state.to_string();
+    assert!(
+        text.contains(r#""classes":2"#) && text.contains(r#""image_size":64"#) && text.contains(r#""channels":3"#),
+        "{text}"
+    );
+    let samples = image::open(run.join("samples.png")).unwrap();
+    assert!(samples.width() >= 2 * 64, "a column of 64×64 samples per class: {}", samples.width());
+
+    // A mirror serving a file that is not the official one: refused, nothing kept.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            use std::io::{Read, Write};
+            let mut stream = stream.unwrap();
+            let _ = stream.read(&mut [0u8; 4096]);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+        }
+    });
+    let fetched = dir.path().join("cifar10");
+    fails_with(
+        &["data", "fetch", "cifar10", "--mirror", &format!("http://{addr}"), "--dir", fetched.to_str().unwrap()],
+        "cifar-10-binary.tar.gz: download them by hand from https://www.cs.toronto.edu/~kriz/cifar.html",
+    );
+    assert_eq!(std::fs::read_dir(&fetched).unwrap().count(), 0, "nothing left after a bad checksum");
+
+    let out = dir.path().join("bad");
+    let out = out.to_str().unwrap();
+    fails_with(&["train", "dcgan", "--attribute", "Smiling", "--out", out], "--attribute: only --dataset celeba");
+    let empty = tempfile::tempdir().unwrap();
+    for (set, command) in [("cifar10", "gan-lab data fetch cifar10"), ("celeba", "gan-lab data fetch celeba")] {
+        let result = gan_lab()
+            .env("GAN_LAB_DATA", empty.path())
+            .args(["train", "dcgan", "--dataset", set, "--out", out])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(command) && stderr.trim_end().lines().count() == 1, "{stderr}");
     }
 }

@@ -270,3 +270,25 @@ fn the_averaged_generator_is_the_bias_corrected_moving_average_and_survives_resu
         err_of(Cdcgan::mnist32().ngf(8).ndf(8).steps(0).average_generator(0.0).build().unwrap().with_average(|_| ()));
     assert!(e.contains("no averaged generator"), "{e}");
 }
+
+/// At 64×64 in colour (the course texts' face sets), the cDCGAN gains one block per network
+/// and the label takes as many classes as the data has.
+#[test]
+fn cdcgan_at_64_by_64_rgb_adds_a_block_to_each_network() {
+    let gan = Cdcgan::mnist32().image_size(64).channels(3).classes(2).build().unwrap();
+    let g = shapes(&gan.vs_g);
+    assert_eq!(g["y_convt.weight"], [2, 256, 4, 4]);
+    assert_eq!(g["convt3.weight"], [128, 64, 4, 4], "the extra block, 2ngf → ngf");
+    assert_eq!(g["convt4.weight"], [64, 3, 4, 4], "the image layer");
+    let d = shapes(&gan.vs_d);
+    assert_eq!(d["x_conv.weight"], [64, 3, 4, 4]);
+    assert_eq!(d["y_conv.weight"], [64, 2, 4, 4]);
+    assert_eq!(d["conv3.weight"], [512, 512, 4, 4], "the extra block, 8ndf → 8ndf");
+    assert_eq!(d["conv4.weight"], [1, 512, 4, 4], "the score");
+    assert_eq!(gan.sample(4, 0).size(), [4, 3, 64, 64]);
+    let labels = Tensor::from_slice(&[0i64, 1, 1, 0]);
+    let judged = gan.discriminator.judge(&gan.sample(4, 0), Some(&labels), false);
+    assert_eq!(judged.score.size(), [4]);
+    let e = err_of(Cdcgan::mnist32().image_size(48).build());
+    assert!(e.contains("image_size = 48: expected 32 or 64"), "{e}");
+}

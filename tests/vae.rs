@@ -209,6 +209,7 @@ fn bad_input_is_named_in_the_error() {
         name: "colour".into(),
         images: Tensor::zeros([64, 3, 32, 32], (Kind::Float, Device::Cpu)),
         labels: None,
+        classes: Vec::new(),
     };
     let e = err_of(Vae::mnist32().train(&colour));
     assert!(e.contains("3-channel") && e.contains("1-channel"), "{e}");

@@ -190,6 +190,7 @@ fn random_data(n: i64) -> Dataset {
         name: "random".into(),
         images: Tensor::rand([n, 1, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0,
         labels: Some(Tensor::randint(10, [n], (Kind::Int64, Device::Cpu))),
+        classes: (0..10).map(|c| c.to_string()).collect(),
     })
 }
 

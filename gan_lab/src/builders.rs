@@ -84,12 +84,16 @@ pub trait Family: Clone + std::fmt::Debug + Serialize + DeserializeOwned {
     fn classes(&self) -> i64 {
         0
     }
+    /// Sets the number of classes (conditional families; the others have none to set).
+    fn set_classes(&mut self, _n: i64) {}
     /// The latent codes G takes after its noise (InfoGAN); none by default.
     fn codes(&self) -> Codes {
         Codes::default()
     }
     /// (channels, side) of the images.
     fn image(&self) -> (i64, i64);
+    /// Sets (channels, side); `validate` says which the family builds.
+    fn set_image(&mut self, channels: i64, side: i64);
     /// Checks the architecture settings.
     fn validate(&self) -> Result<()>;
     /// The untrained networks, their variables under `g` and `d`.
@@ -207,6 +211,9 @@ impl Family for DcganConfig {
     fn image(&self) -> (i64, i64) {
         (self.channels, self.image_size)
     }
+    fn set_image(&mut self, channels: i64, side: i64) {
+        (self.channels, self.image_size) = (channels, side);
+    }
     fn validate(&self) -> Result<()> {
         check_dcgan(self)
     }
@@ -241,10 +248,14 @@ impl Family for SaganConfig {
         self.latent_dim = n;
     }
     fn image(&self) -> (i64, i64) {
-        (self.channels, 32)
+        (self.channels, self.image_size)
+    }
+    fn set_image(&mut self, channels: i64, side: i64) {
+        (self.channels, self.image_size) = (channels, side);
     }
     fn validate(&self) -> Result<()> {
         ensure!(self.latent_dim >= 1, "latent_dim = {}: expected 1 or more", self.latent_dim);
+        ensure!(self.image_size == 32, "image_size = {}: the SAGAN builds 32×32 images", self.image_size);
         ensure!(self.ngf >= 8 && self.ndf >= 8, "ngf = {}, ndf = {}: expected 8 or more", self.ngf, self.ndf);
         ensure!(self.channels == 1 || self.channels == 3, "channels = {}: expected 1 or 3", self.channels);
         ensure!(
@@ -284,12 +295,23 @@ impl Family for CdcganConfig {
     fn classes(&self) -> i64 {
         self.classes
     }
+    fn set_classes(&mut self, n: i64) {
+        self.classes = n;
+    }
     fn image(&self) -> (i64, i64) {
-        (self.channels, 32)
+        (self.channels, self.image_size)
+    }
+    fn set_image(&mut self, channels: i64, side: i64) {
+        (self.channels, self.image_size) = (channels, side);
     }
     fn validate(&self) -> Result<()> {
         ensure!(self.latent_dim >= 1, "latent_dim = {}: expected 1 or more", self.latent_dim);
         ensure!(self.ngf >= 1 && self.ndf >= 1, "ngf = {}, ndf = {}: expected 1 or more", self.ngf, self.ndf);
+        ensure!(
+            crate::data::IMAGE_SIZES.contains(&self.image_size),
+            "image_size = {}: expected 32 or 64",
+            self.image_size
+        );
         ensure!(self.channels == 1 || self.channels == 3, "channels = {}: expected 1 or 3", self.channels);
         check_classes(self.classes)
     }
@@ -319,8 +341,14 @@ impl Family for AcganConfig {
     fn classes(&self) -> i64 {
         self.classes
     }
+    fn set_classes(&mut self, n: i64) {
+        self.classes = n;
+    }
     fn image(&self) -> (i64, i64) {
         (self.dcgan.channels, self.dcgan.image_size)
+    }
+    fn set_image(&mut self, channels: i64, side: i64) {
+        self.dcgan.set_image(channels, side);
     }
     fn validate(&self) -> Result<()> {
         check_dcgan(&self.dcgan)?;
@@ -352,6 +380,9 @@ impl Family for InfoganConfig {
     }
     fn image(&self) -> (i64, i64) {
         (self.dcgan.channels, self.dcgan.image_size)
+    }
+    fn set_image(&mut self, channels: i64, side: i64) {
+        self.dcgan.set_image(channels, side);
     }
     fn validate(&self) -> Result<()> {
         check_dcgan(&self.dcgan)?;
@@ -420,6 +451,24 @@ impl<F: Family> Builder<F> {
 
     pub fn latent_dim(mut self, n: i64) -> Self {
         self.model.set_latent_dim(n);
+        self
+    }
+    /// 32 or 64 (64 adds a block to the networks).
+    pub fn image_size(mut self, n: i64) -> Self {
+        let (channels, _) = self.model.image();
+        self.model.set_image(channels, n);
+        self
+    }
+    /// 1 (grey) or 3 (RGB).
+    pub fn channels(mut self, n: i64) -> Self {
+        let (_, side) = self.model.image();
+        self.model.set_image(n, side);
+        self
+    }
+    /// The number of classes a conditional model takes (e.g. a dataset's `classes.len()`);
+    /// unconditional families ignore it.
+    pub fn classes(mut self, n: i64) -> Self {
+        self.model.set_classes(n);
         self
     }
 
@@ -670,16 +719,6 @@ impl Dcgan {
     }
     pub fn ndf(mut self, n: i64) -> Self {
         self.model.ndf = n;
-        self
-    }
-    /// 32 or 64 (64 adds a block to both networks).
-    pub fn image_size(mut self, n: i64) -> Self {
-        self.model.image_size = n;
-        self
-    }
-    /// 1 (grey) or 3 (RGB).
-    pub fn channels(mut self, n: i64) -> Self {
-        self.model.channels = n;
         self
     }
     pub fn init(mut self, init: Init) -> Self {

@@ -20,6 +20,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Train a lesson's model.
@@ -233,9 +235,22 @@ struct RunArgs {
     /// n_z, the dimension of the prior N(0, I) (default: the model's, 100; InfoGAN's 62).
     #[arg(long)]
     latent_dim: Option<i64>,
-    /// mnist, mnist-full, fashion-mnist or a folder of PNG/JPEG images.
+    /// mnist, mnist-full, fashion-mnist, cifar10, celeba, or a folder of PNG/JPEG images
+    /// (labelled when it holds one sub-folder per class).
     #[arg(long, default_value = "mnist")]
     dataset: String,
+    /// With --dataset celeba: label each face by this attribute (e.g. Smiling; two classes).
+    #[arg(long)]
+    attribute: Option<String>,
+    /// Train on at most this many images (CelebA's default: 50,000).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// 32 or 64 (64 adds a block to the networks).
+    #[arg(long, default_value_t = 32)]
+    image_size: i64,
+    /// 1 (grey) or 3 (RGB). Default: 3 for cifar10 and celeba, 1 otherwise.
+    #[arg(long)]
+    channels: Option<i64>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// The players' objective: nonsaturating, saturating, lsgan, wgan (clip 0.01, RMSProp,
@@ -288,12 +303,6 @@ struct DcganArgs {
     ngf: i64,
     #[arg(long, default_value_t = 32)]
     ndf: i64,
-    /// 32 or 64.
-    #[arg(long, default_value_t = 32)]
-    image_size: i64,
-    /// 1 (grey) or 3 (RGB); folders of colour images need 3.
-    #[arg(long, default_value_t = 1)]
-    channels: i64,
     /// Use the saturating ("true" minimax) generator loss.
     #[arg(long)]
     saturating: bool,
@@ -304,16 +313,19 @@ struct DcganArgs {
 
 #[derive(Subcommand)]
 enum DataCommand {
-    /// Download a dataset's official files and verify their checksums.
+    /// Download a dataset's official files and verify their checksums (resumes an interrupted
+    /// download when run again).
     Fetch {
-        /// Only `mnist` (the full 60k/10k set).
+        /// mnist (the full 60k/10k set), cifar10 (the binary version) or celeba (aligned faces,
+        /// attributes and the official partition).
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(data::FETCHABLE))]
         name: String,
-        /// Where to put the files (default: datasets/mnist-full).
+        /// Where to put the files (default: datasets/mnist-full, datasets/cifar10, datasets/celeba).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Base URL of the mirror.
-        #[arg(long, default_value = data::MNIST_MIRROR)]
-        mirror: String,
+        /// Base URL of a mirror serving the files under their official names.
+        #[arg(long)]
+        mirror: Option<String>,
     },
 }
 
@@ -352,19 +364,19 @@ pub fn main() -> i32 {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(TrainCommand::Dcgan(a)) => {
-            let mut builder = Dcgan::mnist32().ngf(a.ngf).ndf(a.ndf).image_size(a.image_size).channels(a.channels);
+            let mut builder = Dcgan::mnist32().ngf(a.ngf).ndf(a.ndf);
             if a.saturating {
                 builder = builder.objective(Objective::Saturating);
             }
             if a.default_init {
                 builder = builder.init(Init::Default);
             }
-            train(builder, &a.run, a.image_size, a.channels)
+            train(builder, &a.run)
         }
-        Command::Train(TrainCommand::Cdcgan(a)) => train(Cdcgan::mnist32(), &a, 32, 1),
-        Command::Train(TrainCommand::Acgan(a)) => train(Acgan::mnist32(), &a, 32, 1),
-        Command::Train(TrainCommand::Infogan(a)) => train(Infogan::mnist32(), &a, 32, 1),
-        Command::Train(TrainCommand::Sagan(a)) => train(Sagan::mnist32(), &a, 32, 1),
+        Command::Train(TrainCommand::Cdcgan(a)) => train(Cdcgan::mnist32(), &a),
+        Command::Train(TrainCommand::Acgan(a)) => train(Acgan::mnist32(), &a),
+        Command::Train(TrainCommand::Infogan(a)) => train(Infogan::mnist32(), &a),
+        Command::Train(TrainCommand::Sagan(a)) => train(Sagan::mnist32(), &a),
         Command::Train(TrainCommand::Vae(a)) => train_vae(&a),
         Command::Bench { models, batch, rounds, threads, reference, bf16, out, worker, profile } => {
             let threads = threads.unwrap_or(tch::get_num_threads() as i64);
@@ -387,10 +399,23 @@ fn run(cli: Cli) -> Result<()> {
             compare_vae_gan(steps, &lambdas, seed, &out)
         }
         Command::Data(DataCommand::Fetch { name, dir, mirror }) => {
-            anyhow::ensure!(name == "mnist", "dataset `{name}`: only `mnist` can be fetched");
-            let dir = dir.unwrap_or_else(|| data::datasets_dir().join("mnist-full"));
-            data::fetch(&mirror, &data::MNIST_FILES, &dir, true)?;
-            println!("MNIST is in {}; train on it with --dataset mnist-full", dir.display());
+            let mut set = data::RemoteSet::named(&name)?;
+            if let Some(base) = mirror {
+                set = set.from_mirror(&base);
+            }
+            let default_dir = data::datasets_dir().join(set.folder);
+            let dir = dir.unwrap_or_else(|| default_dir.clone());
+            data::fetch(&set, &dir, true)?;
+            let dataset = if name == "mnist" { "mnist-full" } else { &name };
+            if dir == default_dir {
+                println!("{name} is in {}; train on it with --dataset {dataset}", dir.display());
+            } else {
+                println!(
+                    "{name} is in {}; to train on it, set GAN_LAB_DATA to its parent and name it {}",
+                    dir.display(),
+                    set.folder
+                );
+            }
             Ok(())
         }
         Command::Evaluator(EvaluatorCommand::Train { epochs, seed, out }) => {
@@ -551,9 +576,17 @@ fn repo_root() -> PathBuf {
 }
 
 /// Trains `builder` with the command line's settings, then reports what the evaluator sees.
-fn train<F: Family>(builder: Builder<F>, a: &RunArgs, image_size: i64, channels: i64) -> Result<()> {
+fn train<F: Family>(builder: Builder<F>, a: &RunArgs) -> Result<()> {
     let source: Source = a.dataset.parse().context("--dataset")?;
-    let data = Dataset::load(&source, Split::Train, image_size, channels)?;
+    let (image_size, channels) = (a.image_size, a.channels.unwrap_or(default_channels(&source)));
+    let data = load_data(source.clone(), a.attribute.as_deref(), a.limit, image_size, channels)?;
+    // A conditional model takes as many classes as the data has.
+    let builder = match (Family::classes(&builder.model), data.classes.len()) {
+        (0, _) | (_, 0) => builder,
+        (_, n) => builder.classes(n as i64),
+    }
+    .image_size(image_size)
+    .channels(channels);
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(F::NAME));
     let steps = a.steps.unwrap_or(builder.train.steps);
     let mut builder = match &a.objective {
@@ -596,11 +629,10 @@ fn train<F: Family>(builder: Builder<F>, a: &RunArgs, image_size: i64, channels:
     stop_on_ctrl_c("stopping after this step and saving a checkpoint");
     builder.check(&data)?;
     eprintln!(
-        "training a {} on {} ({} images) for {steps} steps on {}; Ctrl-C stops and saves a checkpoint",
+        "training a {} for {steps} steps on {}; Ctrl-C stops and saves a checkpoint\n  data: {}",
         F::NAME,
-        data.name,
-        data.len(),
         crate::backend::current().describe(),
+        data.describe(),
     );
     let started = Instant::now();
     let gan = builder.train(&data)?;
@@ -658,6 +690,39 @@ fn parse_objective(name: &str) -> Result<Objective> {
         "hinge" => Objective::Hinge,
         other => bail!("--objective {other}: expected nonsaturating, saturating, lsgan, wgan, wgan-gp or hinge"),
     })
+}
+
+/// The colour sets are RGB; the digits, Fashion-MNIST and folders grey unless asked.
+fn default_channels(source: &Source) -> i64 {
+    match source {
+        Source::Cifar10 | Source::Celeba(_) => 3,
+        _ => 1,
+    }
+}
+
+/// The training set `--dataset`, `--attribute` and `--limit` name.
+fn load_data(
+    mut source: Source,
+    attribute: Option<&str>,
+    limit: Option<usize>,
+    image_size: i64,
+    channels: i64,
+) -> Result<Dataset> {
+    if let Some(n) = limit {
+        anyhow::ensure!(n >= 1, "--limit {n}: expected 1 or more images");
+    }
+    match &mut source {
+        Source::Celeba(options) => {
+            options.attribute = attribute.map(String::from);
+            options.limit = limit;
+        }
+        _ => anyhow::ensure!(attribute.is_none(), "--attribute: only --dataset celeba has attributes"),
+    }
+    let mut data = Dataset::load(&source, Split::Train, image_size, channels)?;
+    if let Some(n) = limit {
+        data = data.take(n as i64);
+    }
+    Ok(data)
 }
 
 fn train_vae(a: &VaeArgs) -> Result<()> {

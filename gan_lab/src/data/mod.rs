@@ -1,13 +1,19 @@
-//! Datasets for the lessons: MNIST and Fashion-MNIST in the IDX format, folders of images, seeded
-//! mini-batches, and the download of the official MNIST files.
+//! Datasets for the lessons: MNIST and Fashion-MNIST in the IDX format, CIFAR-10, CelebA with
+//! its attributes, folders of images (one sub-folder per class, or none), seeded mini-batches,
+//! and the download of the official files (`gan-lab data fetch`).
 //!
 //! Every dataset becomes image tensors `[N, C, S, S]` scaled to [-1, 1] (the range of the
-//! generator's tanh) at S = 32 or 64, with labels `[N]` (i64) when the source has them.
+//! generator's tanh) at S = 32 or 64, with labels `[N]` (i64) and their class names when the
+//! source has them.
 
+mod celeba;
+mod cifar;
 mod download;
 mod idx;
 
-pub use download::{fetch, sha256_file, RemoteFile, MNIST_FILES, MNIST_MIRROR};
+pub use celeba::{CelebaOptions, CELEBA_DEFAULT_LIMIT};
+pub use cifar::CIFAR10_CLASSES;
+pub use download::{fetch, sha256_file, Checksum, RemoteFile, RemoteSet, FETCHABLE};
 pub use idx::{read_idx, Idx};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -18,6 +24,10 @@ use tch::{Kind, Tensor};
 /// Image sizes the models are built for.
 pub const IMAGE_SIZES: [i64; 2] = [32, 64];
 
+/// Fashion-MNIST's ten classes, in label order.
+pub const FASHION_MNIST_CLASSES: [&str; 10] =
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+
 /// Where a dataset comes from; one argument selects it (`--dataset`, notebooks).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
@@ -27,7 +37,12 @@ pub enum Source {
     MnistFull,
     /// Fashion-MNIST from Debian's `dataset-fashion-mnist` package.
     FashionMnist,
-    /// A folder of PNG/JPEG images (faces, sketches...), unlabelled.
+    /// CIFAR-10's 50k/10k colour images in 10 classes, after `gan-lab data fetch cifar10`.
+    Cifar10,
+    /// CelebA's aligned faces, optionally labelled by one attribute, after `gan-lab data fetch celeba`.
+    Celeba(CelebaOptions),
+    /// A folder of PNG/JPEG images (faces, sketches...): unlabelled, or labelled by sub-folder
+    /// (one per class, the ImageFolder layout).
     Folder(PathBuf),
 }
 
@@ -38,8 +53,12 @@ impl FromStr for Source {
             "mnist" => Source::Mnist,
             "mnist-full" => Source::MnistFull,
             "fashion-mnist" => Source::FashionMnist,
+            "cifar10" => Source::Cifar10,
+            "celeba" => Source::Celeba(CelebaOptions::default()),
             path if Path::new(path).is_dir() => Source::Folder(PathBuf::from(path)),
-            other => bail!("dataset `{other}`: expected mnist, mnist-full, fashion-mnist or a folder of images"),
+            other => bail!(
+                "dataset `{other}`: expected mnist, mnist-full, fashion-mnist, cifar10, celeba or a folder of images"
+            ),
         })
     }
 }
@@ -71,6 +90,8 @@ pub struct Dataset {
     pub name: String,
     pub images: Tensor,
     pub labels: Option<Tensor>,
+    /// The name of each label, in label order (empty when unlabelled).
+    pub classes: Vec<String>,
 }
 
 impl Dataset {
@@ -85,6 +106,10 @@ impl Dataset {
             Source::Mnist => datasets_dir().join("mnist"),
             Source::MnistFull => datasets_dir().join("mnist-full"),
             Source::FashionMnist => PathBuf::from(FASHION_MNIST_DIR),
+            Source::Cifar10 => return Dataset::cifar10(&datasets_dir().join("cifar10"), split, image_size, channels),
+            Source::Celeba(options) => {
+                return Dataset::celeba(&datasets_dir().join("celeba"), split, image_size, channels, options)
+            }
             Source::Folder(dir) => return Dataset::from_folder(dir, image_size, channels),
         };
         if !idx_dir.is_dir() {
@@ -101,6 +126,9 @@ impl Dataset {
             image_size,
         )?;
         ds.name = format!("{source:?} {split:?}").to_lowercase();
+        if *source == Source::FashionMnist {
+            ds.classes = FASHION_MNIST_CLASSES.map(String::from).to_vec();
+        }
         Ok(ds)
     }
 
@@ -128,44 +156,70 @@ impl Dataset {
             name: images_path.display().to_string(),
             images: resize(&to_unit_range(&pixels), image_size),
             labels: Some(Tensor::from_slice(&labels.data).to_kind(Kind::Int64)),
+            classes: (0..10).map(|d| d.to_string()).collect(),
         })
     }
 
-    /// Loads every PNG/JPEG in `dir` (sorted by name): centre crop to a square, resize to
-    /// `image_size`, grey (`channels` = 1) or RGB (3). Unlabelled.
+    /// Loads every PNG/JPEG in `dir`: centre crop to a square, resize to `image_size`, grey
+    /// (`channels` = 1) or RGB (3). Images directly in `dir` are one unlabelled set; sub-folders
+    /// of images are classes (the ImageFolder layout: labels in the sorted order of their names).
     pub fn from_folder(dir: &Path, image_size: i64, channels: i64) -> Result<Dataset> {
         check_image_size(image_size)?;
-        ensure!(channels == 1 || channels == 3, "channels = {channels}: expected 1 (grey) or 3 (RGB)");
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("image folder {}: cannot read it", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                let ext = p.extension().map(|e| e.to_string_lossy().to_lowercase());
-                matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
-            })
-            .collect();
-        paths.sort();
-        ensure!(!paths.is_empty(), "image folder {}: no PNG or JPEG images found", dir.display());
-        let size = image_size as u32;
-        let mut bytes = Vec::with_capacity(paths.len() * (size * size) as usize * channels as usize);
-        for path in &paths {
-            let img = image::open(path)
-                .with_context(|| format!("image {}: cannot decode it as PNG or JPEG", path.display()))?;
-            let side = img.width().min(img.height());
-            let square = img.crop_imm((img.width() - side) / 2, (img.height() - side) / 2, side, side);
-            let resized = square.resize_exact(size, size, image::imageops::FilterType::Triangle);
-            // Planar layout [C, H, W], as the models expect.
-            if channels == 1 {
-                bytes.extend_from_slice(resized.to_luma8().as_raw());
-            } else {
-                let rgb = resized.to_rgb8();
-                for c in 0..3 {
-                    bytes.extend(rgb.pixels().map(|p| p.0[c]));
-                }
+        check_channels(channels)?;
+        let (top, subdirs) = list_folder(dir)?;
+        let mut classes = Vec::new();
+        let mut paths = Vec::new();
+        let mut labels = Vec::new();
+        for sub in &subdirs {
+            let (images, _) = list_folder(sub)?;
+            if !images.is_empty() {
+                labels.extend(std::iter::repeat_n(classes.len() as i64, images.len()));
+                classes.push(sub.file_name().unwrap_or_default().to_string_lossy().into_owned());
+                paths.extend(images);
             }
         }
-        let pixels = Tensor::from_slice(&bytes).view([paths.len() as i64, channels, image_size, image_size]);
-        Ok(Dataset { name: dir.display().to_string(), images: to_unit_range(&pixels), labels: None })
+        ensure!(
+            top.is_empty() || classes.is_empty(),
+            "image folder {}: holds both images and sub-folders of images: expected either the images of one \
+             set, or one sub-folder of images per class",
+            dir.display()
+        );
+        let labelled = !classes.is_empty();
+        if !labelled {
+            paths = top;
+        }
+        ensure!(!paths.is_empty(), "image folder {}: no PNG or JPEG images found", dir.display());
+        let images = decode_images(paths.len(), image_size, channels, &dir.display().to_string(), |i| {
+            let bytes =
+                std::fs::read(&paths[i]).with_context(|| format!("image {}: cannot read it", paths[i].display()))?;
+            Ok((bytes, paths[i].display().to_string()))
+        })?;
+        Ok(Dataset {
+            name: dir.display().to_string(),
+            images,
+            labels: labelled.then(|| Tensor::from_slice(&labels)),
+            classes,
+        })
+    }
+
+    /// The number of images of each class, in label order (empty when unlabelled).
+    pub fn class_counts(&self) -> Vec<(String, i64)> {
+        let Some(labels) = &self.labels else { return Vec::new() };
+        let n = self.classes.len().max(1 + labels.max().int64_value(&[]).max(0) as usize);
+        let counts = Vec::<i64>::try_from(labels.bincount(None::<Tensor>, n as i64)).unwrap_or_default();
+        (0..n).map(|c| (self.classes.get(c).cloned().unwrap_or_else(|| c.to_string()), counts[c])).collect()
+    }
+
+    /// One line for the user: name, count, size, colour and images per class.
+    pub fn describe(&self) -> String {
+        let colour = if self.channels() == 3 { "RGB" } else { "grey" };
+        let mut line = format!("{}: {} images, {s}×{s} {colour}", self.name, self.len(), s = self.image_size());
+        let counts = self.class_counts();
+        if !counts.is_empty() {
+            let per: Vec<String> = counts.iter().map(|(name, n)| format!("{name} {n}")).collect();
+            line += &format!("; per class: {}", per.join(", "));
+        }
+        line
     }
 
     pub fn len(&self) -> i64 {
@@ -190,6 +244,7 @@ impl Dataset {
             name: self.name.clone(),
             images: self.images.shallow_clone(),
             labels: self.labels.as_ref().map(|l| l.shallow_clone()),
+            classes: self.classes.clone(),
         }
     }
 
@@ -200,6 +255,7 @@ impl Dataset {
             name: self.name.clone(),
             images: self.images.narrow(0, 0, n),
             labels: self.labels.as_ref().map(|l| l.narrow(0, 0, n)),
+            classes: self.classes.clone(),
         }
     }
 
@@ -272,6 +328,106 @@ pub fn permutation(n: usize, seed: u64) -> Vec<i64> {
 fn check_image_size(image_size: i64) -> Result<()> {
     ensure!(IMAGE_SIZES.contains(&image_size), "image size {image_size}: expected 32 or 64");
     Ok(())
+}
+
+fn check_channels(channels: i64) -> Result<()> {
+    ensure!(channels == 1 || channels == 3, "channels = {channels}: expected 1 (grey) or 3 (RGB)");
+    Ok(())
+}
+
+/// The PNG/JPEG files of `dir` and its visible sub-folders, each sorted by name.
+fn list_folder(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let mut images = Vec::new();
+    let mut subdirs = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("image folder {}: cannot read it", dir.display()))? {
+        let path = entry.with_context(|| format!("image folder {}: cannot read it", dir.display()))?.path();
+        let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        let ext = path.extension().map(|e| e.to_string_lossy().to_lowercase());
+        if hidden {
+            continue;
+        } else if path.is_dir() {
+            subdirs.push(path);
+        } else if matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg")) {
+            images.push(path);
+        }
+    }
+    images.sort();
+    subdirs.sort();
+    Ok((images, subdirs))
+}
+
+/// Decodes `n` encoded images (`read(i)` gives the bytes of image i and the name errors use),
+/// centre-crops each to a square and resizes it to `image_size`, grey or RGB, on all threads,
+/// with a progress bar for large sets. Returns `[n, channels, S, S]` in [-1, 1].
+fn decode_images(
+    n: usize,
+    image_size: i64,
+    channels: i64,
+    what: &str,
+    read: impl Fn(usize) -> Result<(Vec<u8>, String)> + Sync,
+) -> Result<Tensor> {
+    let size = image_size as u32;
+    let per_image = (size * size) as usize * channels as usize;
+    let mut bytes = vec![0u8; n * per_image];
+    let bar = if n >= 2000 { indicatif::ProgressBar::new(n as u64) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}/{len} images {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    let workers = (tch::get_num_threads().max(1) as usize).min(n.max(1));
+    let chunk = n.div_ceil(workers).max(1);
+    std::thread::scope(|scope| -> Result<()> {
+        let jobs: Vec<_> = bytes
+            .chunks_mut(chunk * per_image)
+            .enumerate()
+            .map(|(w, out)| {
+                let (read, bar) = (&read, &bar);
+                scope.spawn(move || -> Result<()> {
+                    for (k, pixels) in out.chunks_mut(per_image).enumerate() {
+                        let (encoded, name) = read(w * chunk + k)?;
+                        let img = image::load_from_memory(&encoded)
+                            .with_context(|| format!("image {name}: cannot decode it as PNG or JPEG"))?;
+                        square_pixels(&img, size, channels, pixels);
+                        bar.inc(1);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for job in jobs {
+            job.join().expect("image decoding does not panic")?;
+        }
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    let pixels = Tensor::from_slice(&bytes).view([n as i64, channels, image_size, image_size]);
+    Ok(to_unit_range(&pixels))
+}
+
+/// Centre crop to a square, resize to `size`, and write planar `[C, H, W]` pixels to `out`.
+fn square_pixels(img: &image::DynamicImage, size: u32, channels: i64, out: &mut [u8]) {
+    let side = img.width().min(img.height());
+    let square = img.crop_imm((img.width() - side) / 2, (img.height() - side) / 2, side, side);
+    let resized = square.resize_exact(size, size, image::imageops::FilterType::Triangle);
+    if channels == 1 {
+        out.copy_from_slice(resized.to_luma8().as_raw());
+    } else {
+        let rgb = resized.to_rgb8();
+        let plane = (size * size) as usize;
+        for (i, p) in rgb.pixels().enumerate() {
+            for c in 0..3 {
+                out[c * plane + i] = p.0[c];
+            }
+        }
+    }
+}
+
+/// RGB to grey with the ITU-R 601 luma weights (what `image` and PIL use).
+fn to_grey(images: &Tensor) -> Tensor {
+    let w = Tensor::from_slice(&[0.299f32, 0.587, 0.114]).view([1, 3, 1, 1]);
+    (images * w).sum_dim_intlist(1, true, Kind::Float)
 }
 
 /// uint8 pixels to float in [-1, 1].

@@ -10,6 +10,10 @@
 //!    convT(256, k4 s2 p1, no bias)+BN+ReLU → convT(128)+BN+ReLU → convT(1, k4 s2 p1) → tanh
 //!
 //! The lesson marks "no bias" on the layers BatchNorm follows; the others keep their bias (0 at init).
+//!
+//! At 64×64 (`image_size: 64`, for the course texts' face sets) each network gains a block, as
+//! the DCGAN does: G ends convT(2ngf→ngf)+BN+ReLU → convT(C) at 64×64, D's branches read 64×64
+//! and it adds conv(8ndf→8ndf, no bias)+BN+LeakyReLU before the score.
 
 use super::dcgan::Init;
 use super::{leaky_relu, one_hot, DiscriminatorNet, GeneratorNet, Judgement};
@@ -22,6 +26,9 @@ use tch::Tensor;
 pub struct CdcganConfig {
     /// Image channels: 1 for MNIST.
     pub channels: i64,
+    /// Side of the images: 32 (the lesson's) or 64.
+    #[serde(default = "super::side_32")]
+    pub image_size: i64,
     /// Dimension n_z of the prior N(0, I).
     pub latent_dim: i64,
     /// Number of classes the label takes (10 digits).
@@ -42,7 +49,7 @@ impl Default for CdcganConfig {
 impl CdcganConfig {
     /// The lesson's: 32×32 grey digits, 10 classes, n_z = 100, its layer widths, DCGAN init.
     pub fn mnist32() -> Self {
-        CdcganConfig { channels: 1, latent_dim: 100, classes: 10, ngf: 64, ndf: 64, init: Init::Dcgan }
+        CdcganConfig { channels: 1, image_size: 32, latent_dim: 100, classes: 10, ngf: 64, ndf: 64, init: Init::Dcgan }
     }
 }
 
@@ -75,25 +82,30 @@ impl Generator {
             (conv, nn::batch_norm2d(p / format!("{name}_bn"), 4 * c.ngf, i.bn_config()))
         };
         let (z_branch, y_branch) = (branch("z", c.latent_dim), branch("y", c.classes));
+        let mut widths = vec![(8 * c.ngf, 4 * c.ngf), (4 * c.ngf, 2 * c.ngf)];
+        if c.image_size == 64 {
+            widths.push((2 * c.ngf, c.ngf));
+        }
         let mut blocks = Vec::new();
-        for (n, (from, to)) in [(8 * c.ngf, 4 * c.ngf), (4 * c.ngf, 2 * c.ngf)].into_iter().enumerate() {
+        for (n, &(from, to)) in widths.iter().enumerate() {
             let conv = nn::conv_transpose2d(p / format!("convt{}", n + 1), from, to, 4, i.convt_config(2, 1, false));
             blocks.push((conv, nn::batch_norm2d(p / format!("bn{}", n + 1), to, i.bn_config())));
         }
-        let to_image = nn::conv_transpose2d(p / "convt3", 2 * c.ngf, c.channels, 4, i.convt_config(2, 1, true));
+        let (last, n) = (widths[widths.len() - 1].1, widths.len() + 1);
+        let to_image = nn::conv_transpose2d(p / format!("convt{n}"), last, c.channels, 4, i.convt_config(2, 1, true));
         Generator { latent_dim: c.latent_dim, classes: c.classes, z_branch, y_branch, blocks, to_image }
     }
 
-    /// z `[B, n_z]` and labels `[B]` → images `[B, C, 32, 32]` in [-1, 1].
+    /// z `[B, n_z]` and labels `[B]` → images `[B, C, S, S]` in [-1, 1] (S = 32 or 64).
     pub fn forward_t(&self, z: &Tensor, labels: &Tensor, train: bool) -> Tensor {
         let b = z.size()[0];
         assert_eq!(z.size(), [b, self.latent_dim], "generator input: expected [batch, {}]", self.latent_dim);
         assert_eq!(labels.size(), [b], "generator labels: expected [{b}]");
         let mut h = self.fuse(z, labels, train); // [B, 8ngf, 4, 4]
         for (conv, bn) in &self.blocks {
-            h = bn.forward_t(&conv.forward(&h), train).relu(); // [B, 4ngf, 8, 8] → [B, 2ngf, 16, 16]
+            h = bn.forward_t(&conv.forward(&h), train).relu(); // [B, 4ngf, 8, 8] → [B, 2ngf, 16, 16] (→ [B, ngf, 32, 32])
         }
-        self.to_image.forward(&h).tanh() // [B, C, 32, 32]
+        self.to_image.forward(&h).tanh() // [B, C, S, S]
     }
 
     /// Exercise `conditional.fusion` (generator half): branch 1 projects z `[B, n_z]` (as
@@ -123,10 +135,7 @@ pub struct Discriminator {
     classes: i64,
     x_branch: nn::Conv2D,
     y_branch: nn::Conv2D,
-    conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
-    conv2: nn::Conv2D,
-    bn2: nn::BatchNorm,
+    blocks: Vec<(nn::Conv2D, nn::BatchNorm)>,
     to_score: nn::Conv2D,
 }
 
@@ -135,34 +144,42 @@ impl Discriminator {
         let i = c.init;
         let x_branch = nn::conv2d(p / "x_conv", c.channels, c.ndf, 4, i.conv_config(2, 1, true));
         let y_branch = nn::conv2d(p / "y_conv", c.classes, c.ndf, 4, i.conv_config(2, 1, true));
-        let conv1 = nn::conv2d(p / "conv1", 2 * c.ndf, 4 * c.ndf, 4, i.conv_config(2, 1, false));
-        let bn1 = nn::batch_norm2d(p / "bn1", 4 * c.ndf, i.bn_config());
-        let conv2 = nn::conv2d(p / "conv2", 4 * c.ndf, 8 * c.ndf, 4, i.conv_config(2, 1, false));
-        let bn2 = nn::batch_norm2d(p / "bn2", 8 * c.ndf, i.bn_config());
-        let to_score = nn::conv2d(p / "conv3", 8 * c.ndf, 1, 4, i.conv_config(1, 0, true));
-        Discriminator { classes: c.classes, x_branch, y_branch, conv1, bn1, conv2, bn2, to_score }
+        let mut widths = vec![(2 * c.ndf, 4 * c.ndf), (4 * c.ndf, 8 * c.ndf)];
+        if c.image_size == 64 {
+            widths.push((8 * c.ndf, 8 * c.ndf));
+        }
+        let mut blocks = Vec::new();
+        for (n, &(from, to)) in widths.iter().enumerate() {
+            let conv = nn::conv2d(p / format!("conv{}", n + 1), from, to, 4, i.conv_config(2, 1, false));
+            blocks.push((conv, nn::batch_norm2d(p / format!("bn{}", n + 1), to, i.bn_config())));
+        }
+        let n = widths.len() + 1;
+        let to_score = nn::conv2d(p / format!("conv{n}"), 8 * c.ndf, 1, 4, i.conv_config(1, 0, true));
+        Discriminator { classes: c.classes, x_branch, y_branch, blocks, to_score }
     }
 
-    /// Images `[B, C, 32, 32]` and labels `[B]` → logits `[B]`.
+    /// Images `[B, C, S, S]` and labels `[B]` → logits `[B]`.
     pub fn forward_t(&self, x: &Tensor, labels: &Tensor, train: bool) -> Tensor {
         let b = x.size()[0];
         assert_eq!(labels.size(), [b], "discriminator labels: expected [{b}]");
-        let h = self.fuse(x, &label_map(labels, self.classes, x.size()[2])); // [B, 2ndf, 16, 16]
+        let h = self.fuse(x, &label_map(labels, self.classes, x.size()[2])); // [B, 2ndf, S/2, S/2]
         self.score(&h, train)
     }
 
-    /// The fused maps `[B, 2ndf, 16, 16]` ([`Discriminator::fuse`]) → logits `[B]`.
+    /// The fused maps `[B, 2ndf, S/2, S/2]` ([`Discriminator::fuse`]) → logits `[B]`.
     pub fn score(&self, h: &Tensor, train: bool) -> Tensor {
         let b = h.size()[0];
-        let h = leaky_relu(&self.bn1.forward_t(&self.conv1.forward(h), train), 0.2); // [B, 4ndf, 8, 8]
-        let h = leaky_relu(&self.bn2.forward_t(&self.conv2.forward(&h), train), 0.2); // [B, 8ndf, 4, 4]
+        let mut h = h.shallow_clone();
+        for (conv, bn) in &self.blocks {
+            h = leaky_relu(&bn.forward_t(&conv.forward(&h), train), 0.2); // [B, 4ndf, 8, 8] → [B, 8ndf, 4, 4] at 32×32
+        }
         self.to_score.forward(&h).view([b]) // [B, 1, 1, 1] → [B]
     }
 
-    /// Exercise `conditional.fusion` (discriminator half): branch 1 is the image `[B, C, 32, 32]`
-    /// through its conv + LeakyReLU(0.2), branch 2 the label planes `[B, classes, 32, 32]` (made
-    /// by [`label_map`]) through its conv + LeakyReLU(0.2), each `[B, ndf, 16, 16]`; concatenate
-    /// them, image first → `[B, 2ndf, 16, 16]`.
+    /// Exercise `conditional.fusion` (discriminator half): branch 1 is the image `[B, C, S, S]`
+    /// through its conv + LeakyReLU(0.2), branch 2 the label planes `[B, classes, S, S]` (made
+    /// by [`label_map`]) through its conv + LeakyReLU(0.2), each `[B, ndf, S/2, S/2]`; concatenate
+    /// them, image first → `[B, 2ndf, S/2, S/2]` (S = 32 in the lesson).
     pub fn fuse(&self, x: &Tensor, planes: &Tensor) -> Tensor {
         // BEGIN SOLUTION conditional.fusion
         let hx = leaky_relu(&self.x_branch.forward(x), 0.2);

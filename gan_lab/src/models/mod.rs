@@ -84,3 +84,8 @@ pub fn check_labels(labels: &Tensor, batch: i64, classes: i64) -> Result<()> {
     }
     Ok(())
 }
+
+/// The image side of checkpoints saved before a family took `image_size`.
+pub(crate) fn side_32() -> i64 {
+    32
+}

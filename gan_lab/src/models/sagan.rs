@@ -18,6 +18,9 @@ use tch::Tensor;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SaganConfig {
     pub channels: i64,
+    /// Side of the images: 32.
+    #[serde(default = "super::side_32")]
+    pub image_size: i64,
     pub latent_dim: i64,
     pub ngf: i64,
     pub ndf: i64,
@@ -41,6 +44,7 @@ impl SaganConfig {
     pub fn mnist32() -> Self {
         SaganConfig {
             channels: 1,
+            image_size: 32,
             latent_dim: 100,
             ngf: 32,
             ndf: 32,
