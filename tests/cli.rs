@@ -330,6 +330,21 @@ fn course_datasets_from_the_command_line() {
     let samples = image::open(run.join("samples.png")).unwrap();
     assert!(samples.width() >= 2 * 64, "a column of 64×64 samples per class: {}", samples.width());
 
+    // An evaluator for the folder's classes, written where asked, with its classes beside it.
+    let ev = dir.path().join("ev/sketches_lenet.safetensors");
+    let out = gan_lab()
+        .args(["evaluator", "train", "--epochs", "1", "--dataset"])
+        .arg(&images)
+        .arg("--out")
+        .arg(&ev)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("sketches evaluator trained in"), "{stdout}");
+    let info = std::fs::read_to_string(format!("{}.json", ev.display())).unwrap();
+    assert!(info.contains("\"photo\"") && info.contains("\"channels\": 1"), "{info}");
+
     // A mirror serving a file that is not the official one: refused, nothing kept.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();

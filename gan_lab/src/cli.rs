@@ -331,18 +331,26 @@ enum DataCommand {
 
 #[derive(Subcommand)]
 enum EvaluatorCommand {
-    /// Retrain the evaluator on the shipped training digits and write its weights and checksum.
+    /// Train the evaluator of a labelled dataset (at 32×32) and write its weights, checksum and
+    /// classes, by default to datasets/evaluator/<dataset>_lenet.safetensors, where the scores
+    /// of models trained on that set find it.
     Train {
+        /// mnist (the shipped digits), fashion-mnist, cifar10, mnist-full, or a labelled folder.
+        #[arg(long, default_value = "mnist")]
+        dataset: String,
         #[arg(long, default_value_t = 12)]
         epochs: i64,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Where to write the weights (default: the shipped location).
+        /// Where to write the weights (default: the dataset's evaluator).
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// The shipped evaluator's accuracy on the held-out digits.
-    Accuracy,
+    /// An evaluator's accuracy on its dataset's held-out part.
+    Accuracy {
+        #[arg(long, default_value = "mnist")]
+        dataset: String,
+    },
 }
 
 /// Runs the command line; returns the process exit code. Errors are printed on one line.
@@ -418,16 +426,22 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Evaluator(EvaluatorCommand::Train { epochs, seed, out }) => {
-            let out = out.unwrap_or_else(crate::metrics::evaluator_path);
+        Command::Evaluator(EvaluatorCommand::Train { dataset, epochs, seed, out }) => {
+            anyhow::ensure!(epochs >= 1, "--epochs {epochs}: expected 1 or more");
+            let (train, test) = evaluator_data(&dataset)?;
+            let out = out.unwrap_or_else(|| crate::metrics::shipped_path(&crate::metrics::evaluator_name(&train)));
             let started = Instant::now();
-            let ev = Evaluator::train(&Dataset::mnist(Split::Train)?, epochs, seed)?;
-            let accuracy = ev.accuracy(&Dataset::mnist(Split::Test)?)?;
+            let ev = Evaluator::train(&train, epochs, seed)?;
+            let accuracy = ev.accuracy(&test)?;
             ev.save(&out)?;
             println!(
-                "evaluator trained in {:.0} s: {:.2}% on the 999 held-out digits; weights in {} (SHA-256 {})",
+                "{} evaluator trained in {:.0} s on {}: {:.2}% on {} ({} images); weights in {} (SHA-256 {})",
+                ev.info.dataset,
                 started.elapsed().as_secs_f64(),
+                train.describe(),
                 100.0 * accuracy,
+                test.name,
+                test.len(),
                 out.display(),
                 data::sha256_file(&out)?
             );
@@ -513,9 +527,17 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Evaluator(EvaluatorCommand::Accuracy) => {
-            let accuracy = Evaluator::shipped()?.accuracy(&Dataset::mnist(Split::Test)?)?;
-            println!("evaluator accuracy on the 999 held-out digits: {:.2}%", 100.0 * accuracy);
+        Command::Evaluator(EvaluatorCommand::Accuracy { dataset }) => {
+            let (_, test) = evaluator_data(&dataset)?;
+            let ev = Evaluator::for_data(&test)?;
+            let accuracy = ev.accuracy(&test)?;
+            println!(
+                "{} evaluator accuracy on {} ({} images): {:.2}%",
+                ev.info.dataset,
+                test.name,
+                test.len(),
+                100.0 * accuracy
+            );
             Ok(())
         }
     }
@@ -675,6 +697,16 @@ fn train<F: Family>(builder: Builder<F>, a: &RunArgs) -> Result<()> {
             started.elapsed().as_secs_f64(),
             reference.ceiling
         );
+    } else if let Ok(ev) = Evaluator::for_data(&data) {
+        if ev.check_reads(&data.name, &data.images).is_ok() {
+            let reference = crate::metrics::RealReference::new(&ev, &data.images);
+            let scores = reference.score(&ev, &gan.sample(reference.ceiling.n, 2));
+            println!(
+                "scores on the {} evaluator (`gan-lab evaluator train --dataset ...`):\n  trained generator  {scores}\n  \
+                 real images        {}",
+                ev.info.dataset, reference.ceiling
+            );
+        }
     }
     Ok(())
 }
@@ -690,6 +722,22 @@ fn parse_objective(name: &str) -> Result<Objective> {
         "hinge" => Objective::Hinge,
         other => bail!("--objective {other}: expected nonsaturating, saturating, lsgan, wgan, wgan-gp or hinge"),
     })
+}
+
+/// An evaluator's training and held-out sets at 32×32 (a folder is both).
+fn evaluator_data(dataset: &str) -> Result<(Dataset, Dataset)> {
+    let source: Source = dataset.parse().context("--dataset")?;
+    anyhow::ensure!(
+        !matches!(source, Source::Celeba(_)),
+        "--dataset celeba: an evaluator needs classes; CelebA's attributes are not one"
+    );
+    let channels = default_channels(&source);
+    let train = Dataset::load(&source, Split::Train, 32, channels)?;
+    anyhow::ensure!(
+        train.labels.is_some(),
+        "--dataset {dataset}: unlabelled; an evaluator needs one sub-folder per class"
+    );
+    Ok((train, Dataset::load(&source, Split::Test, 32, channels)?))
 }
 
 /// The colour sets are RGB; the digits, Fashion-MNIST and folders grey unless asked.

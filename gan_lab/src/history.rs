@@ -49,6 +49,9 @@ pub struct History {
     /// Scores taken every `metrics_every` steps.
     #[serde(default)]
     pub metrics: Vec<MetricRecord>,
+    /// The dataset of the evaluator that took them (`mnist`, `fashion-mnist`, …).
+    #[serde(default)]
+    pub evaluator: Option<String>,
 }
 
 /// The generator's scores after a step, and what computing them cost.

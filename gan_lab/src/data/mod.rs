@@ -125,7 +125,12 @@ impl Dataset {
             &find_idx(&idx_dir, &format!("{prefix}-labels-idx1-ubyte"))?,
             image_size,
         )?;
-        ds.name = format!("{source:?} {split:?}").to_lowercase();
+        let set = match source {
+            Source::MnistFull => "mnist-full",
+            Source::FashionMnist => "fashion-mnist",
+            _ => "mnist",
+        };
+        ds.name = format!("{set} {}", prefix.replace("t10k", "test"));
         if *source == Source::FashionMnist {
             ds.classes = FASHION_MNIST_CLASSES.map(String::from).to_vec();
         }

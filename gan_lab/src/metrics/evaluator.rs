@@ -1,7 +1,8 @@
-//! Judging generated images with the frozen evaluator ([`crate::models::classifier`]).
+//! Judging generated images with a frozen evaluator ([`crate::models::classifier`]).
 //!
-//! The evaluator's weights ship in `datasets/evaluator/` with their SHA-256; `gan-lab evaluator
-//! train` regenerates them from the shipped training digits.
+//! Evaluators ship in `datasets/evaluator/` as `<dataset>_lenet.safetensors`, with their SHA-256
+//! and what they were trained on (`.json`): the MNIST digits' and Fashion-MNIST's.
+//! `gan-lab evaluator train [--dataset D]` trains one for another labelled set.
 
 use crate::data::{Batcher, Dataset, Split};
 use crate::models::classifier::Classifier;
@@ -12,30 +13,77 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-/// The frozen digit classifier.
+/// A frozen classifier and what it was trained on.
 pub struct Evaluator {
     pub vs: VarStore,
     pub net: Classifier,
+    pub info: EvaluatorInfo,
 }
 
-/// The shipped evaluator weights.
+/// What an evaluator judges: stored beside its weights as `<weights>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluatorInfo {
+    /// The dataset it was trained on (`mnist`, `fashion-mnist`, `cifar10`, a folder's name).
+    pub dataset: String,
+    pub channels: i64,
+    /// Its class names, in label order.
+    pub classes: Vec<String>,
+}
+
+impl EvaluatorInfo {
+    /// The shipped digit evaluator's (whose weights came before the `.json` files).
+    fn mnist() -> EvaluatorInfo {
+        EvaluatorInfo { dataset: "mnist".into(), channels: 1, classes: (0..10).map(|d| d.to_string()).collect() }
+    }
+}
+
+/// The shipped MNIST evaluator's weights.
 pub fn evaluator_path() -> PathBuf {
-    crate::data::datasets_dir().join("evaluator/mnist_lenet.safetensors")
+    shipped_path("mnist")
+}
+
+/// Where the evaluator of `dataset` lives: `datasets/evaluator/<dataset>_lenet.safetensors`.
+pub fn shipped_path(dataset: &str) -> PathBuf {
+    crate::data::datasets_dir().join(format!("evaluator/{dataset}_lenet.safetensors"))
+}
+
+/// The evaluator a dataset's name asks for: the set's own (the full MNIST files use the digits').
+pub fn evaluator_name(data: &Dataset) -> String {
+    let first = data.name.split_whitespace().next().unwrap_or_default();
+    match first {
+        "mnist" | "mnist-full" => "mnist".into(),
+        "fashion-mnist" | "cifar10" | "celeba" => first.into(),
+        _ => Path::new(&data.name).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    }
 }
 
 impl Evaluator {
-    fn untrained() -> Evaluator {
+    fn untrained(info: EvaluatorInfo) -> Evaluator {
         let vs = VarStore::new(Device::Cpu);
-        let net = Classifier::new(&vs.root());
-        Evaluator { vs, net }
+        let net = Classifier::new(&vs.root(), info.channels, info.classes.len() as i64);
+        Evaluator { vs, net, info }
     }
 
-    /// The shipped evaluator, after checking its weights against their recorded SHA-256.
+    /// The shipped MNIST evaluator, after checking its weights against their recorded SHA-256.
     pub fn shipped() -> Result<Evaluator> {
         Evaluator::load(&evaluator_path())
     }
 
-    /// Loads evaluator weights from `path`, checking them against `<path>.sha256` when present.
+    /// The evaluator for `data` (see [`evaluator_name`]), from `datasets/evaluator/`.
+    pub fn for_data(data: &Dataset) -> Result<Evaluator> {
+        let name = evaluator_name(data);
+        let path = shipped_path(&name);
+        ensure!(
+            path.is_file(),
+            "no evaluator for {}: train one with `gan-lab evaluator train --dataset <the same set>` (it would be {})",
+            data.name,
+            path.display()
+        );
+        Evaluator::load(&path)
+    }
+
+    /// Loads evaluator weights from `path`, checking them against `<path>.sha256` when present;
+    /// what they judge comes from `<path>.json` (the MNIST digits' when absent).
     pub fn load(path: &Path) -> Result<Evaluator> {
         let sum_path = PathBuf::from(format!("{}.sha256", path.display()));
         if let Ok(expected) = std::fs::read_to_string(&sum_path) {
@@ -49,23 +97,37 @@ impl Evaluator {
                 sum_path.display()
             );
         }
+        let info_path = PathBuf::from(format!("{}.json", path.display()));
+        let info = match std::fs::read_to_string(&info_path) {
+            Ok(text) => serde_json::from_str(&text)
+                .with_context(|| format!("{}: expected dataset, channels and classes", info_path.display()))?,
+            Err(_) => EvaluatorInfo::mnist(),
+        };
         // The file replaces the initial weights, but drawing them still moves libtorch's global
         // generator: under the seed lock, so that runs in other threads keep to their seeds.
-        let mut ev = with_seed(0, Evaluator::untrained);
+        let mut ev = with_seed(0, || Evaluator::untrained(info));
         ev.vs.load(path).with_context(|| format!("evaluator weights {}: cannot load them", path.display()))?;
         ev.vs.freeze();
         Ok(ev)
     }
 
-    /// Trains a fresh evaluator on `train` (Adam 1e-3, batch 128, random shifts of up to 2
-    /// pixels), seeded.
+    /// Trains a fresh evaluator on `train`'s 32×32 images (Adam 1e-3, batch 128 or the whole set, random shifts
+    /// of up to 2 pixels), seeded.
     pub fn train(train: &Dataset, epochs: i64, seed: u64) -> Result<Evaluator> {
-        ensure!(train.labels.is_some(), "dataset {}: the evaluator needs labels", train.name);
-        let ev = with_seed(mix(seed, 3), Evaluator::untrained);
+        let labels =
+            train.labels.as_ref().with_context(|| format!("dataset {}: the evaluator needs labels", train.name))?;
+        ensure!(train.image_size() == 32, "dataset {}: the evaluator reads 32×32 images", train.name);
+        let classes = match train.classes.is_empty() {
+            true => (0..=labels.max().int64_value(&[])).map(|c| c.to_string()).collect(),
+            false => train.classes.clone(),
+        };
+        let info = EvaluatorInfo { dataset: evaluator_name(train), channels: train.channels(), classes };
+        let ev = with_seed(mix(seed, 3), || Evaluator::untrained(info));
         let mut opt = Optimizer::new(&ev.vs, AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
-        let batch = 128;
+        let batch = 128.min(train.len());
         let mut batcher = Batcher::new(train, batch, seed)?;
         let steps = epochs * batcher.batches_per_epoch(train);
+        let mut progress = crate::train::run::Progress::new(steps, 0);
         for step in 0..steps {
             let (x, y) = batcher.batch(train, step);
             // Shifts and dropout draw random numbers: seeded per step.
@@ -73,26 +135,44 @@ impl Evaluator {
                 ev.net.logits(&random_shift(&x, 2), true).cross_entropy_for_logits(&y.expect("labels"))
             });
             opt.minimize(&loss);
+            progress.update(step + 1, steps, || format!("cross-entropy {:.4}", loss.double_value(&[])));
         }
+        progress.finish();
         Ok(ev)
     }
 
-    /// Class probabilities `[N, 10]` of images `[N, 1, 32, 32]`, in batches.
+    /// Class probabilities `[N, K]` of images `[N, C, S, S]`, in batches (64×64 images are
+    /// averaged down to the evaluator's 32×32).
     pub fn probabilities(&self, images: &Tensor) -> Tensor {
         tch::no_grad(|| {
-            let chunks: Vec<Tensor> =
-                images.split(500, 0).iter().map(|x| self.net.logits(x, false).softmax(-1, Kind::Float)).collect();
+            let chunks: Vec<Tensor> = to_32(images)
+                .split(500, 0)
+                .iter()
+                .map(|x| self.net.logits(x, false).softmax(-1, Kind::Float))
+                .collect();
             Tensor::cat(&chunks, 0)
         })
     }
 
-    /// Penultimate features `[N, 128]` of images `[N, 1, 32, 32]`, in batches: what the Fréchet
+    /// Penultimate features `[N, 128]` of images `[N, C, S, S]`, in batches: what the Fréchet
     /// distance compares.
     pub fn features(&self, images: &Tensor) -> Tensor {
         tch::no_grad(|| {
-            let chunks: Vec<Tensor> = images.split(500, 0).iter().map(|x| self.net.features(x, false)).collect();
+            let chunks: Vec<Tensor> = to_32(images).split(500, 0).iter().map(|x| self.net.features(x, false)).collect();
             Tensor::cat(&chunks, 0)
         })
+    }
+
+    /// Checks that this evaluator reads `data`'s images (channels, and sides of 32 or 64).
+    pub fn check_reads(&self, what: &str, images: &Tensor) -> Result<()> {
+        let size = images.size();
+        ensure!(
+            size.len() == 4 && size[1] == self.info.channels && size[2] == size[3] && [32, 64].contains(&size[2]),
+            "{what}: the {} evaluator reads {}-channel 32×32 (or 64×64) images, got {size:?}",
+            self.info.dataset,
+            self.info.channels
+        );
+        Ok(())
     }
 
     /// Share of `data` classified correctly.
@@ -120,12 +200,24 @@ impl Evaluator {
             self.vs.save(&tmp_st).map_err(std::io::Error::other)?;
             std::fs::rename(tmp_st, tmp)
         })?;
+        crate::files::write_atomic(
+            &PathBuf::from(format!("{}.json", path.display())),
+            (serde_json::to_string_pretty(&self.info)? + "\n").as_bytes(),
+        )?;
         let sum = crate::data::sha256_file(path)?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         crate::files::write_atomic(
             &PathBuf::from(format!("{}.sha256", path.display())),
             format!("{sum}  {name}\n").as_bytes(),
         )
+    }
+}
+
+/// 64×64 images averaged down to 32×32, the evaluator's input; 32×32 ones as they are.
+fn to_32(images: &Tensor) -> Tensor {
+    match images.size()[2] {
+        64 => images.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>),
+        _ => images.shallow_clone(),
     }
 }
 

@@ -1,5 +1,5 @@
-//! Judging generators by numbers, on the course's frozen MNIST evaluator
-//! ([`crate::models::classifier`]): Inception score, Mode score (IFT6135 assignment 4
+//! Judging generators by numbers, on a frozen evaluator of their dataset (the MNIST digits' by
+//! default; [`crate::models::classifier`]): Inception score, Mode score (IFT6135 assignment 4
 //! section 4.2) and the Fréchet distance on the evaluator's penultimate features (FID's formula).
 //!
 //! ImageNet's Inception network is not reachable offline, so these are the MNIST versions of the
@@ -9,7 +9,10 @@
 
 mod evaluator;
 
-pub use evaluator::{evaluator_path, ClassAccuracy, CodeAccuracy, ConfidenceReport, Evaluator};
+pub use evaluator::{
+    evaluator_name, evaluator_path, shipped_path, ClassAccuracy, CodeAccuracy, ConfidenceReport, Evaluator,
+    EvaluatorInfo,
+};
 
 use tch::{Kind, Tensor};
 
@@ -156,11 +159,17 @@ pub struct RealReference {
 pub const SPLITS: i64 = 10;
 
 impl RealReference {
-    /// From real images `[N, 1, 32, 32]` (the shipped training digits): FID statistics on the first
-    /// half, ceilings from the second half scored against them.
+    /// From real images `[N, C, S, S]` (the shipped training digits): FID statistics on one
+    /// half, ceilings from the other half scored against them. The halves are drawn by a fixed
+    /// permutation, so that a set stored class by class (a folder per class) gives both halves,
+    /// and each split of the Inception score, every class.
     pub fn new(ev: &dyn Extractor, real: &Tensor) -> RealReference {
         let n = real.size()[0];
-        let (a, b) = (real.narrow(0, 0, n / 2), real.narrow(0, n / 2, n - n / 2));
+        let order = Tensor::from_slice(&crate::data::permutation(n as usize, 0x5EED));
+        let (a, b) = (
+            real.index_select(0, &order.narrow(0, 0, n / 2)),
+            real.index_select(0, &order.narrow(0, n / 2, n - n / 2)),
+        );
         let (mu, cov) = feature_statistics(&ev.features(&a));
         let marginal = ev.probabilities(real).to_kind(Kind::Double).mean_dim(0, false, Kind::Double);
         let mut reference = RealReference { marginal, mu, cov, ceiling: Scores::default() };

@@ -4,7 +4,7 @@
 //! reads. The DCGAN lesson's runs take the student's own step ([`crate::step::train_step`]).
 
 mod config;
-mod run;
+pub(crate) mod run;
 
 pub use crate::history::{History, MetricRecord, StepRecord};
 pub use config::TrainConfig;
@@ -19,7 +19,7 @@ use crate::models::infogan::{sample_codes, Codes};
 use crate::models::{DiscriminatorNet, GeneratorNet};
 use crate::optim::Optimizer;
 use crate::rng::{mix, sample_prior, with_seed};
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
 use tch::{nn, nn::VarStore, Device, Kind, Tensor};
 
 /// What one critic update measured, passed on to the generator step's record.
@@ -297,6 +297,9 @@ impl Gan {
             true => Some(Scorer::new(data)?),
             false => None,
         };
+        if let Some(scorer) = &scorer {
+            self.history.evaluator = Some(scorer.evaluator.info.dataset.clone());
+        }
         let (started, seconds_before) = (std::time::Instant::now(), self.seconds);
         run_steps(self.step, c.steps, |progress| {
             // n_critic updates of D, each on its own batch and noise, then g_steps updates of G, the
@@ -473,15 +476,8 @@ struct Scorer {
 
 impl Scorer {
     fn new(data: &Dataset) -> Result<Scorer> {
-        ensure!(
-            data.channels() == 1 && data.image_size() == 32,
-            "metrics_every: the evaluator scores 1-channel 32×32 digits, but {} has {}-channel {}×{} images",
-            data.name,
-            data.channels(),
-            data.image_size(),
-            data.image_size()
-        );
-        let evaluator = crate::metrics::Evaluator::shipped()?;
+        let evaluator = crate::metrics::Evaluator::for_data(data).context("metrics_every")?;
+        evaluator.check_reads(&format!("metrics_every on {}", data.name), &data.images)?;
         let reference = crate::metrics::RealReference::new(&evaluator, &data.images);
         Ok(Scorer { evaluator, reference })
     }
