@@ -135,7 +135,12 @@ pub struct Discriminator {
     classes: i64,
     x_branch: nn::Conv2D,
     y_branch: nn::Conv2D,
-    blocks: Vec<(nn::Conv2D, nn::BatchNorm)>,
+    conv1: nn::Conv2D,
+    bn1: nn::BatchNorm,
+    conv2: nn::Conv2D,
+    bn2: nn::BatchNorm,
+    /// At 64×64 only: conv3 + bn3, 8ndf → 8ndf.
+    block64: Option<(nn::Conv2D, nn::BatchNorm)>,
     to_score: nn::Conv2D,
 }
 
@@ -144,18 +149,17 @@ impl Discriminator {
         let i = c.init;
         let x_branch = nn::conv2d(p / "x_conv", c.channels, c.ndf, 4, i.conv_config(2, 1, true));
         let y_branch = nn::conv2d(p / "y_conv", c.classes, c.ndf, 4, i.conv_config(2, 1, true));
-        let mut widths = vec![(2 * c.ndf, 4 * c.ndf), (4 * c.ndf, 8 * c.ndf)];
-        if c.image_size == 64 {
-            widths.push((8 * c.ndf, 8 * c.ndf));
-        }
-        let mut blocks = Vec::new();
-        for (n, &(from, to)) in widths.iter().enumerate() {
-            let conv = nn::conv2d(p / format!("conv{}", n + 1), from, to, 4, i.conv_config(2, 1, false));
-            blocks.push((conv, nn::batch_norm2d(p / format!("bn{}", n + 1), to, i.bn_config())));
-        }
-        let n = widths.len() + 1;
-        let to_score = nn::conv2d(p / format!("conv{n}"), 8 * c.ndf, 1, 4, i.conv_config(1, 0, true));
-        Discriminator { classes: c.classes, x_branch, y_branch, blocks, to_score }
+        let conv1 = nn::conv2d(p / "conv1", 2 * c.ndf, 4 * c.ndf, 4, i.conv_config(2, 1, false));
+        let bn1 = nn::batch_norm2d(p / "bn1", 4 * c.ndf, i.bn_config());
+        let conv2 = nn::conv2d(p / "conv2", 4 * c.ndf, 8 * c.ndf, 4, i.conv_config(2, 1, false));
+        let bn2 = nn::batch_norm2d(p / "bn2", 8 * c.ndf, i.bn_config());
+        let block64 = (c.image_size == 64).then(|| {
+            let conv3 = nn::conv2d(p / "conv3", 8 * c.ndf, 8 * c.ndf, 4, i.conv_config(2, 1, false));
+            (conv3, nn::batch_norm2d(p / "bn3", 8 * c.ndf, i.bn_config()))
+        });
+        let score_name = if block64.is_some() { "conv4" } else { "conv3" };
+        let to_score = nn::conv2d(p / score_name, 8 * c.ndf, 1, 4, i.conv_config(1, 0, true));
+        Discriminator { classes: c.classes, x_branch, y_branch, conv1, bn1, conv2, bn2, block64, to_score }
     }
 
     /// Images `[B, C, S, S]` and labels `[B]` → logits `[B]`.
@@ -169,9 +173,10 @@ impl Discriminator {
     /// The fused maps `[B, 2ndf, S/2, S/2]` ([`Discriminator::fuse`]) → logits `[B]`.
     pub fn score(&self, h: &Tensor, train: bool) -> Tensor {
         let b = h.size()[0];
-        let mut h = h.shallow_clone();
-        for (conv, bn) in &self.blocks {
-            h = leaky_relu(&bn.forward_t(&conv.forward(&h), train), 0.2); // [B, 4ndf, 8, 8] → [B, 8ndf, 4, 4] at 32×32
+        let h = leaky_relu(&self.bn1.forward_t(&self.conv1.forward(h), train), 0.2); // [B, 4ndf, S/4, S/4]
+        let mut h = leaky_relu(&self.bn2.forward_t(&self.conv2.forward(&h), train), 0.2); // [B, 8ndf, S/8, S/8]
+        if let Some((conv3, bn3)) = &self.block64 {
+            h = leaky_relu(&bn3.forward_t(&conv3.forward(&h), train), 0.2); // [B, 8ndf, 4, 4] at 64×64
         }
         self.to_score.forward(&h).view([b]) // [B, 1, 1, 1] → [B]
     }
