@@ -330,6 +330,30 @@ fn course_datasets_from_the_command_line() {
     let samples = image::open(run.join("samples.png")).unwrap();
     assert!(samples.width() >= 2 * 64, "a column of 64×64 samples per class: {}", samples.width());
 
+    // The VAE takes the same data settings.
+    let out = gan_lab()
+        .args([
+            "train",
+            "vae",
+            "--steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--image-size",
+            "64",
+            "--channels",
+            "3",
+            "--dataset",
+        ])
+        .arg(&images)
+        .arg("--out")
+        .arg(dir.path().join("vae"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("16 images, 64×64 RGB; per class: photo 8, sketch 8"), "{stderr}");
+
     // An evaluator for the folder's classes, written where asked, with its classes beside it.
     let ev = dir.path().join("ev/sketches_lenet.safetensors");
     let out = gan_lab()

@@ -214,8 +214,8 @@ struct VaeArgs {
     /// Binary cross-entropy instead of MSE for the reconstruction term.
     #[arg(long)]
     bce: bool,
-    #[arg(long, default_value = "mnist")]
-    dataset: String,
+    #[command(flatten)]
+    data: DataArgs,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long, default_value_t = 2e-4)]
@@ -224,17 +224,9 @@ struct VaeArgs {
     out: Option<PathBuf>,
 }
 
-/// Settings every model's training takes.
+/// The training data, for every model.
 #[derive(Args)]
-struct RunArgs {
-    /// Total training steps (default: the lesson's; on --resume: the step count to reach).
-    #[arg(long)]
-    steps: Option<i64>,
-    #[arg(long, default_value_t = 64)]
-    batch_size: i64,
-    /// n_z, the dimension of the prior N(0, I) (default: the model's, 100; InfoGAN's 62).
-    #[arg(long)]
-    latent_dim: Option<i64>,
+struct DataArgs {
     /// mnist, mnist-full, fashion-mnist, cifar10, celeba, or a folder of PNG/JPEG images
     /// (labelled when it holds one sub-folder per class).
     #[arg(long, default_value = "mnist")]
@@ -251,6 +243,44 @@ struct RunArgs {
     /// 1 (grey) or 3 (RGB). Default: 3 for cifar10 and celeba, 1 otherwise.
     #[arg(long)]
     channels: Option<i64>,
+}
+
+impl DataArgs {
+    /// The source, and its split at the chosen size and channels.
+    fn load(&self, split: Split) -> Result<(Source, Dataset)> {
+        let mut source: Source = self.dataset.parse().context("--dataset")?;
+        let channels = self.channels.unwrap_or(default_channels(&source));
+        if let Some(n) = self.limit {
+            anyhow::ensure!(n >= 1, "--limit {n}: expected 1 or more images");
+        }
+        match &mut source {
+            Source::Celeba(options) => {
+                options.attribute = self.attribute.clone();
+                options.limit = self.limit;
+            }
+            _ => anyhow::ensure!(self.attribute.is_none(), "--attribute: only --dataset celeba has attributes"),
+        }
+        let mut data = Dataset::load(&source, split, self.image_size, channels)?;
+        if let Some(n) = self.limit {
+            data = data.take(n as i64);
+        }
+        Ok((source, data))
+    }
+}
+
+/// Settings every model's training takes.
+#[derive(Args)]
+struct RunArgs {
+    /// Total training steps (default: the lesson's; on --resume: the step count to reach).
+    #[arg(long)]
+    steps: Option<i64>,
+    #[arg(long, default_value_t = 64)]
+    batch_size: i64,
+    /// n_z, the dimension of the prior N(0, I) (default: the model's, 100; InfoGAN's 62).
+    #[arg(long)]
+    latent_dim: Option<i64>,
+    #[command(flatten)]
+    data: DataArgs,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// The players' objective: nonsaturating, saturating, lsgan, wgan (clip 0.01, RMSProp,
@@ -599,9 +629,8 @@ fn repo_root() -> PathBuf {
 
 /// Trains `builder` with the command line's settings, then reports what the evaluator sees.
 fn train<F: Family>(builder: Builder<F>, a: &RunArgs) -> Result<()> {
-    let source: Source = a.dataset.parse().context("--dataset")?;
-    let (image_size, channels) = (a.image_size, a.channels.unwrap_or(default_channels(&source)));
-    let data = load_data(source.clone(), a.attribute.as_deref(), a.limit, image_size, channels)?;
+    let (source, data) = a.data.load(Split::Train)?;
+    let (image_size, channels) = (data.image_size(), data.channels());
     // A conditional model takes as many classes as the data has.
     let builder = match (Family::classes(&builder.model), data.classes.len()) {
         (0, _) | (_, 0) => builder,
@@ -748,37 +777,13 @@ fn default_channels(source: &Source) -> i64 {
     }
 }
 
-/// The training set `--dataset`, `--attribute` and `--limit` name.
-fn load_data(
-    mut source: Source,
-    attribute: Option<&str>,
-    limit: Option<usize>,
-    image_size: i64,
-    channels: i64,
-) -> Result<Dataset> {
-    if let Some(n) = limit {
-        anyhow::ensure!(n >= 1, "--limit {n}: expected 1 or more images");
-    }
-    match &mut source {
-        Source::Celeba(options) => {
-            options.attribute = attribute.map(String::from);
-            options.limit = limit;
-        }
-        _ => anyhow::ensure!(attribute.is_none(), "--attribute: only --dataset celeba has attributes"),
-    }
-    let mut data = Dataset::load(&source, Split::Train, image_size, channels)?;
-    if let Some(n) = limit {
-        data = data.take(n as i64);
-    }
-    Ok(data)
-}
-
 fn train_vae(a: &VaeArgs) -> Result<()> {
-    let source: Source = a.dataset.parse().context("--dataset")?;
-    let (data, test) = (Dataset::load(&source, Split::Train, 32, 1)?, Dataset::load(&source, Split::Test, 32, 1)?);
+    let ((_, data), (_, test)) = (a.data.load(Split::Train)?, a.data.load(Split::Test)?);
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs/vae"));
     let kind = if a.bce { Reconstruction::Bce } else { Reconstruction::Mse };
     let builder = Vae::mnist32()
+        .image_size(data.image_size())
+        .channels(data.channels())
         .steps(a.steps)
         .batch_size(a.batch_size)
         .latent_dim(a.latent_dim)
@@ -791,11 +796,10 @@ fn train_vae(a: &VaeArgs) -> Result<()> {
     builder.check(&data)?;
     stop_on_ctrl_c("stopping after this step and saving the model");
     eprintln!(
-        "training a VAE on {} ({} images) for {} steps on {}; Ctrl-C stops and saves",
-        data.name,
-        data.len(),
+        "training a VAE for {} steps on {}; Ctrl-C stops and saves\n  data: {}",
         a.steps,
-        crate::backend::current().describe()
+        crate::backend::current().describe(),
+        data.describe()
     );
     let started = Instant::now();
     let vae = builder.train(&data)?;
@@ -821,11 +825,15 @@ fn train_vae(a: &VaeArgs) -> Result<()> {
         started.elapsed().as_secs_f64(),
         out.join("tsne.png").display()
     );
-    if source == Source::Mnist {
-        let ev = Evaluator::shipped()?;
-        let reference = crate::metrics::RealReference::new(&ev, &data.images);
-        let scores = reference.score(&ev, &vae.sample(reference.ceiling.n, 2));
-        println!("scores on the MNIST evaluator:\n  VAE samples {scores}\n  real digits {}", reference.ceiling);
+    if let Ok(ev) = Evaluator::for_data(&data) {
+        if ev.check_reads(&data.name, &data.images).is_ok() {
+            let reference = crate::metrics::RealReference::new(&ev, &data.images);
+            let scores = reference.score(&ev, &vae.sample(reference.ceiling.n, 2));
+            println!(
+                "scores on the {} evaluator:\n  VAE samples {scores}\n  real images {}",
+                ev.info.dataset, reference.ceiling
+            );
+        }
     }
     Ok(())
 }
