@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod models;
 pub mod notebook;
 pub mod optim;
+pub mod progress;
 pub mod rng;
 pub mod step;
 pub mod train;

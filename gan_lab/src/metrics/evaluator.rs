@@ -127,7 +127,7 @@ impl Evaluator {
         let batch = 128.min(train.len());
         let mut batcher = Batcher::new(train, batch, seed)?;
         let steps = epochs * batcher.batches_per_epoch(train);
-        let mut progress = crate::train::run::Progress::new(steps, 0);
+        let mut progress = crate::progress::Progress::new(steps, 0);
         for step in 0..steps {
             let (x, y) = batcher.batch(train, step);
             // Shifts and dropout draw random numbers: seeded per step.

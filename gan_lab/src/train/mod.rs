@@ -4,7 +4,7 @@
 //! reads. The DCGAN lesson's runs take the student's own step ([`crate::step::train_step`]).
 
 mod config;
-pub(crate) mod run;
+mod run;
 
 pub use crate::history::{History, MetricRecord, StepRecord};
 pub use config::TrainConfig;
