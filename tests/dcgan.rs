@@ -9,7 +9,7 @@ use gan_lab::models::dcgan::Init;
 use gan_lab::rng::with_seed;
 use gan_lab::{checkpoint, Dcgan};
 use std::collections::BTreeMap;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 fn small_data() -> Dataset {
     Dataset::mnist(Split::Test).unwrap().take(256)
@@ -286,13 +286,12 @@ fn scores_are_tracked_during_training_when_asked() {
     assert!(gan.history.metrics.iter().all(|m| m.scores.fid > 0.0 && m.scores.n == 100 && m.seconds > 0.0));
     let svg = gan_lab::viz::loss_curves_svg(&gan.history).unwrap();
     assert!(svg.contains("FID") && svg.contains("Scores on the MNIST evaluator"));
-    let msg = err_of(
-        Dcgan::mnist32()
-            .image_size(64)
-            .metrics_every(2)
-            .steps(2)
-            .batch_size(8)
-            .train(&Dataset::load(&gan_lab::Source::Mnist, Split::Test, 64, 1).unwrap()),
-    );
-    assert!(msg.contains("metrics_every") && msg.contains("1-channel 32×32"), "{msg}");
+    // 64×64 digits are scored too, averaged down to the evaluator's 32×32.
+    let big = Dataset::load(&gan_lab::Source::Mnist, Split::Test, 64, 1).unwrap().take(64);
+    let gan = Dcgan::mnist32().image_size(64).metrics_every(2).steps(2).batch_size(8).train(&big).unwrap();
+    assert_eq!((gan.history.metrics.len(), gan.history.evaluator.as_deref()), (1, Some("mnist")));
+    // Images the set's evaluator cannot read are refused before training.
+    let colour = Dataset { images: Tensor::zeros([16, 3, 32, 32], (Kind::Float, Device::Cpu)), ..big.take(16) };
+    let msg = err_of(Dcgan::mnist32().channels(3).metrics_every(2).steps(2).batch_size(8).train(&colour));
+    assert!(msg.contains("metrics_every") && msg.contains("reads 1-channel 32×32"), "{msg}");
 }

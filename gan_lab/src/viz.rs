@@ -329,8 +329,12 @@ where
     let steps = history.len().max(1) as f64;
     let fid_max = history.metrics.iter().map(|m| m.scores.fid).fold(1.0, f64::max) * 1.05;
     let is_max = history.metrics.iter().map(|m| m.scores.inception.mean).fold(1.0, f64::max) * 1.05;
+    let evaluator = match history.evaluator.as_deref() {
+        None | Some("mnist") => "MNIST".to_string(),
+        Some(other) => other.to_string(),
+    };
     let mut chart = ChartBuilder::on(root)
-        .caption("Scores on the MNIST evaluator", ("sans-serif", 16))
+        .caption(format!("Scores on the {evaluator} evaluator"), ("sans-serif", 16))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(48)
