@@ -31,8 +31,8 @@ pub struct TrainConfig {
     pub optimizer_d: OptimizerConfig,
     /// Keep a grid of the fixed noise's images every this many steps (0: never).
     pub snapshot_every: i64,
-    /// Score the generator (IS, Mode score, FID on the frozen evaluator) every this many steps
-    /// (0: never). Needs 1-channel 32×32 images.
+    /// Score the generator (IS, Mode score, FID on the frozen evaluator of its dataset) every
+    /// this many steps (0: never). Needs that evaluator (`gan-lab evaluator train`).
     #[serde(default)]
     pub metrics_every: i64,
     /// Images generated for each scoring.
