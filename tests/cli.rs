@@ -38,6 +38,15 @@ fn bad_arguments_give_one_line_errors() {
         "expected mnist, mnist-full, fashion-mnist, cifar10, celeba or a folder",
     );
     fails_with(&["train", "dcgan", "--resume", "/nonexistent/checkpoint", "--out", out], "/nonexistent/checkpoint");
+    if gan_lab::device::cuda_devices() == 0 {
+        // One line naming the device, the GPUs libtorch sees and its own reason; nothing written.
+        let cuda = "device cuda:0: libtorch cannot compute there (0 CUDA GPU(s) visible): ";
+        fails_with(&["train", "dcgan", "--device", "cuda", "--out", out], cuda);
+        fails_with(&["train", "vae", "--device", "cuda:0", "--out", out], cuda);
+    }
+    let bad = gan_lab().args(["train", "dcgan", "--device", "gpu", "--out", out]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("device \"gpu\": expected cpu, cuda or cuda:N"), "{stderr}");
     std::fs::write(dir.path().join("file"), "x").unwrap();
     let under_file = dir.path().join("file/run");
     fails_with(&["train", "dcgan", "--out", under_file.to_str().unwrap()], "output directory");

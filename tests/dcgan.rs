@@ -295,3 +295,40 @@ fn scores_are_tracked_during_training_when_asked() {
     let msg = err_of(Dcgan::mnist32().channels(3).metrics_every(2).steps(2).batch_size(8).train(&colour));
     assert!(msg.contains("metrics_every") && msg.contains("reads 1-channel 32×32"), "{msg}");
 }
+
+/// The device setting (`.device(..)`, `--device`): an explicit `Device::Cpu` runs the whole
+/// path through it (labels, the gradient penalty, scoring during training, the VAE) and gives
+/// the run the default gives; a device libtorch cannot reach is refused in one line at build.
+#[test]
+fn an_explicit_cpu_device_runs_the_whole_path() {
+    let data = small_data();
+    let run = |device: Option<Device>| {
+        let mut b = gan_lab::Cdcgan::mnist32()
+            .objective(Objective::WassersteinGp { lambda: 10.0 })
+            .steps(3)
+            .batch_size(16)
+            .seed(4)
+            .metrics_every(3);
+        b.train.metrics_samples = 100;
+        match device {
+            Some(d) => b.device(d).train(&data).unwrap(),
+            None => b.train(&data).unwrap(),
+        }
+    };
+    let (explicit, default) = (run(Some(Device::Cpu)), run(None));
+    assert_eq!(explicit.device(), Device::Cpu);
+    assert_eq!(explicit.history.steps, default.history.steps);
+    assert!(explicit.history.steps.iter().all(|r| r.penalty.is_some()), "the gradient penalty ran");
+    let scores = |g: &gan_lab::Gan| g.history.metrics.iter().map(|m| m.scores.fid).collect::<Vec<_>>();
+    assert_eq!((scores(&explicit).len(), scores(&explicit)), (1, scores(&default)));
+    assert_same_weights(&explicit, &default);
+    let vae = gan_lab::Vae::mnist32().steps(2).batch_size(16).device(Device::Cpu).train(&data).unwrap();
+    assert_eq!((vae.vs.device(), vae.step), (Device::Cpu, 2));
+    if gan_lab::device::cuda_devices() == 0 {
+        let msg = err_of(Dcgan::mnist32().device(Device::Cuda(0)).build());
+        assert!(msg.starts_with("device cuda:0: libtorch cannot compute there (0 CUDA GPU(s) visible): "), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+        let msg = err_of(gan_lab::Vae::mnist32().device(Device::Cuda(1)).build());
+        assert!(msg.starts_with("device cuda:1: libtorch cannot compute there"), "{msg}");
+    }
+}

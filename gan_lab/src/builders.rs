@@ -32,7 +32,7 @@ use tch::{nn, nn::VarStore, Device};
 
 /// The setters every builder has, GAN or VAE, over the settings every run has (its `train`
 /// settings' `steps`, `batch_size`, `seed`, `channels_last`, `bf16`, `checkpoint_every`, and
-/// its `out_dir`): written once, expanded in each builder's `impl`.
+/// its `device` and `out_dir`): written once, expanded in each builder's `impl`.
 macro_rules! run_setters {
     () => {
         /// Total training steps; on resume, the step count to reach.
@@ -59,6 +59,14 @@ macro_rules! run_setters {
         /// [`crate::backend::perf::with_bf16`]). Building fails with a clear error on other CPUs.
         pub fn bf16(mut self, on: bool) -> Self {
             self.train.bf16 = on;
+            self
+        }
+        /// Where the run computes: [`Device::Cpu`] (the default, where the fast backend's kernels
+        /// run) or `Device::Cuda(n)` through libtorch. Weights start from the same seeded values
+        /// on every device ([`crate::device`]); building fails in one line where libtorch cannot
+        /// reach the device.
+        pub fn device(mut self, device: Device) -> Self {
+            self.device = device;
             self
         }
         /// Saves the run every `n` steps when it has an output folder (0: at the end only).
@@ -188,6 +196,18 @@ fn check_lesson_layers(m: &DcganConfig) -> Result<()> {
         m.upsample == Upsample::TransposedConv,
         "dcgan.upsample = {:?}: this family's G uses transposed convolutions (expected TransposedConv)",
         m.upsample
+    );
+    Ok(())
+}
+
+/// A run's device: one libtorch can reach ([`crate::device::check`]), and the CPU for bfloat16
+/// (its forward passes use the CPU's bf16 units).
+fn check_device(device: Device, bf16: bool) -> Result<()> {
+    crate::device::check(device)?;
+    ensure!(
+        !bf16 || device == Device::Cpu,
+        "bf16 on {}: bfloat16 forward passes are a CPU setting; leave bf16 off on a GPU",
+        crate::device::name(device)
     );
     Ok(())
 }
@@ -420,6 +440,7 @@ impl Family for InfoganConfig {
 pub struct Builder<F: Family> {
     pub model: F,
     pub train: TrainConfig,
+    device: Device,
     out_dir: Option<PathBuf>,
     resume: Option<PathBuf>,
 }
@@ -446,7 +467,7 @@ pub type Infogan = Builder<InfoganConfig>;
 impl<F: Family> Builder<F> {
     /// A builder for `model` with the family's training defaults.
     pub fn with_model(model: F) -> Self {
-        Builder { model, train: F::training(), out_dir: None, resume: None }
+        Builder { model, train: F::training(), device: Device::Cpu, out_dir: None, resume: None }
     }
 
     pub fn latent_dim(mut self, n: i64) -> Self {
@@ -544,7 +565,7 @@ impl<F: Family> Builder<F> {
         ensure!(family == F::NAME, "checkpoint {} holds a {family}, not a {}", dir.display(), F::NAME);
         let model = serde_json::from_value(architecture)
             .map_err(|e| anyhow::anyhow!("checkpoint {}: architecture not readable: {e}", dir.display()))?;
-        Ok(Builder { model, train, out_dir: None, resume: Some(dir) })
+        Ok(Builder { model, train, device: Device::Cpu, out_dir: None, resume: Some(dir) })
     }
 
     /// The settings with the family as a trait object: what [`Builder::build`], [`Builder::check`]
@@ -553,6 +574,7 @@ impl<F: Family> Builder<F> {
         Setup {
             model: &self.model,
             train: &self.train,
+            device: self.device,
             out_dir: self.out_dir.as_deref(),
             resume: self.resume.as_deref(),
         }
@@ -580,6 +602,7 @@ impl<F: Family> Builder<F> {
 struct Setup<'a> {
     model: &'a dyn FamilyObject,
     train: &'a TrainConfig,
+    device: Device,
     out_dir: Option<&'a Path>,
     resume: Option<&'a Path>,
 }
@@ -596,6 +619,7 @@ impl Setup<'_> {
             bf16: t.bf16,
         };
         settings.check()?;
+        check_device(self.device, t.bf16)?;
         self.model.validate()?;
         if let CriticSchedule::Fixed(n) = t.n_critic {
             ensure!(n >= 1, "n_critic = {n}: expected 1 or more critic updates per generator update");
@@ -622,10 +646,14 @@ impl Setup<'_> {
 
     fn build(&self) -> Result<Gan> {
         self.validate()?;
-        let (vs_g, vs_d) = (VarStore::new(Device::Cpu), VarStore::new(Device::Cpu));
+        let (mut vs_g, mut vs_d) = (VarStore::new(Device::Cpu), VarStore::new(Device::Cpu));
         let (generator, discriminator) = crate::rng::with_seed(crate::rng::mix(self.train.seed, 1), || {
             self.model.networks(&vs_g.root(), &vs_d.root())
         });
+        if self.device != Device::Cpu {
+            vs_g.set_device(self.device); // before the optimizers and the average take their state
+            vs_d.set_device(self.device);
+        }
         if self.train.channels_last {
             crate::backend::perf::use_channels_last(&vs_g);
             crate::backend::perf::use_channels_last(&vs_d);
@@ -884,13 +912,20 @@ pub struct Vae {
     pub model: VaeConfig,
     pub train: VaeTraining,
     held_out: Option<Dataset>,
+    device: Device,
     out_dir: Option<PathBuf>,
 }
 
 impl Vae {
     /// 32×32 MNIST, a 32-dimensional latent space, the text's training settings ([`VaeTraining`]).
     pub fn mnist32() -> Vae {
-        Vae { model: VaeConfig::mnist32(), train: VaeTraining::default(), held_out: None, out_dir: None }
+        Vae {
+            model: VaeConfig::mnist32(),
+            train: VaeTraining::default(),
+            held_out: None,
+            device: Device::Cpu,
+            out_dir: None,
+        }
     }
     pub fn latent_dim(mut self, n: i64) -> Self {
         self.model.latent_dim = n;
@@ -930,7 +965,8 @@ impl Vae {
 
     fn validate(&self) -> Result<()> {
         self.model.validate()?;
-        self.train.validate()
+        self.train.validate()?;
+        check_device(self.device, self.train.bf16)
     }
 
     /// Checks the settings against `data`, the held-out set and the output folder, without training.
@@ -946,7 +982,8 @@ impl Vae {
 
     /// The untrained networks and optimizer, seeded.
     pub fn build(&self) -> Result<VaeModel> {
-        VaeModel::new(&self.model, &self.train)
+        self.validate()?;
+        VaeModel::on(self.device, &self.model, &self.train)
     }
 
     /// Trains on `data` and returns the trained model with its history; with an output folder,

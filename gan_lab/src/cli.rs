@@ -220,6 +220,9 @@ struct VaeArgs {
     seed: u64,
     #[arg(long, default_value_t = 2e-4)]
     lr: f64,
+    /// Where to compute: cpu, cuda (the first GPU) or cuda:N, through libtorch.
+    #[arg(long, default_value = "cpu", value_parser = crate::device::parse)]
+    device: tch::Device,
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -317,6 +320,9 @@ struct RunArgs {
     /// Run the forward passes in bfloat16 (CPUs with avx512_bf16; weights and optimizers stay float32).
     #[arg(long)]
     bf16: bool,
+    /// Where to compute: cpu, cuda (the first GPU) or cuda:N, through libtorch.
+    #[arg(long, default_value = "cpu", value_parser = crate::device::parse)]
+    device: tch::Device,
     /// Output folder (default: runs/<model>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -627,6 +633,14 @@ fn repo_root() -> PathBuf {
     crate::course::checkout()
 }
 
+/// Where a run computes, for its first line: the CPU's backend, or the GPU libtorch drives.
+fn placement(device: tch::Device) -> String {
+    match device {
+        tch::Device::Cpu => crate::backend::current().describe(),
+        gpu => format!("{} through libtorch (gan_lab's own kernels are CPU-only)", crate::device::name(gpu)),
+    }
+}
+
 /// Trains `builder` with the command line's settings, then reports what the evaluator sees.
 fn train<F: Family>(builder: Builder<F>, a: &RunArgs) -> Result<()> {
     let (source, data) = a.data.load(Split::Train)?;
@@ -658,6 +672,7 @@ fn train<F: Family>(builder: Builder<F>, a: &RunArgs) -> Result<()> {
         .metrics_every(a.metrics_every)
         .snapshot_every(a.snapshot_every)
         .bf16(a.bf16)
+        .device(a.device)
         .out_dir(&out);
     if let Some(n) = a.latent_dim {
         builder = builder.latent_dim(n);
@@ -682,7 +697,7 @@ fn train<F: Family>(builder: Builder<F>, a: &RunArgs) -> Result<()> {
     eprintln!(
         "training a {} for {steps} steps on {}; Ctrl-C stops and saves a checkpoint\n  data: {}",
         F::NAME,
-        crate::backend::current().describe(),
+        placement(a.device),
         data.describe(),
     );
     let started = Instant::now();
@@ -792,13 +807,14 @@ fn train_vae(a: &VaeArgs) -> Result<()> {
         .seed(a.seed)
         .lr(a.lr)
         .held_out(&test)
+        .device(a.device)
         .out_dir(&out);
     builder.check(&data)?;
     stop_on_ctrl_c("stopping after this step and saving the model");
     eprintln!(
         "training a VAE for {} steps on {}; Ctrl-C stops and saves\n  data: {}",
         a.steps,
-        crate::backend::current().describe(),
+        placement(a.device),
         data.describe()
     );
     let started = Instant::now();

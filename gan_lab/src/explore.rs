@@ -61,14 +61,14 @@ pub fn class_accuracy(
 /// → images `[classes · k, C, S, S]` (show with `k` columns).
 pub fn class_grid(gan: &Gan, z: &Tensor) -> Result<Tensor> {
     let k = z.size()[0];
-    let labels = Tensor::arange(gan.classes, (Kind::Int64, Device::Cpu)).repeat_interleave_self_int(k, 0, None);
+    let labels = Tensor::arange(gan.classes, (Kind::Int64, gan.device())).repeat_interleave_self_int(k, 0, None);
     gan.generate_labeled(&z.repeat([gan.classes, 1]), &labels)
 }
 
 /// For each class, `steps` images along the line from `z1` to `z2` → `[classes · steps, C, S, S]`.
 pub fn class_interpolation(gan: &Gan, z1: &Tensor, z2: &Tensor, steps: i64) -> Result<Tensor> {
     let line = interpolate(z1, z2, steps);
-    let labels = Tensor::arange(gan.classes, (Kind::Int64, Device::Cpu)).repeat_interleave_self_int(steps, 0, None);
+    let labels = Tensor::arange(gan.classes, (Kind::Int64, gan.device())).repeat_interleave_self_int(steps, 0, None);
     gan.generate_labeled(&line.repeat([gan.classes, 1]), &labels)
 }
 
@@ -166,7 +166,7 @@ fn categorical_values(gan: &Gan, code: usize) -> Result<i64> {
 pub fn sweep(gan: &Gan, z: &Tensor, dim: i64, from: f64, to: f64, steps: i64) -> Tensor {
     assert!((0..gan.latent_dim).contains(&dim), "sweep: dimension {dim} is outside 0..{}", gan.latent_dim);
     let k = z.size()[0];
-    let values = Tensor::linspace(from, to, steps, (Kind::Float, Device::Cpu));
+    let values = Tensor::linspace(from, to, steps, (Kind::Float, z.device()));
     let zs = z.unsqueeze(1).repeat([1, steps, 1]); // [k, steps, latent_dim]
     zs.select(2, dim).copy_(&values.unsqueeze(0).expand([k, steps], false));
     gan.generate(&zs.view([k * steps, gan.latent_dim]))
@@ -189,7 +189,7 @@ pub fn encoded_interpolation(vae: &VaeModel, a: &Tensor, b: &Tensor, steps: i64)
 pub fn reconstruction_rows(vae: &VaeModel, images: &Tensor, n: i64) -> Result<Tensor> {
     ensure!(n >= 1 && n <= images.size()[0], "n = {n}: expected between 1 and the {} images given", images.size()[0]);
     let originals = images.narrow(0, 0, n);
-    Ok(Tensor::cat(&[originals.shallow_clone(), vae.reconstruct(&originals)?], 0))
+    Ok(Tensor::cat(&[originals.shallow_clone(), vae.reconstruct(&originals)?.to_device(originals.device())], 0))
 }
 
 /// The t-SNE map of the encoder's means for the first `n` images of `data` (all of them if
@@ -197,7 +197,7 @@ pub fn reconstruction_rows(vae: &VaeModel, images: &Tensor, n: i64) -> Result<Te
 pub fn latent_map(vae: &VaeModel, data: &Dataset, n: i64) -> Result<crate::viz::Scatter> {
     ensure!(n >= 10, "n = {n}: expected 10 or more points for a t-SNE map");
     let shown = data.take(n);
-    let (mu, _) = vae.encode(&shown.images)?;
+    let mu = vae.encode(&shown.images)?.0.to_device(Device::Cpu);
     let tsne = crate::tsne::Tsne { perplexity: 30f64.min((shown.len() as f64 - 1.0) / 3.0), ..Default::default() };
     Ok(crate::viz::Scatter {
         caption: format!("t-SNE of {} latent means ({})", shown.len(), shown.name),

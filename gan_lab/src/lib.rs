@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod course;
 pub mod data;
+pub mod device;
 pub mod explore;
 pub mod files;
 pub mod history;

@@ -115,10 +115,19 @@ const CHUNK: i64 = 500;
 impl VaeModel {
     /// The untrained networks and optimizer for `config` and `train`, seeded.
     pub fn new(config: &VaeConfig, train: &VaeTraining) -> Result<VaeModel> {
+        VaeModel::on(Device::Cpu, config, train)
+    }
+
+    /// [`VaeModel::new`] on `device`: the weights are drawn on the CPU, then moved.
+    pub fn on(device: Device, config: &VaeConfig, train: &VaeTraining) -> Result<VaeModel> {
         config.validate()?;
         train.validate()?;
-        let vs = VarStore::new(Device::Cpu);
+        crate::device::check(device)?;
+        let mut vs = VarStore::new(Device::Cpu);
         let net = with_seed(mix(train.seed, 1), || VaeNet::new(&vs.root(), config));
+        if device != Device::Cpu {
+            vs.set_device(device); // before the optimizer takes its state
+        }
         if train.channels_last {
             crate::backend::perf::use_channels_last(&vs);
         }
@@ -152,7 +161,7 @@ impl VaeModel {
         self.history.backend = Some(crate::backend::current());
         train::run_steps(self.step, t.steps, |progress| {
             let (x, _) = batcher.batch(data, self.step);
-            let x = crate::backend::perf::batch_layout(x, t.channels_last);
+            let x = crate::backend::perf::batch_layout(x.to_device(self.vs.device()), t.channels_last);
             // Minimise the reconstruction error + λ_KL · KL(q(z|x) ‖ N(0, I)).
             let loss = crate::backend::perf::with_bf16(t.bf16, || {
                 let (mu, log_variance) = self.net.encode(&x, true);
@@ -223,8 +232,9 @@ impl VaeModel {
     /// The encoder's means and log-variances `[N, latent_dim]` of `images`, BatchNorm in inference mode.
     pub fn encode(&self, images: &Tensor) -> Result<(Tensor, Tensor)> {
         self.check_images(images, "images")?;
-        let parts: Vec<(Tensor, Tensor)> =
-            tch::no_grad(|| images.split(CHUNK, 0).iter().map(|x| self.net.encode(x, false)).collect());
+        let parts: Vec<(Tensor, Tensor)> = tch::no_grad(|| {
+            images.split(CHUNK, 0).iter().map(|x| self.net.encode(&x.to_device(self.vs.device()), false)).collect()
+        });
         let (mu, lv): (Vec<Tensor>, Vec<Tensor>) = parts.into_iter().unzip();
         Ok((Tensor::cat(&mu, 0), Tensor::cat(&lv, 0)))
     }
@@ -244,12 +254,12 @@ impl VaeModel {
     /// The mean squared error of the reconstructions over every pixel of `data` (pixels in [-1, 1]).
     pub fn test_mse(&self, data: &Dataset) -> Result<f64> {
         let decoded = self.reconstruct(&data.images)?;
-        Ok(decoded.mse_loss(&data.images, tch::Reduction::Mean).double_value(&[]))
+        Ok(decoded.mse_loss(&data.images.to_device(decoded.device()), tch::Reduction::Mean).double_value(&[]))
     }
 
     /// `n` latent vectors from the prior N(0, I), drawn with `seed`.
     pub fn draw_latent(&self, n: i64, seed: u64) -> Tensor {
-        with_seed(seed, || crate::rng::sample_prior(n, self.config.latent_dim))
+        with_seed(seed, || crate::rng::sample_prior(n, self.config.latent_dim)).to_device(self.vs.device())
     }
 
     /// `n` new images: the decoder on draws from the prior.

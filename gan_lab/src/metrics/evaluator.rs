@@ -141,6 +141,12 @@ impl Evaluator {
         Ok(ev)
     }
 
+    /// Moves the evaluator's network to `device` ([`crate::device`]). It takes images from any
+    /// device and answers on the CPU, where the scores are computed.
+    pub fn set_device(&mut self, device: Device) {
+        self.vs.set_device(device);
+    }
+
     /// Class probabilities `[N, K]` of images `[N, C, S, S]`, in batches (64×64 images are
     /// averaged down to the evaluator's 32×32).
     pub fn probabilities(&self, images: &Tensor) -> Tensor {
@@ -148,9 +154,9 @@ impl Evaluator {
             let chunks: Vec<Tensor> = to_32(images)
                 .split(500, 0)
                 .iter()
-                .map(|x| self.net.logits(x, false).softmax(-1, Kind::Float))
+                .map(|x| self.net.logits(&x.to_device(self.vs.device()), false).softmax(-1, Kind::Float))
                 .collect();
-            Tensor::cat(&chunks, 0)
+            Tensor::cat(&chunks, 0).to_device(Device::Cpu)
         })
     }
 
@@ -158,8 +164,12 @@ impl Evaluator {
     /// distance compares.
     pub fn features(&self, images: &Tensor) -> Tensor {
         tch::no_grad(|| {
-            let chunks: Vec<Tensor> = to_32(images).split(500, 0).iter().map(|x| self.net.features(x, false)).collect();
-            Tensor::cat(&chunks, 0)
+            let chunks: Vec<Tensor> = to_32(images)
+                .split(500, 0)
+                .iter()
+                .map(|x| self.net.features(&x.to_device(self.vs.device()), false))
+                .collect();
+            Tensor::cat(&chunks, 0).to_device(Device::Cpu)
         })
     }
 

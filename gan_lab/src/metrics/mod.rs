@@ -251,7 +251,7 @@ pub fn collapse_signals(ev: &dyn Extractor, images: &Tensor) -> CollapseSignals 
     let flat = images.to_kind(Kind::Float).reshape([n, -1]);
     let pixels = flat.size()[1] as f64;
     let distances = tch::no_grad(|| Tensor::cdist(&flat, &flat, 2.0, None::<i64>)) / pixels.sqrt();
-    let distances = distances + Tensor::eye(n, (Kind::Float, tch::Device::Cpu)) * 1e9; // not itself
+    let distances = distances + Tensor::eye(n, (Kind::Float, flat.device())) * 1e9; // not itself
     let (nearest, _) = distances.min_dim(1, false);
     let near_duplicate_rate = nearest.lt(NEAR_DUPLICATE_RMS).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
     CollapseSignals { class_shares, entropy, top_class, top_over_representation: top_share / 0.1, near_duplicate_rate }

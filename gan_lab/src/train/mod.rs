@@ -91,6 +91,7 @@ pub struct Gan {
 impl Gan {
     /// `n` latent vectors drawn with `seed`: noise from the prior N(0, I), then the codes, if
     /// any, from theirs ([`sample_codes`]).
+    /// Drawn on the CPU, the same on every device, then moved to the model's.
     pub fn draw_latent(&self, n: i64, seed: u64) -> Tensor {
         with_seed(seed, || {
             let noise = sample_prior(n, self.noise_dim());
@@ -99,6 +100,12 @@ impl Gan {
                 false => Tensor::cat(&[noise, sample_codes(n, &self.codes)], 1),
             }
         })
+        .to_device(self.device())
+    }
+
+    /// Where the model computes (see [`crate::device`]).
+    pub fn device(&self) -> Device {
+        self.vs_g.device()
     }
 
     /// Latent vectors for D's update `index` of a run: drawn with a seed per update, so a resumed
@@ -203,7 +210,8 @@ impl Gan {
         let b = real.size()[0];
         let alpha = with_seed(mix(self.config.seed ^ 0x6A7E, index as u64 + 1), || {
             Tensor::rand([b, 1, 1, 1], (Kind::Float, Device::Cpu))
-        });
+        })
+        .to_device(real.device());
         let critic = |x: &Tensor| self.discriminator.score(x, labels, true);
         Some(crate::losses::gradient_penalty(&critic, real, &fake.detach(), &alpha, lambda))
     }
@@ -292,9 +300,10 @@ impl Gan {
             self.family
         );
         let mut batcher = Batcher::new(data, c.batch_size, c.seed)?;
+        let device = self.device();
         self.history.backend = Some(crate::backend::current());
         let scorer = match c.metrics_every > 0 {
-            true => Some(Scorer::new(data)?),
+            true => Some(Scorer::new(data, self.device())?),
             false => None,
         };
         if let Some(scorer) = &scorer {
@@ -309,8 +318,8 @@ impl Gan {
             let mut batch = |gan: &Gan, index: i64| {
                 profiled(c"gan_lab::batch_and_latent", || {
                     let (real, labels) = batcher.batch(data, index);
-                    let real = crate::backend::perf::batch_layout(real, c.channels_last);
-                    (real, labels, gan.latent_for_step(index))
+                    let real = crate::backend::perf::batch_layout(real.to_device(device), c.channels_last);
+                    (real, labels.map(|l| l.to_device(device)), gan.latent_for_step(index))
                 })
             };
             let (mut record, labels, z) = if updates == 1 {
@@ -440,7 +449,7 @@ impl Gan {
 
     /// Labels 0, 1, …, classes − 1, 0, 1, … for `n` images.
     pub fn cycled_labels(&self, n: i64) -> Tensor {
-        Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(self.classes.max(1))
+        Tensor::arange(n, (Kind::Int64, self.device())).remainder(self.classes.max(1))
     }
 
     /// Checks that `z` holds latent vectors of this model, one per row.
@@ -460,7 +469,7 @@ impl Gan {
     }
 
     fn image_shape(&self) -> Vec<i64> {
-        self.generate(&Tensor::zeros([1, self.latent_dim], (Kind::Float, Device::Cpu))).size()[1..].to_vec()
+        self.generate(&Tensor::zeros([1, self.latent_dim], (Kind::Float, self.device()))).size()[1..].to_vec()
     }
 
     fn image_numel(&self) -> i64 {
@@ -475,8 +484,9 @@ struct Scorer {
 }
 
 impl Scorer {
-    fn new(data: &Dataset) -> Result<Scorer> {
-        let evaluator = crate::metrics::Evaluator::for_data(data).context("metrics_every")?;
+    fn new(data: &Dataset, device: Device) -> Result<Scorer> {
+        let mut evaluator = crate::metrics::Evaluator::for_data(data).context("metrics_every")?;
+        evaluator.set_device(device);
         evaluator.check_reads(&format!("metrics_every on {}", data.name), &data.images)?;
         let reference = crate::metrics::RealReference::new(&evaluator, &data.images);
         Ok(Scorer { evaluator, reference })
