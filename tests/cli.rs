@@ -149,6 +149,43 @@ fn objectives_and_update_ratios_train_from_the_command_line() {
     );
     fails_with(&["train", "dcgan", "--g-steps", "0", "--out", out], "g_steps = 0: expected 1 or more");
     fails_with(&["train", "dcgan", "--n-critic", "0", "--out", out], "n_critic = 0: expected 1 or more");
+    // The conditional SAGAN on a labelled folder (one sub-folder per class): two classes from the
+    // folder, the label embedding and projection in the checkpoint, a class grid among the outputs.
+    let labelled = dir.path().join("labelled");
+    for class in ["frown", "smile"] {
+        std::fs::create_dir_all(labelled.join(class)).unwrap();
+        for i in 0..4u8 {
+            let picture = image::GrayImage::from_fn(32, 32, |x, y| image::Luma([(x as u8 * 8) ^ (y as u8 * i)]));
+            picture.save(labelled.join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let run = dir.path().join("conditional");
+    let out = gan_lab()
+        .args(["train", "sagan", "--conditional", "--steps", "2", "--batch-size", "8", "--snapshot-every", "0"])
+        .arg("--dataset")
+        .arg(&labelled)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "sagan --conditional: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(run.join("class_grid.png").is_file());
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("checkpoint/state.json")).unwrap()).unwrap();
+    assert_eq!(state["architecture"]["classes"], 2, "{state}");
+    let weights = tch::Tensor::read_safetensors(run.join("checkpoint/discriminator.safetensors")).unwrap();
+    let embed = weights.iter().find(|(name, _)| name == "embed.weight").expect("D's projection embedding");
+    assert_eq!(embed.1.size(), [2, 128]);
+    // Without labels there is nothing to condition on.
+    let unlabelled = gan_lab()
+        .args(["train", "sagan", "--conditional", "--batch-size", "8", "--dataset"])
+        .arg(&images)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&unlabelled.stderr);
+    assert!(!unlabelled.status.success() && stderr.contains("has no labels"), "{stderr}");
 }
 
 #[test]

@@ -159,6 +159,35 @@ fn every_objective_trains_a_few_steps_to_finite_losses() {
     assert!(r.d_loss.is_finite() && r.g_loss.is_finite() && r.penalty.is_some_and(f64::is_finite), "{r:?}");
 }
 
+/// The conditional SAGAN (IISc final project): G's label embedding and D's projection are the
+/// only parameters beyond the unconditional networks (G's first layer wider by the embedding);
+/// the label changes both G's image and D's score; it trains under the penalty with labels.
+#[test]
+fn the_conditional_sagan_embeds_the_label_in_g_and_projects_it_in_d() {
+    let plain = Sagan::mnist32().build().unwrap();
+    let gan = Sagan::mnist32().classes(10).build().unwrap();
+    let (g, d) = (common::shapes(&gan.vs_g), common::shapes(&gan.vs_d));
+    assert_eq!(g["embed.weight"], [10, gan_lab::models::sagan::LABEL_EMBEDDING]);
+    assert_eq!(g["convt1.weight"], [100 + gan_lab::models::sagan::LABEL_EMBEDDING, 128, 4, 4]);
+    assert_eq!(d["embed.weight"], [10, 128]);
+    let (mut g_plain, mut d_plain) = (common::shapes(&plain.vs_g), common::shapes(&plain.vs_d));
+    g_plain.insert("embed.weight".into(), g["embed.weight"].clone());
+    g_plain.insert("convt1.weight".into(), g["convt1.weight"].clone());
+    d_plain.insert("embed.weight".into(), d["embed.weight"].clone());
+    assert_eq!((g, d), (g_plain, d_plain), "nothing else differs from the unconditional SAGAN");
+    let z = gan.draw_latent(4, 1);
+    let (three, seven) = (Tensor::from_slice(&[3i64; 4]), Tensor::from_slice(&[7i64; 4]));
+    let (x3, x7) = (gan.generate_labeled(&z, &three).unwrap(), gan.generate_labeled(&z, &seven).unwrap());
+    assert!((&x3 - &x7).abs().max().double_value(&[]) > 1e-4, "the label reaches G's image");
+    let judge = |labels: &Tensor| tch::no_grad(|| gan.discriminator.judge(&x3, Some(labels), false).score);
+    let gap = (judge(&three) - judge(&seven)).abs().max().double_value(&[]);
+    assert!(gap > 1e-4, "the label reaches D's score: {gap}");
+    let trained = Sagan::mnist32().classes(10).batch_size(16).steps(2).train(&small_data()).unwrap();
+    let r = trained.history.last().unwrap();
+    assert!(r.d_loss.is_finite() && r.g_loss.is_finite() && r.penalty.is_some_and(f64::is_finite), "{r:?}");
+    assert!(err_of(Sagan::mnist32().classes(1).build()).contains("classes = 1: expected 2 or more"));
+}
+
 /// A linear critic f(x) = Σ w·x, as a closure over its weight.
 fn linear_critic(w: &Tensor) -> impl Fn(&Tensor) -> Tensor + '_ {
     move |x: &Tensor| (x * w).flatten(1, -1).sum_dim_intlist(1, false, Kind::Float)

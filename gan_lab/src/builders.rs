@@ -267,6 +267,12 @@ impl Family for SaganConfig {
     fn set_latent_dim(&mut self, n: i64) {
         self.latent_dim = n;
     }
+    fn classes(&self) -> i64 {
+        self.classes
+    }
+    fn set_classes(&mut self, n: i64) {
+        self.classes = n;
+    }
     fn image(&self) -> (i64, i64) {
         (self.channels, self.image_size)
     }
@@ -275,6 +281,9 @@ impl Family for SaganConfig {
     }
     fn validate(&self) -> Result<()> {
         ensure!(self.latent_dim >= 1, "latent_dim = {}: expected 1 or more", self.latent_dim);
+        if self.classes != 0 {
+            check_classes(self.classes)?;
+        }
         ensure!(self.image_size == 32, "image_size = {}: the SAGAN builds 32×32 images", self.image_size);
         ensure!(self.ngf >= 8 && self.ndf >= 8, "ngf = {}, ndf = {}: expected 8 or more", self.ngf, self.ndf);
         ensure!(self.channels == 1 || self.channels == 3, "channels = {}: expected 1 or 3", self.channels);
@@ -286,7 +295,13 @@ impl Family for SaganConfig {
         Ok(())
     }
     fn networks(&self, g: &nn::Path, d: &nn::Path) -> (Box<dyn GeneratorNet>, Box<dyn DiscriminatorNet>) {
-        (Box::new(sagan::Generator::new(g, self)), Box::new(sagan::Discriminator::new(d, self)))
+        match self.classes {
+            0 => (Box::new(sagan::Generator::new(g, self)), Box::new(sagan::Discriminator::new(d, self))),
+            _ => (
+                Box::new(sagan::ConditionalGenerator::new(g, self)),
+                Box::new(sagan::ProjectionDiscriminator::new(d, self)),
+            ),
+        }
     }
     /// The IISc final project's: WGAN-GP (λ 10, 5 critic updates) with TTUR, Adam β 0 and 0.9, G 1e-4, D 4e-4.
     fn training() -> TrainConfig {

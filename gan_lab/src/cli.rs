@@ -191,8 +191,9 @@ enum TrainCommand {
     /// ACGAN (auxiliary classifier): the DCGAN with a class input and a class head on D.
     Acgan(RunArgs),
     /// SAGAN (the IISc final project): self-attention and spectral normalisation in both
-    /// networks, the WGAN-GP loss, TTUR learning rates.
-    Sagan(RunArgs),
+    /// networks, the WGAN-GP loss, TTUR learning rates; --conditional for the class-conditional
+    /// SAGAN (a label embedding in G, a projection discriminator).
+    Sagan(SaganArgs),
     /// InfoGAN: latent codes and a Q head; also code_grid.png (columns sweep the categorical
     /// code), continuous_<i>.png (a continuous code from -2 to 2) and the code accuracy.
     Infogan(RunArgs),
@@ -332,6 +333,16 @@ struct RunArgs {
 }
 
 #[derive(Args)]
+struct SaganArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// The class-conditional SAGAN: G takes the label, D projects it onto its features (takes
+    /// as many classes as the dataset has).
+    #[arg(long)]
+    conditional: bool,
+}
+
+#[derive(Args)]
 struct DcganArgs {
     #[command(flatten)]
     run: RunArgs,
@@ -420,7 +431,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(TrainCommand::Cdcgan(a)) => train(Cdcgan::mnist32(), &a),
         Command::Train(TrainCommand::Acgan(a)) => train(Acgan::mnist32(), &a),
         Command::Train(TrainCommand::Infogan(a)) => train(Infogan::mnist32(), &a),
-        Command::Train(TrainCommand::Sagan(a)) => train(Sagan::mnist32(), &a),
+        Command::Train(TrainCommand::Sagan(a)) => match a.conditional {
+            true => train(Sagan::mnist32().classes(10), &a.run),
+            false => train(Sagan::mnist32(), &a.run),
+        },
         Command::Train(TrainCommand::Vae(a)) => train_vae(&a),
         Command::Bench { models, batch, rounds, threads, reference, bf16, out, worker, profile } => {
             let threads = threads.unwrap_or(tch::get_num_threads() as i64);

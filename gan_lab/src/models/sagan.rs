@@ -1,7 +1,10 @@
 //! SAGAN (Zhang et al., 2019) as the IISc final project builds it, at 32×32: the DCGAN's
 //! layout with spectral normalisation on every convolution of both networks, a self-attention
 //! block at a chosen resolution in each, BatchNorm in G and InstanceNorm in D, trained with the
-//! Wasserstein loss and gradient penalty and TTUR (see [`crate::builders::Sagan`]).
+//! Wasserstein loss and gradient penalty and TTUR (see [`crate::builders::Sagan`]). With
+//! `classes` > 0 it is the project's conditional SAGAN: G appends a learned embedding of the label
+//! to z, and D is a projection discriminator (Miyato and Koyama, 2018), adding the inner product of
+//! a label embedding with D's pooled features to its score.
 //!
 //! G: SN-convT(4ngf, k4 s1 p0)+BN+ReLU → SN-convT(2ngf, k4 s2 p1)+BN+ReLU → SN-convT(ngf)+BN+ReLU
 //!    → [attention] → SN-convT(C)+tanh, the attention after the block of side `attention_at`
@@ -12,7 +15,7 @@ use super::layers::{Norm, NormLayer, SelfAttention, SnConv};
 use super::{leaky_relu, DiscriminatorNet, GeneratorNet, Judgement};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 /// The architecture's hyperparameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,7 +34,13 @@ pub struct SaganConfig {
     pub spectral_norm: bool,
     /// D's normalisation after its hidden convolutions (the seed's InstanceNorm).
     pub d_norm: Norm,
+    /// Classes of the conditional SAGAN (0: unconditional).
+    #[serde(default)]
+    pub classes: i64,
 }
+
+/// Width of the conditional generator's label embedding, appended to z.
+pub const LABEL_EMBEDDING: i64 = 32;
 
 impl Default for SaganConfig {
     fn default() -> Self {
@@ -51,6 +60,7 @@ impl SaganConfig {
             attention_at: 16,
             spectral_norm: true,
             d_norm: Norm::Instance,
+            classes: 0,
         }
     }
 }
@@ -143,11 +153,11 @@ impl Discriminator {
     }
 }
 
-impl DiscriminatorNet for Discriminator {
-    /// Images `[B, C, 32, 32]` → one score per image `[B]` (exercise `losses.sagan`).
-    fn judge(&self, x: &Tensor, _labels: Option<&Tensor>, train: bool) -> Judgement {
+impl Discriminator {
+    /// Images `[B, C, 32, 32]` → D's feature maps before its last convolution, `[B, 4ndf, 4, 4]`
+    /// (exercise `losses.sagan`).
+    pub fn features(&self, x: &Tensor, train: bool) -> Tensor {
         // BEGIN SOLUTION losses.sagan
-        let b = x.size()[0];
         let mut h = x.shallow_clone();
         for (conv, norm, attention) in &self.blocks {
             h = leaky_relu(&norm.forward_t(&conv.forward_t(&h, train), train), 0.2);
@@ -155,7 +165,68 @@ impl DiscriminatorNet for Discriminator {
                 h = a.forward(&h);
             }
         }
-        Judgement { score: self.to_score.forward_t(&h, train).view([b]), classes: None, codes: None }
+        h
         // END SOLUTION
+    }
+
+    /// The last convolution on [`Discriminator::features`]: one score per image `[B]`.
+    fn score(&self, h: &Tensor, train: bool) -> Tensor {
+        self.to_score.forward_t(h, train).view([h.size()[0]])
+    }
+}
+
+impl DiscriminatorNet for Discriminator {
+    /// Images `[B, C, 32, 32]` → one score per image `[B]`.
+    fn judge(&self, x: &Tensor, _labels: Option<&Tensor>, train: bool) -> Judgement {
+        Judgement { score: self.score(&self.features(x, train), train), classes: None, codes: None }
+    }
+}
+
+/// The conditional SAGAN's generator: a learned embedding of the label appended to z
+/// `[B, n_z]` → `[B, n_z + 32]`, then the SAGAN generator, its first layer that much wider.
+#[derive(Debug)]
+pub struct ConditionalGenerator {
+    embed: nn::Embedding,
+    net: Generator,
+}
+
+impl ConditionalGenerator {
+    pub fn new(p: &nn::Path, c: &SaganConfig) -> ConditionalGenerator {
+        let wider = SaganConfig { latent_dim: c.latent_dim + LABEL_EMBEDDING, ..c.clone() };
+        let embed = nn::embedding(p / "embed", c.classes, LABEL_EMBEDDING, Default::default());
+        ConditionalGenerator { embed, net: Generator::new(p, &wider) }
+    }
+}
+
+impl GeneratorNet for ConditionalGenerator {
+    fn generate(&self, z: &Tensor, labels: Option<&Tensor>, train: bool) -> Tensor {
+        let labels = labels.expect("the conditional SAGAN generates by class: labels are required");
+        let input = Tensor::cat(&[z.shallow_clone(), self.embed.forward(labels)], 1);
+        self.net.generate(&input, None, train)
+    }
+}
+
+/// The projection discriminator: the SAGAN critic's score of x plus ⟨embed(y), Σ features(x)⟩,
+/// the label's embedding against D's features summed over positions `[B, 4ndf]`.
+#[derive(Debug)]
+pub struct ProjectionDiscriminator {
+    embed: nn::Embedding,
+    net: Discriminator,
+}
+
+impl ProjectionDiscriminator {
+    pub fn new(p: &nn::Path, c: &SaganConfig) -> ProjectionDiscriminator {
+        let embed = nn::embedding(p / "embed", c.classes, 4 * c.ndf, Default::default());
+        ProjectionDiscriminator { embed, net: Discriminator::new(p, c) }
+    }
+}
+
+impl DiscriminatorNet for ProjectionDiscriminator {
+    fn judge(&self, x: &Tensor, labels: Option<&Tensor>, train: bool) -> Judgement {
+        let labels = labels.expect("the projection discriminator judges by class: labels are required");
+        let h = self.net.features(x, train);
+        let pooled = h.sum_dim_intlist([2, 3].as_slice(), false, Kind::Float);
+        let projection = (self.embed.forward(labels) * pooled).sum_dim_intlist([1].as_slice(), false, Kind::Float);
+        Judgement { score: self.net.score(&h, train) + projection, classes: None, codes: None }
     }
 }
