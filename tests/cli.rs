@@ -214,6 +214,12 @@ fn sample_and_explore_read_a_checkpoint() {
         image::codecs::gif::GifDecoder::new(file).unwrap().into_frames().count()
     };
     assert_eq!(frames("interpolation.gif"), 24);
+    assert_eq!(frames("latent-vs-screen.gif"), 24);
+    let stdout = String::from_utf8_lossy(&explore.stdout);
+    assert!(stdout.contains("dimensions of largest visible effect"), "{stdout}");
+    // The five strongest dimensions, two rows of eleven each.
+    let strongest = image::open(out.join("strongest.png")).unwrap();
+    assert_eq!((strongest.width(), strongest.height()), (11 * 34 + 2, 10 * 34 + 2));
     assert_eq!(frames("progress.gif"), 3, "snapshots at steps 4, 8 and 12");
     let sweep = image::open(out.join("sweep.png")).unwrap();
     assert_eq!((sweep.width(), sweep.height()), (11 * 34 + 2, 8 * 34 + 2), "8 rows of z, 11 values");

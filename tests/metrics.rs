@@ -114,3 +114,52 @@ fn collapse_signals_tell_a_collapsed_set_from_real_digits() {
     assert!(signals.entropy < 0.1 && signals.top_over_representation > 9.9, "{signals}");
     assert!(signals.near_duplicate_rate > 0.99, "{signals}");
 }
+
+/// The latent scan: a generator whose first layer reads only dimensions 5 and 9 of z shows an
+/// effect there and none elsewhere, and the ranking names those two first.
+#[test]
+fn the_latent_scan_finds_the_dimensions_the_generator_reads() {
+    let gan = Dcgan::mnist32().seed(3).build().unwrap();
+    tch::no_grad(|| {
+        let w = gan.vs_g.variables()["convt1.weight"].shallow_clone(); // [latent_dim, 128, 4, 4]
+        let keep = Tensor::zeros([100, 1, 1, 1], (Kind::Float, tch::Device::Cpu));
+        let _ = keep.get(5).fill_(1.0);
+        let _ = keep.get(9).fill_(1.0);
+        w.shallow_clone().copy_(&(&w * 3.0 * &keep));
+    });
+    let z = gan.draw_latent(8, 1);
+    let effects =
+        Vec::<f64>::try_from(gan_lab::explore::dimension_effects(&gan, &z, 3.0).to_kind(Kind::Double)).unwrap();
+    assert_eq!(effects.len(), 100);
+    for (d, e) in effects.iter().enumerate() {
+        match d {
+            5 | 9 => assert!(*e > 1e-3, "dimension {d}: {e}"),
+            _ => assert!(*e < 1e-6, "dimension {d} is not read, yet changes the images by {e}"),
+        }
+    }
+    let top = gan_lab::explore::strongest_dimensions(&gan, &z, 3.0, 3).unwrap();
+    let mut first_two = vec![top[0].0, top[1].0];
+    first_two.sort();
+    assert_eq!((first_two, top.len()), (vec![5, 9], 3));
+    assert!(top[0].1 >= top[1].1 && top[1].1 >= top[2].1, "{top:?}");
+}
+
+/// The latent vs screen-space GIF: at α = 0 both halves of a frame show G(z1); halfway they differ
+/// (a pixel blend is not the image of the blended z).
+#[test]
+fn latent_and_screen_space_walks_start_together_and_part_halfway() {
+    let gan = Dcgan::mnist32().seed(3).build().unwrap();
+    let z = gan.draw_latent(4, 2);
+    let frames = gan_lab::explore::latent_vs_screen_frames(&gan, &z.narrow(0, 0, 2), &z.narrow(0, 2, 2), 8);
+    assert_eq!(frames.len(), 8);
+    let (w, h) = frames[0].dimensions();
+    assert_eq!((w, h), (2 * 34 + 2, 2 * 34 + 2), "two pairs, latent left and screen right");
+    let halves_differ = |f: &image::RgbImage| {
+        (2..34u32)
+            .flat_map(|y| (2..34u32).map(move |x| (x, y)))
+            .any(|(x, y)| f.get_pixel(x, y) != f.get_pixel(x + 34, y))
+    };
+    assert!(!halves_differ(&frames[0]), "α = 0: both are G(z1)");
+    assert!(halves_differ(&frames[2]), "α = ½: G(½z1 + ½z2) against ½G(z1) + ½G(z2)");
+    assert!(!halves_differ(&frames[4]), "α = 1: both are G(z2)");
+}

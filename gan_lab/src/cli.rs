@@ -45,14 +45,15 @@ enum Command {
         #[arg(long, default_value = "samples.png")]
         out: PathBuf,
     },
-    /// Explore a trained model's latent space: a sweep of one dimension, latent vs screen-space
-    /// interpolation, and looping GIFs of an interpolation and of the training progress.
+    /// Explore a trained model's latent space: a scan of every dimension and sweeps of the five
+    /// with the largest visible effect, a sweep of one, latent vs screen-space interpolation (a
+    /// picture and a GIF), and looping GIFs of an interpolation and of the training progress.
     Explore {
         #[arg(long)]
         checkpoint: PathBuf,
-        /// The latent dimension to sweep.
-        #[arg(long, default_value_t = 0)]
-        dim: i64,
+        /// The latent dimension to sweep (default: the one with the largest visible effect).
+        #[arg(long)]
+        dim: Option<i64>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         #[arg(long, default_value = "runs/explore")]
@@ -593,18 +594,29 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn explore(checkpoint: &std::path::Path, dim: i64, seed: u64, out: &std::path::Path) -> Result<()> {
+fn explore(checkpoint: &std::path::Path, dim: Option<i64>, seed: u64, out: &std::path::Path) -> Result<()> {
+    use crate::explore::{latent_vs_screen_frames, strongest_dimensions, sweep};
     use crate::viz;
     let gan = Dcgan::from_checkpoint(checkpoint)?.build()?;
-    anyhow::ensure!(
-        (0..gan.latent_dim).contains(&dim),
-        "--dim {dim}: expected a latent dimension between 0 and {}",
-        gan.latent_dim - 1
-    );
+    if let Some(dim) = dim {
+        anyhow::ensure!(
+            (0..gan.latent_dim).contains(&dim),
+            "--dim {dim}: expected a latent dimension between 0 and {}",
+            gan.latent_dim - 1
+        );
+    }
     crate::files::ensure_writable_dir(out)?;
     let z = gan.draw_latent(16, seed);
+    // Every dimension scanned at ±3 on the 16 z; the five of largest visible effect swept, 2 rows each.
+    let strongest = strongest_dimensions(&gan, &z, 3.0, 5)?;
+    let sweeps: Vec<tch::Tensor> =
+        strongest.iter().map(|&(d, _)| sweep(&gan, &z.narrow(0, 0, 2), d, -3.0, 3.0, 11)).collect();
+    viz::save_grid(&tch::Tensor::cat(&sweeps, 0), 11, &out.join("strongest.png"))?;
+    let ranking: Vec<String> = strongest.iter().map(|(d, e)| format!("{d} ({e:.3})")).collect();
+    println!("dimensions of largest visible effect (mean pixel change from -3 to 3): {}", ranking.join(", "));
     // One dimension from -3 to 3, the others fixed: 8 rows of z, 11 columns.
-    viz::save_grid(&crate::explore::sweep(&gan, &z.narrow(0, 0, 8), dim, -3.0, 3.0, 11), 11, &out.join("sweep.png"))?;
+    let dim = dim.unwrap_or(strongest[0].0);
+    viz::save_grid(&sweep(&gan, &z.narrow(0, 0, 8), dim, -3.0, 3.0, 11), 11, &out.join("sweep.png"))?;
     // Latent interpolation above the pixel blend of its two ends, for 4 pairs.
     let mut rows = Vec::new();
     for i in 0..4 {
@@ -616,6 +628,9 @@ fn explore(checkpoint: &std::path::Path, dim: i64, seed: u64, out: &std::path::P
     viz::save_grid(&tch::Tensor::cat(&rows, 0), 10, &out.join("latent-vs-screen.png"))?;
     // A looping GIF: 16 images walking from z to a second z and back.
     viz::save_gif(&crate::explore::interpolation_frames(&gan, &z, 24, 4), 80, &out.join("interpolation.gif"))?;
+    // The same kind of walk in latent space (left) and in screen space (right), 4 pairs.
+    let frames = latent_vs_screen_frames(&gan, &z.narrow(0, 0, 4), &z.narrow(0, 4, 4), 24);
+    viz::save_gif(&frames, 80, &out.join("latent-vs-screen.gif"))?;
     // The training progress, from the run's fixed-noise snapshots.
     let snaps = checkpoint.parent().map(|p| p.join("snapshots"));
     let mut pngs: Vec<PathBuf> = snaps
@@ -635,7 +650,7 @@ fn explore(checkpoint: &std::path::Path, dim: i64, seed: u64, out: &std::path::P
         viz::save_gif(&frames, 400, &out.join("progress.gif"))?;
     }
     println!(
-        "sweep.png, latent-vs-screen.png, interpolation.gif{} in {}",
+        "strongest.png, sweep.png (dimension {dim}), latent-vs-screen.png, interpolation.gif, latent-vs-screen.gif{} in {}",
         if pngs.is_empty() { "" } else { ", progress.gif" },
         out.display()
     );

@@ -30,14 +30,35 @@ pub fn blend(x1: &Tensor, x2: &Tensor, steps: i64) -> Tensor {
     flat.view([&[steps], shape.as_slice()].concat().as_slice())
 }
 
+/// α of frame `t` of `frames` in a looping walk: from 0 up to 1 and back, easing at both ends.
+fn loop_alpha(t: i64, frames: i64) -> f64 {
+    0.5 - 0.5 * (2.0 * std::f64::consts::PI * t as f64 / frames as f64).cos()
+}
+
 /// Frames of a walk from each row of `z` to the next row (the last to the first) and back,
 /// `frames` of them, as grids `ncols` wide: a looping latent interpolation.
 pub fn interpolation_frames(gan: &Gan, z: &Tensor, frames: i64, ncols: i64) -> Vec<RgbImage> {
     let z2 = z.roll([1], [0]);
     (0..frames)
         .map(|t| {
-            let a = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * t as f64 / frames as f64).cos();
+            let a = loop_alpha(t, frames);
             crate::viz::grid(&gan.generate(&(z * (1.0 - a) + &z2 * a)), ncols)
+        })
+        .collect()
+}
+
+/// Frames of the walk from each row of `z1` to the same row of `z2` and back, `frames` of them,
+/// one row per pair: on the left the latent interpolation G((1 − α)·z1 + α·z2), on the right the
+/// screen-space one, the pixel blend (1 − α)·G(z1) + α·G(z2) of its two ends (IFT6135
+/// assignment 4's two GIFs, side by side).
+pub fn latent_vs_screen_frames(gan: &Gan, z1: &Tensor, z2: &Tensor, frames: i64) -> Vec<RgbImage> {
+    let (x1, x2) = (gan.generate(z1), gan.generate(z2));
+    (0..frames)
+        .map(|t| {
+            let a = loop_alpha(t, frames);
+            let latent = gan.generate(&(z1 * (1.0 - a) + z2 * a));
+            let screen = &x1 * (1.0 - a) + &x2 * a;
+            crate::viz::grid(&Tensor::stack(&[latent, screen], 1).flatten(0, 1), 2)
         })
         .collect()
 }
@@ -170,6 +191,34 @@ pub fn sweep(gan: &Gan, z: &Tensor, dim: i64, from: f64, to: f64, steps: i64) ->
     let zs = z.unsqueeze(1).repeat([1, steps, 1]); // [k, steps, latent_dim]
     zs.select(2, dim).copy_(&values.unsqueeze(0).expand([k, steps], false));
     gan.generate(&zs.view([k * steps, gan.latent_dim]))
+}
+
+/// How much each latent dimension visibly changes the images: for dimension d, the mean absolute
+/// pixel difference between G(z) with z_d set to −`amount` and to +`amount`, the other
+/// coordinates of each row of `z` `[k, latent_dim]` kept → `[latent_dim]`. IFT6135 assignment 4
+/// sweeps single dimensions; this finds the ones worth sweeping.
+pub fn dimension_effects(gan: &Gan, z: &Tensor, amount: f64) -> Tensor {
+    let (k, d) = (z.size()[0], gan.latent_dim);
+    let ends = Tensor::from_slice(&[-amount as f32, amount as f32]).to_device(z.device()).unsqueeze(1);
+    let effects: Vec<Tensor> = (0..d)
+        .map(|dim| {
+            let zs = z.unsqueeze(0).repeat([2, 1, 1]); // [2, k, latent_dim]: z_d at −amount, then +amount
+            zs.select(2, dim).copy_(&ends.expand([2, k], false));
+            let images = gan.generate(&zs.view([2 * k, d]));
+            (images.narrow(0, 0, k) - images.narrow(0, k, k)).abs().mean(Kind::Float)
+        })
+        .collect();
+    Tensor::stack(&effects, 0)
+}
+
+/// The `n` latent dimensions of largest [`dimension_effects`], largest first, each with its effect.
+pub fn strongest_dimensions(gan: &Gan, z: &Tensor, amount: f64, n: i64) -> Result<Vec<(i64, f64)>> {
+    ensure!(n >= 1, "n = {n}: expected 1 or more dimensions");
+    gan.check_latent(z)?;
+    let (effects, dims) = dimension_effects(gan, z, amount).topk(n.min(gan.latent_dim), 0, true, true);
+    let effects = Vec::<f64>::try_from(effects.to_device(Device::Cpu).to_kind(Kind::Double))?;
+    let dims = Vec::<i64>::try_from(dims.to_device(Device::Cpu))?;
+    Ok(dims.into_iter().zip(effects).collect())
 }
 
 /// Images along the line from `z1` to `z2` (each `[latent_dim]`), `steps` of them.
