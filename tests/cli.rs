@@ -170,6 +170,19 @@ fn objectives_and_update_ratios_train_from_the_command_line() {
         .unwrap();
     assert!(out.status.success(), "sagan --conditional: {}", String::from_utf8_lossy(&out.stderr));
     assert!(run.join("class_grid.png").is_file());
+    let config = |run: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(run.join("checkpoint/state.json")).unwrap()).unwrap()
+    };
+    // SAGAN tracks FID every 500 iterations where the data has an evaluator (MNIST), not on a folder.
+    assert_eq!(config(&run)["config"]["metrics_every"], 0);
+    let digits = dir.path().join("digits");
+    let out = gan_lab()
+        .args(["train", "sagan", "--steps", "1", "--batch-size", "8", "--snapshot-every", "0", "--out"])
+        .arg(&digits)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "sagan on mnist: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(config(&digits)["config"]["metrics_every"], 500);
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("checkpoint/state.json")).unwrap()).unwrap();
     assert_eq!(state["architecture"]["classes"], 2, "{state}");

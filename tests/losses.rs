@@ -53,6 +53,7 @@ fn each_objective_brings_its_optimizers_and_schedule() {
     let sagan = Sagan::mnist32();
     assert_eq!(sagan.train.optimizer_g.lr(), 1e-4, "TTUR: G 1e-4");
     assert_eq!(sagan.train.optimizer_d.lr(), 4e-4, "TTUR: D 4e-4");
+    assert_eq!(sagan.train.metrics_every, 500, "the IISc final project tracks FID every 500 iterations");
 }
 
 #[test]

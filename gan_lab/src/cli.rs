@@ -311,9 +311,11 @@ struct RunArgs {
     /// Keep a grid of the fixed noise's images every this many steps (snapshots/); 0: never.
     #[arg(long, default_value_t = 250)]
     snapshot_every: i64,
-    /// Score the generator (IS, Mode score, FID on the frozen evaluator) every this many steps; 0: off.
-    #[arg(long, default_value_t = 0)]
-    metrics_every: i64,
+    /// Score the generator (IS, Mode score, FID on the frozen evaluator) every this many steps; 0:
+    /// off. Default: the model's where the data has an evaluator (SAGAN: 500, as the IISc final
+    /// project tracks FID), else off.
+    #[arg(long)]
+    metrics_every: Option<i64>,
     /// Keep a moving average of G's weights with this decay (e.g. 0.997) and report the averaged
     /// generator's class accuracy and scores beside the live one's; 0: off. Default: the model's
     /// (0.997 for cdcgan, off for the others).
@@ -683,6 +685,12 @@ fn train<F: Family>(builder: Builder<F>, a: &RunArgs) -> Result<()> {
     .channels(channels);
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(F::NAME));
     let steps = a.steps.unwrap_or(builder.train.steps);
+    let scorable = crate::metrics::shipped_path(&crate::metrics::evaluator_name(&data)).is_file();
+    let metrics_every = match (a.metrics_every, scorable) {
+        (Some(n), _) => n,
+        (None, true) => builder.train.metrics_every,
+        (None, false) => 0,
+    };
     let mut builder = match &a.objective {
         Some(name) => builder.objective(parse_objective(name)?),
         None => builder,
@@ -698,7 +706,7 @@ fn train<F: Family>(builder: Builder<F>, a: &RunArgs) -> Result<()> {
         .batch_size(a.batch_size)
         .seed(a.seed)
         .g_steps(a.g_steps)
-        .metrics_every(a.metrics_every)
+        .metrics_every(metrics_every)
         .snapshot_every(a.snapshot_every)
         .bf16(a.bf16)
         .device(a.device)
