@@ -175,6 +175,17 @@ fn objectives_and_update_ratios_train_from_the_command_line() {
     };
     // SAGAN tracks FID every 500 iterations where the data has an evaluator (MNIST), not on a folder.
     assert_eq!(config(&run)["config"]["metrics_every"], 0);
+    // `sample` reads any family's checkpoint: two classes cycle through the grid.
+    let png = dir.path().join("conditional.png");
+    let sample = gan_lab()
+        .args(["sample", "--n", "4", "--checkpoint"])
+        .arg(run.join("checkpoint"))
+        .arg("--out")
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(sample.status.success(), "{}", String::from_utf8_lossy(&sample.stderr));
+    assert!(image::open(&png).is_ok());
     let digits = dir.path().join("digits");
     let out = gan_lab()
         .args(["train", "sagan", "--steps", "1", "--batch-size", "8", "--snapshot-every", "0", "--out"])

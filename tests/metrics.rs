@@ -142,6 +142,10 @@ fn the_latent_scan_finds_the_dimensions_the_generator_reads() {
     first_two.sort();
     assert_eq!((first_two, top.len()), (vec![5, 9], 3));
     assert!(top[0].1 >= top[1].1 && top[1].1 >= top[2].1, "{top:?}");
+    // A dimension the model does not have is an error, in the library and in a notebook.
+    let e = gan_lab::explore::sweep(&gan, &z, 100, -3.0, 3.0, 11).unwrap_err().to_string();
+    assert!(e.contains("dimension 100: expected a latent dimension between 0 and 99"), "{e}");
+    assert!(gan_lab::notebook::sweep(&gan, -1, 0).is_err());
 }
 
 /// The latent vs screen-space GIF: at α = 0 both halves of a frame show G(z1); halfway they differ

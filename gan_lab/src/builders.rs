@@ -615,6 +615,22 @@ impl<F: Family> Builder<F> {
     }
 }
 
+/// The trained model in the checkpoint folder `dir`, whatever its family: to sample from and to
+/// explore (`gan-lab sample`, `gan-lab explore`).
+pub fn load_checkpoint(dir: &Path) -> Result<Gan> {
+    let (family, _, _) = checkpoint::setup_of(dir)?;
+    match family.as_str() {
+        DcganConfig::NAME => Dcgan::from_checkpoint(dir)?.build(),
+        CdcganConfig::NAME => Cdcgan::from_checkpoint(dir)?.build(),
+        AcganConfig::NAME => Acgan::from_checkpoint(dir)?.build(),
+        InfoganConfig::NAME => Infogan::from_checkpoint(dir)?.build(),
+        SaganConfig::NAME => Sagan::from_checkpoint(dir)?.build(),
+        other => {
+            bail!("checkpoint {} holds a {other}: expected one of dcgan, cdcgan, acgan, infogan, sagan", dir.display())
+        }
+    }
+}
+
 /// A [`Builder`]'s settings, the family behind a trait object.
 struct Setup<'a> {
     model: &'a dyn FamilyObject,

@@ -502,7 +502,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Sample { checkpoint, n, seed, out } => {
             anyhow::ensure!(n >= 1, "--n {n}: expected 1 or more");
-            let gan = Dcgan::from_checkpoint(&checkpoint)?.build()?;
+            let gan = crate::builders::load_checkpoint(&checkpoint)?;
             crate::viz::save_grid(&gan.sample(n, seed), crate::viz::default_columns(n), &out)?;
             println!("{n} samples of {} (step {}) in {}", checkpoint.display(), gan.step, out.display());
             Ok(())
@@ -599,7 +599,7 @@ fn run(cli: Cli) -> Result<()> {
 fn explore(checkpoint: &std::path::Path, dim: Option<i64>, seed: u64, out: &std::path::Path) -> Result<()> {
     use crate::explore::{latent_vs_screen_frames, strongest_dimensions, sweep};
     use crate::viz;
-    let gan = Dcgan::from_checkpoint(checkpoint)?.build()?;
+    let gan = crate::builders::load_checkpoint(checkpoint)?;
     if let Some(dim) = dim {
         anyhow::ensure!(
             (0..gan.latent_dim).contains(&dim),
@@ -612,13 +612,13 @@ fn explore(checkpoint: &std::path::Path, dim: Option<i64>, seed: u64, out: &std:
     // Every dimension scanned at ±3 on the 16 z; the five of largest visible effect swept, 2 rows each.
     let strongest = strongest_dimensions(&gan, &z, 3.0, 5)?;
     let sweeps: Vec<tch::Tensor> =
-        strongest.iter().map(|&(d, _)| sweep(&gan, &z.narrow(0, 0, 2), d, -3.0, 3.0, 11)).collect();
+        strongest.iter().map(|&(d, _)| sweep(&gan, &z.narrow(0, 0, 2), d, -3.0, 3.0, 11)).collect::<Result<_>>()?;
     viz::save_grid(&tch::Tensor::cat(&sweeps, 0), 11, &out.join("strongest.png"))?;
     let ranking: Vec<String> = strongest.iter().map(|(d, e)| format!("{d} ({e:.3})")).collect();
     println!("dimensions of largest visible effect (mean pixel change from -3 to 3): {}", ranking.join(", "));
     // One dimension from -3 to 3, the others fixed: 8 rows of z, 11 columns.
     let dim = dim.unwrap_or(strongest[0].0);
-    viz::save_grid(&sweep(&gan, &z.narrow(0, 0, 8), dim, -3.0, 3.0, 11), 11, &out.join("sweep.png"))?;
+    viz::save_grid(&sweep(&gan, &z.narrow(0, 0, 8), dim, -3.0, 3.0, 11)?, 11, &out.join("sweep.png"))?;
     // Latent interpolation above the pixel blend of its two ends, for 4 pairs.
     let mut rows = Vec::new();
     for i in 0..4 {

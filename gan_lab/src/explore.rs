@@ -151,7 +151,7 @@ pub fn code_sweep(gan: &Gan, z: &Tensor, code: i64, from: f64, to: f64, steps: i
     );
     gan.check_latent(z)?;
     ensure!(steps >= 1, "steps = {steps}: expected 1 or more");
-    Ok(sweep(gan, z, gan.noise_dim() + gan.codes.continuous_offset() + code, from, to, steps))
+    sweep(gan, z, gan.noise_dim() + gan.codes.continuous_offset() + code, from, to, steps)
 }
 
 /// How well categorical code `code` captures the digit: `n` samples (values in turn, the rest
@@ -184,13 +184,19 @@ fn categorical_values(gan: &Gan, code: usize) -> Result<i64> {
 
 /// Sweeps latent dimension `dim` of each row of `z` `[k, latent_dim]` over `steps` values from
 /// `from` to `to` (the others fixed) → images `[k · steps, C, S, S]`, one row per z.
-pub fn sweep(gan: &Gan, z: &Tensor, dim: i64, from: f64, to: f64, steps: i64) -> Tensor {
-    assert!((0..gan.latent_dim).contains(&dim), "sweep: dimension {dim} is outside 0..{}", gan.latent_dim);
+pub fn sweep(gan: &Gan, z: &Tensor, dim: i64, from: f64, to: f64, steps: i64) -> Result<Tensor> {
+    ensure!(
+        (0..gan.latent_dim).contains(&dim),
+        "sweep: dimension {dim}: expected a latent dimension between 0 and {}",
+        gan.latent_dim - 1
+    );
+    ensure!(steps >= 2, "sweep: {steps} steps: expected 2 or more");
+    gan.check_latent(z)?;
     let k = z.size()[0];
     let values = Tensor::linspace(from, to, steps, (Kind::Float, z.device()));
     let zs = z.unsqueeze(1).repeat([1, steps, 1]); // [k, steps, latent_dim]
     zs.select(2, dim).copy_(&values.unsqueeze(0).expand([k, steps], false));
-    gan.generate(&zs.view([k * steps, gan.latent_dim]))
+    Ok(gan.generate(&zs.view([k * steps, gan.latent_dim])))
 }
 
 /// How much each latent dimension visibly changes the images: for dimension d, the mean absolute

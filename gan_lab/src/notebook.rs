@@ -69,9 +69,9 @@ pub fn progress_animation(gan: &Gan) -> anyhow::Result<Animation> {
 }
 
 /// Sweeps of latent dimension `dim` from -3 to 3 (11 columns) for 8 draws of z (rows).
-pub fn sweep(gan: &Gan, dim: i64, seed: u64) -> Picture {
+pub fn sweep(gan: &Gan, dim: i64, seed: u64) -> anyhow::Result<Picture> {
     let z = gan.draw_latent(8, seed);
-    grid(&crate::explore::sweep(gan, &z, dim, -3.0, 3.0, 11), 11)
+    Ok(grid(&crate::explore::sweep(gan, &z, dim, -3.0, 3.0, 11)?, 11))
 }
 
 /// A vector picture (loss curves), shown as SVG.
