@@ -558,6 +558,11 @@ fn labelled_image_folders_take_their_classes_from_sub_folders() {
     std::fs::write(dir.path().join("sketch/bad.jpg"), b"not a jpeg").unwrap();
     let msg = err_of(Dataset::from_folder(dir.path(), 32, 1));
     assert!(msg.contains("sketch/bad.jpg") && msg.contains("cannot decode"), "{msg}");
+    // At most 3 of the 6 files (photo 0, 1; sketch 0, 1, 2, bad): every second one, both classes
+    // kept, and the bad file, not among them, never read.
+    let few = Dataset::from_folder_at_most(dir.path(), 32, 1, Some(3)).unwrap();
+    assert_eq!(few.class_counts(), vec![("photo".into(), 1), ("sketch".into(), 2)]);
+    assert_eq!(Dataset::from_folder_at_most(dir.path(), 32, 1, Some(99)).map(|d| d.len()).ok(), None, "all: bad read");
     std::fs::remove_file(dir.path().join("sketch/bad.jpg")).unwrap();
     image::RgbImage::from_pixel(8, 8, image::Rgb([1, 2, 3])).save(dir.path().join("stray.png")).unwrap();
     let msg = err_of(Dataset::from_folder(dir.path(), 32, 1));

@@ -265,7 +265,11 @@ impl DataArgs {
             }
             _ => anyhow::ensure!(self.attribute.is_none(), "--attribute: only --dataset celeba has attributes"),
         }
-        let mut data = Dataset::load(&source, split, self.image_size, channels)?;
+        let mut data = match &source {
+            // A folder reads only the images it keeps, spread over its classes.
+            Source::Folder(dir) => Dataset::from_folder_at_most(dir, self.image_size, channels, self.limit)?,
+            _ => Dataset::load(&source, split, self.image_size, channels)?,
+        };
         if let Some(n) = self.limit {
             data = data.take(n as i64);
         }

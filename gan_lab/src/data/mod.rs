@@ -169,6 +169,12 @@ impl Dataset {
     /// (`channels` = 1) or RGB (3). Images directly in `dir` are one unlabelled set; sub-folders
     /// of images are classes (the ImageFolder layout: labels in the sorted order of their names).
     pub fn from_folder(dir: &Path, image_size: i64, channels: i64) -> Result<Dataset> {
+        Dataset::from_folder_at_most(dir, image_size, channels, None)
+    }
+
+    /// [`Dataset::from_folder`] keeping at most `limit` images, spread evenly over the sorted
+    /// files so that each class keeps its share; only those are read and decoded.
+    pub fn from_folder_at_most(dir: &Path, image_size: i64, channels: i64, limit: Option<usize>) -> Result<Dataset> {
         check_image_size(image_size)?;
         check_channels(channels)?;
         let (top, subdirs) = list_folder(dir)?;
@@ -194,6 +200,14 @@ impl Dataset {
             paths = top;
         }
         ensure!(!paths.is_empty(), "image folder {}: no PNG or JPEG images found", dir.display());
+        if let Some(n) = limit.filter(|&n| n < paths.len()) {
+            let total = paths.len();
+            let keep: Vec<usize> = (0..n).map(|i| i * total / n).collect();
+            paths = keep.iter().map(|&i| paths[i].clone()).collect();
+            if labelled {
+                labels = keep.iter().map(|&i| labels[i]).collect();
+            }
+        }
         let images = decode_images(paths.len(), image_size, channels, &dir.display().to_string(), |i| {
             let bytes =
                 std::fs::read(&paths[i]).with_context(|| format!("image {}: cannot read it", paths[i].display()))?;
