@@ -61,6 +61,14 @@ pub fn interpolation_animation(gan: &Gan, seed: u64) -> anyhow::Result<Animation
     Ok(Animation(viz::gif_bytes(&crate::explore::interpolation_frames(gan, &z, 24, 4), 80)?))
 }
 
+/// The same walk in latent space and in screen space, as a looping GIF: for 4 pairs of z (one
+/// row each), G((1 − α)·z1 + α·z2) on the left beside the pixel blend (1 − α)·G(z1) + α·G(z2).
+pub fn latent_vs_screen_animation(gan: &Gan, seed: u64) -> anyhow::Result<Animation> {
+    let z = gan.draw_latent(8, seed);
+    let frames = crate::explore::latent_vs_screen_frames(gan, &z.narrow(0, 0, 4), &z.narrow(0, 4, 4), 24);
+    Ok(Animation(viz::gif_bytes(&frames, 80)?))
+}
+
 /// The fixed noise's images through training (the snapshots), as a looping GIF.
 pub fn progress_animation(gan: &Gan) -> anyhow::Result<Animation> {
     let frames: Vec<RgbImage> = gan.snapshots.iter().map(|(_, images)| viz::grid(images, gan.grid_columns())).collect();
