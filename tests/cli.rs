@@ -459,7 +459,8 @@ fn course_datasets_from_the_command_line() {
     let fetched = dir.path().join("cifar10");
     fails_with(
         &["data", "fetch", "cifar10", "--mirror", &format!("http://{addr}"), "--dir", fetched.to_str().unwrap()],
-        "cifar-10-binary.tar.gz: download them by hand from https://www.cs.toronto.edu/~kriz/cifar.html",
+        "of the downloaded file does not match the published c32a1d4ab5d03f1284b67883e8d87530; the download was \
+         removed; download them by hand from https://www.cs.toronto.edu/~kriz/cifar.html",
     );
     assert_eq!(std::fs::read_dir(&fetched).unwrap().count(), 0, "nothing left after a bad checksum");
 

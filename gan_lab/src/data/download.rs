@@ -189,7 +189,9 @@ pub fn fetch(set: &RemoteSet, dir: &Path, show_progress: bool) -> Result<()> {
             eprintln!("{}: present, checksum verified", dest.display());
             continue;
         }
-        download(file, &dest, show_progress).with_context(|| format!("{}: {}", file.name, set.by_hand(dir)))?;
+        // What went wrong first, then the way round it.
+        download(file, &dest, show_progress)
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}; {}", file.name, set.by_hand(dir)))?;
         eprintln!("{}: downloaded, checksum verified", dest.display());
     }
     Ok(())

@@ -90,8 +90,8 @@ pub struct Gan {
 
 impl Gan {
     /// `n` latent vectors drawn with `seed`: noise from the prior N(0, I), then the codes, if
-    /// any, from theirs ([`sample_codes`]).
-    /// Drawn on the CPU, the same on every device, then moved to the model's.
+    /// any, from theirs ([`sample_codes`]); drawn on the CPU, the same on every device, then
+    /// moved to the model's.
     pub fn draw_latent(&self, n: i64, seed: u64) -> Tensor {
         with_seed(seed, || {
             let noise = sample_prior(n, self.noise_dim());
@@ -303,7 +303,7 @@ impl Gan {
         let device = self.device();
         self.history.backend = Some(crate::backend::current());
         let scorer = match c.metrics_every > 0 {
-            true => Some(Scorer::new(data, self.device())?),
+            true => Some(Scorer::new(data, device)?),
             false => None,
         };
         if let Some(scorer) = &scorer {
