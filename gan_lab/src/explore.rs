@@ -260,3 +260,21 @@ pub fn latent_map(vae: &VaeModel, data: &Dataset, n: i64) -> Result<crate::viz::
         labels: shown.labels.as_ref().map(|l| l.shallow_clone()),
     })
 }
+
+/// What G's self-attention block attends to (SAGAN): the images of `z` `[k, latent_dim]` and the
+/// block's attention maps for them `[k, N, N]` (row j: how much output position j draws on each
+/// input position, over the N = side² positions of the block's feature maps).
+pub fn attention(gan: &Gan, z: &Tensor) -> Result<(Tensor, Tensor)> {
+    ensure!(gan.generator.attention().is_some(), "this {} has no self-attention block (SAGAN has)", gan.family);
+    gan.check_latent(z)?;
+    let images = gan.generate(z);
+    let beta = gan.generator.attention().and_then(|a| a.last_attention_map()).expect("set by the forward pass");
+    Ok((images, beta))
+}
+
+/// The learned γ of G's and D's self-attention blocks (how much of the attention output each adds
+/// to its input; both start at 0), or `None` for a family without attention.
+pub fn attention_gammas(gan: &Gan) -> Option<(f64, f64)> {
+    let gamma = |a: &crate::models::layers::SelfAttention| a.gamma.double_value(&[0]);
+    Some((gamma(gan.generator.attention()?), gamma(gan.discriminator.attention()?)))
+}

@@ -135,9 +135,73 @@ pub fn class_interpolation(gan: &Gan, seed: u64) -> anyhow::Result<Picture> {
     Ok(grid(&crate::explore::class_interpolation(gan, &z.get(0), &z.get(1), 10)?, 10))
 }
 
+/// The Inception and Mode scores of several models side by side, as grouped bars.
+pub fn scores(rows: &[(&str, crate::metrics::Scores)]) -> Svg {
+    chart(&viz::Bars::scores(rows))
+}
+
+/// What SAGAN's self-attention learned: for 4 samples (rows), where three query pixels look in
+/// G's attention block, beside the learned γ of G's and D's blocks.
+pub fn attention(gan: &Gan, seed: u64) -> anyhow::Result<Panel> {
+    let (images, beta) = crate::explore::attention(gan, &gan.draw_latent(4, seed))?;
+    let s = images.size()[2];
+    let queries = [(s / 4, s / 2), (s / 2, s / 2), (3 * s / 4, s / 4)];
+    let (g, d) = crate::explore::attention_gammas(gan).unwrap_or((f64::NAN, f64::NAN));
+    Ok(Panel::new()
+        .picture(
+            "each row: a sample, then where 3 query pixels (cyan) look in G's attention block (brightest: most weight)",
+            &grid(&viz::attention_tiles(&images, &beta, &queries), 1 + queries.len() as i64),
+        )
+        .text("learned γ (both start at 0)", &format!("G: {g:+.4}\nD: {d:+.4}")))
+}
+
+/// The latent scan: every dimension's visible effect (mean pixel change between z_d = −3 and +3
+/// over 64 draws of z), and sweeps from −3 to 3 of the strongest dimensions and, for contrast,
+/// the weakest, on one z.
+pub struct LatentScan {
+    /// (dimension, effect), strongest first.
+    pub strongest: Vec<(i64, f64)>,
+    pub weakest: (i64, f64),
+    /// One row per dimension: the strongest, then the weakest.
+    pub picture: Picture,
+}
+
+impl LatentScan {
+    /// Scans `gan`, sweeping its `n` strongest dimensions (noise drawn with `seed`).
+    pub fn new(gan: &Gan, n: i64, seed: u64) -> anyhow::Result<LatentScan> {
+        let z = gan.draw_latent(64, seed);
+        let ranked = crate::explore::strongest_dimensions(gan, &z, 3.0, gan.latent_dim)?;
+        let strongest: Vec<(i64, f64)> = ranked.iter().copied().take(n.max(1) as usize).collect();
+        let weakest = *ranked.last().expect("at least one latent dimension");
+        let rows: Vec<Tensor> = strongest
+            .iter()
+            .chain([&weakest])
+            .map(|&(dim, _)| crate::explore::sweep(gan, &z.narrow(0, 0, 1), dim, -3.0, 3.0, 11))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(LatentScan { strongest, weakest, picture: grid(&Tensor::cat(&rows, 0), 11) })
+    }
+
+    pub fn evcxr_display(&self) {
+        Panel::new().picture(&self.to_string(), &self.picture).evcxr_display()
+    }
+}
+
+impl std::fmt::Display for LatentScan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dims: Vec<String> = self.strongest.iter().map(|(d, e)| format!("z{d} ({e:.3})")).collect();
+        write!(
+            f,
+            "rows: {}, then the weakest z{} ({:.3}); z_d from −3 to 3",
+            dims.join(", "),
+            self.weakest.0,
+            self.weakest.1
+        )
+    }
+}
+
 /// Per-class accuracy of conditional generators, as grouped bars.
 pub fn class_accuracy(models: &[(&str, &crate::metrics::ClassAccuracy)]) -> Svg {
-    Svg(viz::class_accuracy_svg(models).unwrap_or_else(|e| format!("<svg><text y=\"20\">{e:#}</text></svg>")))
+    chart(&viz::Bars::class_accuracy(models))
 }
 
 /// InfoGAN: `rows` latent vectors drawn with `seed` (continuous codes at 0), each with every value

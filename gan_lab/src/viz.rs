@@ -502,46 +502,139 @@ impl Chart for Scatter {
     }
 }
 
-/// Per-class accuracy of conditional generators as grouped bars (one colour per model), as SVG.
-pub fn class_accuracy_svg(models: &[(&str, &crate::metrics::ClassAccuracy)]) -> Result<String> {
-    register_font();
-    let classes = models.iter().map(|(_, a)| a.per_class.len()).max().unwrap_or(0);
-    let mut svg = String::new();
+/// Grouped bars: one group per category along x, one bar per series in each group (one colour
+/// per series, named in the legend); the y axis runs from 0 to `y_max`, or to the data.
+pub struct Bars {
+    pub caption: String,
+    pub x_desc: String,
+    pub y_desc: String,
+    pub categories: Vec<String>,
+    /// (name, one value per category); non-finite values draw no bar.
+    pub series: Vec<(String, Vec<f64>)>,
+    pub y_max: Option<f64>,
+    /// Where the legend sits (clear of the tallest bars).
+    pub legend: SeriesLabelPosition,
+}
+
+impl Bars {
+    /// Per-class accuracy of conditional generators, one series per model, in percent.
+    pub fn class_accuracy(models: &[(&str, &crate::metrics::ClassAccuracy)]) -> Bars {
+        let classes = models.iter().map(|(_, a)| a.per_class.len()).max().unwrap_or(0);
+        Bars {
+            caption: "Evaluator's class = requested class, per class".into(),
+            x_desc: "requested class".into(),
+            y_desc: "accuracy (%)".into(),
+            categories: (0..classes).map(|c| c.to_string()).collect(),
+            series: models
+                .iter()
+                .map(|(name, a)| {
+                    (
+                        format!("{name} ({:.1}% overall)", 100.0 * a.overall),
+                        a.per_class.iter().map(|v| 100.0 * v).collect(),
+                    )
+                })
+                .collect(),
+            y_max: Some(100.0),
+            legend: SeriesLabelPosition::LowerRight,
+        }
+    }
+
+    /// The Inception and Mode scores of several models (and of real data, as a row named so),
+    /// one group per model.
+    pub fn scores(rows: &[(&str, crate::metrics::Scores)]) -> Bars {
+        Bars {
+            caption: "Inception and Mode scores (higher is better)".into(),
+            x_desc: "model".into(),
+            y_desc: "score".into(),
+            categories: rows.iter().map(|(name, _)| name.to_string()).collect(),
+            series: vec![
+                ("Inception score".into(), rows.iter().map(|(_, s)| s.inception.mean).collect()),
+                ("Mode score".into(), rows.iter().map(|(_, s)| s.mode.mean).collect()),
+            ],
+            y_max: None,
+            legend: SeriesLabelPosition::UpperLeft,
+        }
+    }
+}
+
+impl Chart for Bars {
+    fn size(&self) -> (u32, u32) {
+        (720, 320)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, plotters::coord::Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
     {
-        let root = SVGBackend::with_string(&mut svg, (720, 320)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("Evaluator's class = requested class, per class", ("sans-serif", 18))
+        let groups = self.categories.len();
+        let top = self.y_max.unwrap_or_else(|| {
+            let hi =
+                self.series.iter().flat_map(|(_, v)| v.iter().copied()).filter(|v| v.is_finite()).fold(0.0, f64::max);
+            1.1 * hi.max(1e-3)
+        });
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.caption, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(48)
-            .build_cartesian_2d(-0.5f64..classes as f64 - 0.5, 0f64..100.0)
+            .build_cartesian_2d(-0.5f64..groups as f64 - 0.5, 0f64..top)
             .map_err(plot_err)?;
+        let name = |x: &f64| {
+            let k = x.round();
+            match (k - x).abs() < 1e-6 && k >= 0.0 {
+                true => self.categories.get(k as usize).cloned().unwrap_or_default(),
+                false => String::new(),
+            }
+        };
         chart
             .configure_mesh()
-            .x_desc("requested class")
-            .y_desc("accuracy (%)")
-            .x_labels(classes)
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_desc(self.x_desc.as_str())
+            .y_desc(self.y_desc.as_str())
+            .x_labels(groups)
+            .x_label_formatter(&name)
             .label_style(("sans-serif", 13))
             .draw()
             .map_err(plot_err)?;
-        let palette = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
-        let width = 0.8 / models.len().max(1) as f64;
-        for (m, (name, acc)) in models.iter().enumerate() {
-            let color = palette[m % palette.len()];
+        let width = 0.8 / self.series.len().max(1) as f64;
+        for (m, (name, values)) in self.series.iter().enumerate() {
+            let color = PALETTE[m % PALETTE.len()];
             let left = -0.4 + m as f64 * width;
             chart
-                .draw_series(acc.per_class.iter().enumerate().filter(|(_, a)| a.is_finite()).map(|(c, a)| {
+                .draw_series(values.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(c, v)| {
                     let x = c as f64 + left;
-                    Rectangle::new([(x, 0.0), (x + width * 0.9, 100.0 * a)], color.filled())
+                    Rectangle::new([(x, 0.0), (x + width * 0.9, *v)], color.filled())
                 }))
                 .map_err(plot_err)?
-                .label(format!("{name} ({:.1}% overall)", 100.0 * acc.overall))
+                .label(name.as_str())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
         }
-        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
-        root.present().map_err(plot_err)?;
+        draw_legend(&mut chart, self.legend.clone())
     }
-    Ok(svg)
+}
+
+/// For each of the images `[k, C, S, S]` in [-1, 1], a row of tiles: the image, then for each
+/// query pixel (row, column) where an attention block looks from there: the attention weights
+/// `beta` `[k, N, N]` of the query's position over the N = side² positions of the block's maps,
+/// scaled to the image as a heat map (dark, red, yellow, white: the most attention) over the
+/// darkened image, the query pixel marked in cyan → `[k · (1 + queries), 3, S, S]` in [-1, 1].
+pub fn attention_tiles(images: &Tensor, beta: &Tensor, queries: &[(i64, i64)]) -> Tensor {
+    let images = images.detach().to_device(tch::Device::Cpu).to_kind(Kind::Float);
+    let beta = beta.detach().to_device(tch::Device::Cpu).to_kind(Kind::Float);
+    let (k, s) = (images.size()[0], images.size()[2]);
+    let side = (beta.size()[1] as f64).sqrt().round() as i64;
+    let grey = (images.mean_dim([1].as_slice(), true, Kind::Float) + 1.0) / 2.0; // [k, 1, S, S] in [0, 1]
+    let cyan = Tensor::from_slice(&[0f32, 1.0, 1.0]).view([1, 3, 1, 1]);
+    let mut tiles = vec![grey.expand([k, 3, s, s], false)];
+    for &(r, c) in queries {
+        let j = (r * side / s) * side + c * side / s;
+        let w = beta.select(1, j).view([k, 1, side, side]);
+        let w = &w / w.amax([2, 3].as_slice(), true).clamp_min(1e-12);
+        let heat = w.upsample_nearest2d([s, s], None, None) * 3.0;
+        let hot = Tensor::cat(&[heat.clamp(0.0, 1.0), (&heat - 1.0).clamp(0.0, 1.0), (&heat - 2.0).clamp(0.0, 1.0)], 1);
+        let tile = &grey * 0.3 + hot * 0.7;
+        let (r0, c0) = (r.clamp(0, s - 2), c.clamp(0, s - 2));
+        tile.narrow(2, r0, 2).narrow(3, c0, 2).copy_(&cyan.expand([k, 3, 2, 2], false));
+        tiles.push(tile);
+    }
+    Tensor::stack(&tiles, 1).view([-1, 3, s, s]) * 2.0 - 1.0
 }

@@ -240,6 +240,8 @@ pub struct SelfAttention {
     h: nn::Conv2D,
     v: nn::Conv2D,
     pub gamma: Tensor,
+    /// β of the last forward pass (detached), for pictures of what the block attends to.
+    last: std::cell::RefCell<Option<Tensor>>,
 }
 
 impl SelfAttention {
@@ -252,7 +254,13 @@ impl SelfAttention {
             h: nn::conv2d(p / "h", channels, inner, 1, c),
             v: nn::conv2d(p / "v", inner, channels, 1, c),
             gamma: p.var("gamma", &[1], nn::Init::Const(0.0)),
+            last: Default::default(),
         }
+    }
+
+    /// The attention map of the last forward pass `[B, N, N]` (see [`SelfAttention::attention_map`]).
+    pub fn last_attention_map(&self) -> Option<Tensor> {
+        self.last.borrow().as_ref().map(|t| t.shallow_clone())
     }
 
     /// The attention map `[B, N, N]`: entry (j, i) is β_{j,i}, how much output position j draws
@@ -280,6 +288,7 @@ impl Module for SelfAttention {
         let (b, c, hh, ww) = x.size4().expect("feature maps [B, C, H, W]");
         let n = hh * ww;
         let beta = self.attention_map(x); // [B, N (j), N (i)]
+        *self.last.borrow_mut() = Some(beta.detach());
         let h = self.h.forward(x).reshape([b, -1, n]); // [B, C/8, N (i)]
         let o = h.bmm(&beta.transpose(1, 2)).view([b, -1, hh, ww]); // o_j = Σ_i β_{j,i} h(x_i)
         let o = self.v.forward(&o); // [B, C, H, W]

@@ -29,6 +29,11 @@ pub trait GeneratorNet {
     fn module(&self) -> Option<&dyn tch::nn::ModuleT> {
         None
     }
+
+    /// The self-attention block, for a family that has one (SAGAN).
+    fn attention(&self) -> Option<&layers::SelfAttention> {
+        None
+    }
 }
 
 /// What a discriminator says about a batch of images.
@@ -51,6 +56,11 @@ pub trait DiscriminatorNet {
     /// The network as a plain tch module (images → scores), for a family whose D gives a score
     /// alone (see [`GeneratorNet::module`]).
     fn module(&self) -> Option<&dyn tch::nn::ModuleT> {
+        None
+    }
+
+    /// The self-attention block, for a family that has one (SAGAN).
+    fn attention(&self) -> Option<&layers::SelfAttention> {
         None
     }
 

@@ -119,6 +119,10 @@ impl GeneratorNet for Generator {
         self.to_image.forward_t(&x, train).tanh()
         // END SOLUTION
     }
+
+    fn attention(&self) -> Option<&SelfAttention> {
+        self.blocks.iter().find_map(|(_, _, a)| a.as_ref())
+    }
 }
 
 /// The SAGAN discriminator (a critic: no sigmoid).
@@ -180,6 +184,10 @@ impl DiscriminatorNet for Discriminator {
     fn judge(&self, x: &Tensor, _labels: Option<&Tensor>, train: bool) -> Judgement {
         Judgement { score: self.score(&self.features(x, train), train), classes: None, codes: None }
     }
+
+    fn attention(&self) -> Option<&SelfAttention> {
+        self.blocks.iter().find_map(|(_, _, a)| a.as_ref())
+    }
 }
 
 /// The conditional SAGAN's generator: a learned embedding of the label appended to z
@@ -203,6 +211,10 @@ impl GeneratorNet for ConditionalGenerator {
         let labels = labels.expect("the conditional SAGAN generates by class: labels are required");
         let input = Tensor::cat(&[z.shallow_clone(), self.embed.forward(labels)], 1);
         self.net.generate(&input, None, train)
+    }
+
+    fn attention(&self) -> Option<&SelfAttention> {
+        self.net.attention()
     }
 }
 
@@ -228,5 +240,9 @@ impl DiscriminatorNet for ProjectionDiscriminator {
         let pooled = h.sum_dim_intlist([2, 3].as_slice(), false, Kind::Float);
         let projection = (self.embed.forward(labels) * pooled).sum_dim_intlist([1].as_slice(), false, Kind::Float);
         Judgement { score: self.net.score(&h, train) + projection, classes: None, codes: None }
+    }
+
+    fn attention(&self) -> Option<&SelfAttention> {
+        self.net.attention()
     }
 }
