@@ -189,6 +189,33 @@ fn the_conditional_sagan_embeds_the_label_in_g_and_projects_it_in_d() {
     assert!(err_of(Sagan::mnist32().classes(1).build()).contains("classes = 1: expected 2 or more"));
 }
 
+/// The lesson's look at SAGAN's attention: the map of the call just made (one row of weights per
+/// position, each summing to 1), the γ the blocks hold, the conditional networks' blocks reached
+/// through their wrappers, and a clear error for a family without attention.
+#[test]
+fn the_sagan_attention_map_and_gammas_are_the_ones_the_networks_use() {
+    let gan = Sagan::mnist32().build().unwrap();
+    let (images, beta) = gan_lab::explore::attention(&gan, &gan.draw_latent(4, 1)).unwrap();
+    assert_eq!((images.size(), beta.size()), (vec![4, 1, 32, 32], vec![4, 256, 256]), "G attends at 16×16");
+    let sums = beta.sum_dim_intlist(2, false, Kind::Float);
+    assert!((sums - 1.0).abs().max().double_value(&[]) < 1e-5, "each position's weights sum to 1");
+    let (_, beta2) = gan_lab::explore::attention(&gan, &gan.draw_latent(2, 9)).unwrap();
+    assert_eq!(beta2.size()[0], 2, "the map of this call, not a stale one");
+    tch::no_grad(|| {
+        let _ = gan.vs_g.variables()["attention.gamma"].shallow_clone().fill_(0.25);
+        let _ = gan.vs_d.variables()["attention.gamma"].shallow_clone().fill_(-0.5);
+    });
+    assert_eq!(gan_lab::explore::attention_gammas(&gan), Some((0.25, -0.5)));
+    let conditional = Sagan::mnist32().classes(10).build().unwrap();
+    assert_eq!(gan_lab::explore::attention_gammas(&conditional), Some((0.0, 0.0)), "both start at 0");
+    assert_eq!(gan_lab::explore::attention(&conditional, &conditional.draw_latent(3, 1)).unwrap().1.size()[0], 3);
+    let dcgan = Dcgan::mnist32().build().unwrap();
+    let e = gan_lab::explore::attention(&dcgan, &dcgan.draw_latent(2, 1)).unwrap_err().to_string();
+    assert!(e.contains("this dcgan has no self-attention block"), "{e}");
+    assert!(gan_lab::notebook::attention(&dcgan, 1).is_err() && gan_lab::explore::attention_gammas(&dcgan).is_none());
+    assert!(gan_lab::notebook::attention(&gan, 1).unwrap().html().contains("G: +0.2500"));
+}
+
 /// A linear critic f(x) = Σ w·x, as a closure over its weight.
 fn linear_critic(w: &Tensor) -> impl Fn(&Tensor) -> Tensor + '_ {
     move |x: &Tensor| (x * w).flatten(1, -1).sum_dim_intlist(1, false, Kind::Float)

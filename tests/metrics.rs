@@ -142,6 +142,14 @@ fn the_latent_scan_finds_the_dimensions_the_generator_reads() {
     first_two.sort();
     assert_eq!((first_two, top.len()), (vec![5, 9], 3));
     assert!(top[0].1 >= top[1].1 && top[1].1 >= top[2].1, "{top:?}");
+    // The notebook's scan: the strongest rows first, the weakest (an unread dimension) last.
+    let scan = gan_lab::notebook::LatentScan::new(&gan, 3, 1).unwrap();
+    let mut scan_first_two = vec![scan.strongest[0].0, scan.strongest[1].0];
+    scan_first_two.sort();
+    assert_eq!((scan_first_two, scan.strongest.len()), (vec![5, 9], 3));
+    assert!(![5, 9].contains(&scan.weakest.0) && scan.weakest.1 < 1e-6, "{scan}");
+    assert_eq!(scan.picture.image.dimensions(), (11 * 34 + 2, 4 * 34 + 2), "11 steps, 3 strongest + the weakest");
+    assert!(scan.to_string().contains(&format!("then the weakest z{}", scan.weakest.0)), "{scan}");
     // A dimension the model does not have is an error, in the library and in a notebook.
     let e = gan_lab::explore::sweep(&gan, &z, 100, -3.0, 3.0, 11).unwrap_err().to_string();
     assert!(e.contains("dimension 100: expected a latent dimension between 0 and 99"), "{e}");

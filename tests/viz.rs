@@ -98,3 +98,52 @@ fn screen_space_blend_mixes_pixels() {
     let means: Vec<f64> = (0..3).map(|i| frames.get(i).mean(Kind::Float).double_value(&[])).collect();
     assert_eq!(means, vec![-1.0, 0.0, 1.0]);
 }
+
+/// The attention picture: a query's weights land on the position they name (bright there, dark
+/// elsewhere), the query pixel is marked in cyan, and the first tile is the image itself.
+#[test]
+fn attention_tiles_light_up_where_the_query_looks() {
+    let images = Tensor::zeros([1, 1, 32, 32], (Kind::Float, tch::Device::Cpu));
+    let beta = Tensor::zeros([1, 256, 256], (Kind::Float, tch::Device::Cpu));
+    // Query pixel (8, 16) is position (4, 8) of the 16×16 maps, j = 72; it looks at (2, 3), i = 35.
+    let _ = beta.get(0).get(72).get(35).fill_(1.0);
+    let tiles = viz::attention_tiles(&images, &beta, &[(8, 16)]);
+    assert_eq!(tiles.size(), [2, 3, 32, 32], "the image, then one tile per query");
+    assert!(tiles.get(0).abs().max().double_value(&[]) < 1e-6, "mid-grey image shown as itself");
+    let heat = tiles.get(1);
+    let at = |c: i64, y: i64, x: i64| heat.double_value(&[c, y, x]);
+    for (y, x) in [(4, 6), (5, 7)] {
+        assert!((0..3).all(|c| at(c, y, x) > 0.6), "the attended position (rows 4-5, columns 6-7) is white");
+    }
+    assert!((0..3).all(|c| at(c, 20, 20) < -0.6), "a position with no weight stays dark");
+    assert_eq!([at(0, 8, 16), at(1, 8, 16), at(2, 8, 16)], [-1.0, 1.0, 1.0], "the query pixel in cyan");
+}
+
+/// Grouped bars: the scores chart names its models and series; the class accuracy chart draws
+/// through the same code.
+#[test]
+fn bar_charts_name_their_groups_and_series() {
+    let score = |is: f64| gan_lab::metrics::Scores {
+        inception: gan_lab::metrics::Score { mean: is, std: 0.1 },
+        mode: gan_lab::metrics::Score { mean: is - 0.5, std: 0.1 },
+        fid: 10.0,
+        sharpness: 0.0,
+        n: 100,
+    };
+    let svg = viz::chart_svg(&viz::Bars::scores(&[("DCGAN", score(3.5)), ("real", score(9.5))])).unwrap();
+    for text in ["DCGAN", "real", "Inception score", "Mode score"] {
+        assert!(svg.contains(text), "{text} missing from the chart");
+    }
+    // The bars (wide filled rectangles, not the background): per colour, heights in data order.
+    let bars = |fill: &str| -> Vec<f64> {
+        svg.split("<rect ")
+            .skip(1)
+            .filter(|r| r.contains(&format!("fill=\"{fill}\"")) && !r.contains("width=\"12\""))
+            .map(|r| r.split("height=\"").nth(1).unwrap().split('"').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    let (is, mode) = (bars("#1F77B4"), bars("#FF7F0E"));
+    assert_eq!((is.len(), mode.len()), (2, 2), "one bar per model and score");
+    assert!((is[0] / is[1] - 3.5 / 9.5).abs() < 0.02, "bar heights follow the scores: {is:?}");
+    assert!((mode[0] / mode[1] - 3.0 / 9.0).abs() < 0.02, "{mode:?}");
+}
