@@ -149,8 +149,9 @@ fn objectives_and_update_ratios_train_from_the_command_line() {
     );
     fails_with(&["train", "dcgan", "--g-steps", "0", "--out", out], "g_steps = 0: expected 1 or more");
     fails_with(&["train", "dcgan", "--n-critic", "0", "--out", out], "n_critic = 0: expected 1 or more");
-    // The conditional SAGAN on a labelled folder (one sub-folder per class): two classes from the
-    // folder, the label embedding and projection in the checkpoint, a class grid among the outputs.
+    // The conditional SAGAN on a labelled folder (one sub-folder per class), at 64×64 in colour: two
+    // classes from the folder, the label embedding and projection in the checkpoint, a class grid
+    // among the outputs.
     let labelled = dir.path().join("labelled");
     for class in ["frown", "smile"] {
         std::fs::create_dir_all(labelled.join(class)).unwrap();
@@ -162,7 +163,7 @@ fn objectives_and_update_ratios_train_from_the_command_line() {
     let run = dir.path().join("conditional");
     let out = gan_lab()
         .args(["train", "sagan", "--conditional", "--steps", "2", "--batch-size", "8", "--snapshot-every", "0"])
-        .arg("--dataset")
+        .args(["--image-size", "64", "--channels", "3", "--dataset"])
         .arg(&labelled)
         .arg("--out")
         .arg(&run)
@@ -175,6 +176,8 @@ fn objectives_and_update_ratios_train_from_the_command_line() {
     };
     // SAGAN tracks FID every 500 iterations where the data has an evaluator (MNIST), not on a folder.
     assert_eq!(config(&run)["config"]["metrics_every"], 0);
+    assert_eq!(config(&run)["architecture"]["image_size"], 64);
+    assert_eq!(config(&run)["architecture"]["channels"], 3);
     // `sample` reads any family's checkpoint: two classes cycle through the grid.
     let png = dir.path().join("conditional.png");
     let sample = gan_lab()
@@ -185,7 +188,7 @@ fn objectives_and_update_ratios_train_from_the_command_line() {
         .output()
         .unwrap();
     assert!(sample.status.success(), "{}", String::from_utf8_lossy(&sample.stderr));
-    assert!(image::open(&png).is_ok());
+    assert_eq!(image::open(&png).unwrap().width(), 2 * 66 + 2, "64×64 samples, a column per class");
     let digits = dir.path().join("digits");
     let out = gan_lab()
         .args(["train", "sagan", "--steps", "1", "--batch-size", "8", "--snapshot-every", "0", "--out"])
@@ -199,7 +202,7 @@ fn objectives_and_update_ratios_train_from_the_command_line() {
     assert_eq!(state["architecture"]["classes"], 2, "{state}");
     let weights = tch::Tensor::read_safetensors(run.join("checkpoint/discriminator.safetensors")).unwrap();
     let embed = weights.iter().find(|(name, _)| name == "embed.weight").expect("D's projection embedding");
-    assert_eq!(embed.1.size(), [2, 128]);
+    assert_eq!(embed.1.size(), [2, 256], "as wide as D's last block at 64×64 (8ndf)");
     // Without labels there is nothing to condition on.
     let unlabelled = gan_lab()
         .args(["train", "sagan", "--conditional", "--batch-size", "8", "--dataset"])

@@ -216,6 +216,46 @@ fn the_sagan_attention_map_and_gammas_are_the_ones_the_networks_use() {
     assert!(gan_lab::notebook::attention(&gan, 1).unwrap().html().contains("G: +0.2500"));
 }
 
+/// SAGAN at 64×64 in colour (the IISc final project's conditional SAGAN is 64×64): one more block
+/// in each network, as the DCGAN's, the attention where the maps are 16×16, the projection as wide
+/// as D's last block; it trains, conditional, on colour images.
+#[test]
+fn sagan_at_64_by_64_rgb_adds_a_block_to_each_network() {
+    let gan = Sagan::mnist32().image_size(64).channels(3).classes(2).build().unwrap();
+    let (g, d) = (common::shapes(&gan.vs_g), common::shapes(&gan.vs_d));
+    assert_eq!(g["convt1.weight"], [100 + gan_lab::models::sagan::LABEL_EMBEDDING, 256, 4, 4], "8ngf at 4×4");
+    assert_eq!(g["convt4.weight"], [64, 32, 4, 4], "the extra block, 2ngf → ngf");
+    assert_eq!(g["convt5.weight"], [32, 3, 4, 4], "the image layer");
+    assert_eq!(g["attention.v.weight"], [64, 8, 1, 1], "G's attention follows the 16×16 block (2ngf)");
+    assert_eq!(d["conv4.weight"], [256, 128, 4, 4], "the extra block, 4ndf → 8ndf");
+    assert_eq!(d["conv5.weight"], [1, 256, 4, 4], "the score");
+    assert_eq!(d["attention.v.weight"], [64, 8, 1, 1], "D's attention follows its 16×16 block (2ndf)");
+    assert_eq!(d["embed.weight"], [2, 256], "the projection is as wide as D's last block");
+    assert_eq!(gan.sample(4, 0).size(), [4, 3, 64, 64]);
+    let (_, beta) = gan_lab::explore::attention(&gan, &gan.draw_latent(2, 1)).unwrap();
+    assert_eq!(beta.size(), [2, 256, 256]);
+    let faces = Dataset {
+        name: "faces".into(),
+        images: gan_lab::rng::with_seed(5, || Tensor::rand([32, 3, 64, 64], (Kind::Float, tch::Device::Cpu))) * 2.0
+            - 1.0,
+        labels: Some(Tensor::arange(32, (Kind::Int64, tch::Device::Cpu)).remainder(2)),
+        classes: vec!["no".into(), "yes".into()],
+    };
+    let trained = Sagan::mnist32()
+        .image_size(64)
+        .channels(3)
+        .classes(2)
+        .batch_size(8)
+        .steps(2)
+        .metrics_every(0)
+        .train(&faces)
+        .unwrap();
+    let r = trained.history.last().unwrap();
+    assert!(r.d_loss.is_finite() && r.g_loss.is_finite() && r.penalty.is_some_and(f64::is_finite), "{r:?}");
+    let e = err_of(Sagan::mnist32().image_size(48).build());
+    assert!(e.contains("image_size = 48: expected 32 or 64"), "{e}");
+}
+
 /// A linear critic f(x) = Σ w·x, as a closure over its weight.
 fn linear_critic(w: &Tensor) -> impl Fn(&Tensor) -> Tensor + '_ {
     move |x: &Tensor| (x * w).flatten(1, -1).sum_dim_intlist(1, false, Kind::Float)
@@ -321,7 +361,10 @@ fn bad_loss_settings_are_named() {
     let e = err_of(Dcgan::mnist32().n_critic(CriticSchedule::Fixed(0)).steps(1).train(&data));
     assert!(e.contains("n_critic = 0"), "{e}");
     let e = err_of(Sagan::mnist32().attention_at(32).build());
-    assert!(e.contains("attention_at = 32"), "{e}");
+    assert!(e.contains("attention_at = 32: expected one of [4, 8, 16]"), "{e}");
+    let e = err_of(Sagan::mnist32().image_size(64).attention_at(64).build());
+    assert!(e.contains("attention_at = 64: expected one of [4, 8, 16, 32]"), "{e}");
+    assert!(Sagan::mnist32().image_size(64).attention_at(32).build().is_ok(), "at 64×64, G has 32×32 maps");
 }
 
 #[test]

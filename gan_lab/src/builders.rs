@@ -284,12 +284,17 @@ impl Family for SaganConfig {
         if self.classes != 0 {
             check_classes(self.classes)?;
         }
-        ensure!(self.image_size == 32, "image_size = {}: the SAGAN builds 32×32 images", self.image_size);
+        ensure!(
+            crate::data::IMAGE_SIZES.contains(&self.image_size),
+            "image_size = {}: expected 32 or 64",
+            self.image_size
+        );
         ensure!(self.ngf >= 8 && self.ndf >= 8, "ngf = {}, ndf = {}: expected 8 or more", self.ngf, self.ndf);
         ensure!(self.channels == 1 || self.channels == 3, "channels = {}: expected 1 or 3", self.channels);
+        let sides: Vec<i64> = (2..).map(|k| 1 << k).take_while(|&side| side < self.image_size).collect();
         ensure!(
-            [0, 4, 8, 16].contains(&self.attention_at),
-            "attention_at = {}: expected 4, 8 or 16 (the side of the feature maps it follows), or 0 for none",
+            self.attention_at == 0 || sides.contains(&self.attention_at),
+            "attention_at = {}: expected one of {sides:?} (the side of the feature maps it follows), or 0 for none",
             self.attention_at
         );
         Ok(())

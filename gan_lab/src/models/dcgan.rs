@@ -71,8 +71,7 @@ impl DcganConfig {
 
     /// Channel widths from the 4×4 end to the image end: [4, 2, 1] at 32×32, [8, 4, 2, 1] at 64×64.
     pub fn widths(&self, base: i64) -> Vec<i64> {
-        let blocks = if self.image_size == 64 { 4 } else { 3 };
-        (0..blocks).rev().map(|i| base << i).collect()
+        super::widths(self.image_size, base)
     }
 
     /// A convolution without bias (BatchNorm follows), initialised by [`weight_init`].

@@ -95,6 +95,13 @@ pub fn check_labels(labels: &Tensor, batch: i64, classes: i64) -> Result<()> {
     Ok(())
 }
 
+/// Channel widths of a DCGAN-shaped network from its 4×4 end to its image end, `base` times
+/// [4, 2, 1] at 32×32 and [8, 4, 2, 1] at 64×64: one block per doubling of the side.
+pub fn widths(image_size: i64, base: i64) -> Vec<i64> {
+    let blocks = if image_size == 64 { 4 } else { 3 };
+    (0..blocks).rev().map(|i| base << i).collect()
+}
+
 /// The image side of checkpoints saved before a family took `image_size`.
 pub(crate) fn side_32() -> i64 {
     32

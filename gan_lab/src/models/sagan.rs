@@ -1,4 +1,4 @@
-//! SAGAN (Zhang et al., 2019) as the IISc final project builds it, at 32×32: the DCGAN's
+//! SAGAN (Zhang et al., 2019) as the IISc final project builds it, at 32×32 or 64×64: the DCGAN's
 //! layout with spectral normalisation on every convolution of both networks, a self-attention
 //! block at a chosen resolution in each, BatchNorm in G and InstanceNorm in D, trained with the
 //! Wasserstein loss and gradient penalty and TTUR (see [`crate::builders::Sagan`]). With
@@ -6,10 +6,13 @@
 //! to z, and D is a projection discriminator (Miyato and Koyama, 2018), adding the inner product of
 //! a label embedding with D's pooled features to its score.
 //!
-//! G: SN-convT(4ngf, k4 s1 p0)+BN+ReLU → SN-convT(2ngf, k4 s2 p1)+BN+ReLU → SN-convT(ngf)+BN+ReLU
-//!    → [attention] → SN-convT(C)+tanh, the attention after the block of side `attention_at`
-//! D: SN-conv(ndf, k4 s2 p1)+LeakyReLU(0.2) → SN-conv(2ndf)+IN+LeakyReLU → SN-conv(4ndf)+IN+LeakyReLU
-//!    → SN-conv(1, k4 s1 p0), the attention after the block of side `attention_at`
+//! G (32×32): SN-convT(4ngf, k4 s1 p0)+BN+ReLU → SN-convT(2ngf, k4 s2 p1)+BN+ReLU
+//!    → SN-convT(ngf)+BN+ReLU → [attention] → SN-convT(C)+tanh, the attention after the block of
+//!    side `attention_at`
+//! D (32×32): SN-conv(ndf, k4 s2 p1)+LeakyReLU(0.2) → SN-conv(2ndf)+IN+LeakyReLU
+//!    → SN-conv(4ndf)+IN+LeakyReLU → SN-conv(1, k4 s1 p0), the attention after the block of side
+//!    `attention_at`
+//! At 64×64 each network has one more block, widths 8ngf … ngf and ndf … 8ndf (as the DCGAN's).
 
 use super::layers::{Norm, NormLayer, SelfAttention, SnConv};
 use super::{leaky_relu, DiscriminatorNet, GeneratorNet, Judgement};
@@ -21,14 +24,14 @@ use tch::{Kind, Tensor};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SaganConfig {
     pub channels: i64,
-    /// Side of the images: 32.
+    /// Side of the images: 32 or 64.
     #[serde(default = "super::side_32")]
     pub image_size: i64,
     pub latent_dim: i64,
     pub ngf: i64,
     pub ndf: i64,
-    /// Side of the feature maps the attention block follows, in both networks: 4, 8 or 16
-    /// (0: no attention).
+    /// Side of the feature maps the attention block follows, in both networks: 4, 8 or 16, and
+    /// 32 at 64×64 (0: no attention).
     pub attention_at: i64,
     /// Spectral normalisation on every convolution.
     pub spectral_norm: bool,
@@ -49,6 +52,11 @@ impl Default for SaganConfig {
 }
 
 impl SaganConfig {
+    /// Channel widths from the 4×4 end to the image end (see [`super::widths`]).
+    pub fn widths(&self, base: i64) -> Vec<i64> {
+        super::widths(self.image_size, base)
+    }
+
     /// 32×32 digits, n_z = 100, ngf = ndf = 32 (as the DCGAN lesson), attention at 16×16.
     pub fn mnist32() -> Self {
         SaganConfig {
@@ -75,14 +83,15 @@ pub struct Generator {
 
 impl Generator {
     /// Exercise `losses.sagan`, with [`Discriminator::new`] and the two networks' forward passes:
-    /// G as the module's layer list gives it. Name the layers `convt1` … `convt4` and `bn1` …
-    /// `bn3` through `p`, the attention block `attention`. Every convolution is an [`SnConv`]
+    /// G as the module's layer list gives it, one block per width of `c.widths(c.ngf)` (3 at
+    /// 32×32, 4 at 64×64). Name the layers `convt1`, `bn1`, `convt2`, … through `p`, the image
+    /// layer after the last block, the attention block `attention`. Every convolution is an [`SnConv`]
     /// (transposed here; `c.spectral_norm` says whether it normalises), the BatchNorm weights start
     /// from N(1, 0.02), and a [`SelfAttention`] follows the block whose maps are `c.attention_at`
     /// pixels wide.
     pub fn new(p: &nn::Path, c: &SaganConfig) -> Generator {
         // BEGIN SOLUTION losses.sagan
-        let widths = [4 * c.ngf, 2 * c.ngf, c.ngf];
+        let widths = c.widths(c.ngf);
         let bn = nn::BatchNormConfig { ws_init: nn::Init::Randn { mean: 1.0, stdev: 0.02 }, ..Default::default() };
         let mut blocks = Vec::new();
         let (mut from, mut side) = (c.latent_dim, 4);
@@ -98,14 +107,15 @@ impl Generator {
             from = w;
             side *= 2;
         }
-        let to_image = SnConv::new(&(p / "convt4"), from, c.channels, 4, 2, 1, true, c.spectral_norm);
+        let last = format!("convt{}", widths.len() + 1);
+        let to_image = SnConv::new(&(p / last.as_str()), from, c.channels, 4, 2, 1, true, c.spectral_norm);
         Generator { latent_dim: c.latent_dim, blocks, to_image }
         // END SOLUTION
     }
 }
 
 impl GeneratorNet for Generator {
-    /// z `[B, n_z]` → images `[B, C, 32, 32]` in [-1, 1] (exercise `losses.sagan`).
+    /// z `[B, n_z]` → images `[B, C, S, S]` in [-1, 1] (exercise `losses.sagan`).
     fn generate(&self, z: &Tensor, _labels: Option<&Tensor>, train: bool) -> Tensor {
         // BEGIN SOLUTION losses.sagan
         let b = z.size()[0];
@@ -133,14 +143,16 @@ pub struct Discriminator {
 }
 
 impl Discriminator {
-    /// Exercise `losses.sagan`: D as the module's layer list gives it. Name the convolutions
-    /// `conv1` … `conv4` (each an [`SnConv`], not transposed), the normalisations through
+    /// Exercise `losses.sagan`: D as the module's layer list gives it, one block per width of
+    /// `c.widths(c.ndf)` reversed. Name the convolutions `conv1`, `conv2`, … (each an [`SnConv`],
+    /// not transposed; the last maps 4×4 to one score), the normalisations through
     /// [`NormLayer::new`] (`c.d_norm`, none after `conv1`), the attention block `attention`.
     pub fn new(p: &nn::Path, c: &SaganConfig) -> Discriminator {
         // BEGIN SOLUTION losses.sagan
-        let widths = [c.ndf, 2 * c.ndf, 4 * c.ndf];
+        let mut widths = c.widths(c.ndf);
+        widths.reverse();
         let mut blocks = Vec::new();
-        let (mut from, mut side) = (c.channels, 16);
+        let (mut from, mut side) = (c.channels, c.image_size / 2);
         for (i, &w) in widths.iter().enumerate() {
             let conv = SnConv::new(&(p / format!("conv{}", i + 1)), from, w, 4, 2, 1, false, c.spectral_norm);
             // The first block has no normalisation, as in DCGAN practice.
@@ -151,14 +163,16 @@ impl Discriminator {
             from = w;
             side /= 2;
         }
-        let to_score = SnConv::new(&(p / "conv4"), from, 1, 4, 1, 0, false, c.spectral_norm);
+        let last = format!("conv{}", widths.len() + 1);
+        let to_score = SnConv::new(&(p / last.as_str()), from, 1, 4, 1, 0, false, c.spectral_norm);
         Discriminator { blocks, to_score }
         // END SOLUTION
     }
 }
 
 impl Discriminator {
-    /// Images `[B, C, 32, 32]` → D's feature maps before its last convolution, `[B, 4ndf, 4, 4]`
+    /// Images `[B, C, S, S]` → D's feature maps before its last convolution, `[B, 4ndf, 4, 4]`
+    /// (`8ndf` at 64×64)
     /// (exercise `losses.sagan`).
     pub fn features(&self, x: &Tensor, train: bool) -> Tensor {
         // BEGIN SOLUTION losses.sagan
@@ -180,7 +194,7 @@ impl Discriminator {
 }
 
 impl DiscriminatorNet for Discriminator {
-    /// Images `[B, C, 32, 32]` → one score per image `[B]`.
+    /// Images `[B, C, S, S]` → one score per image `[B]`.
     fn judge(&self, x: &Tensor, _labels: Option<&Tensor>, train: bool) -> Judgement {
         Judgement { score: self.score(&self.features(x, train), train), classes: None, codes: None }
     }
@@ -219,7 +233,7 @@ impl GeneratorNet for ConditionalGenerator {
 }
 
 /// The projection discriminator: the SAGAN critic's score of x plus ⟨embed(y), Σ features(x)⟩,
-/// the label's embedding against D's features summed over positions `[B, 4ndf]`.
+/// the label's embedding against D's features summed over positions `[B, 4ndf]` (`8ndf` at 64×64).
 #[derive(Debug)]
 pub struct ProjectionDiscriminator {
     embed: nn::Embedding,
@@ -228,7 +242,7 @@ pub struct ProjectionDiscriminator {
 
 impl ProjectionDiscriminator {
     pub fn new(p: &nn::Path, c: &SaganConfig) -> ProjectionDiscriminator {
-        let embed = nn::embedding(p / "embed", c.classes, 4 * c.ndf, Default::default());
+        let embed = nn::embedding(p / "embed", c.classes, c.widths(c.ndf)[0], Default::default());
         ProjectionDiscriminator { embed, net: Discriminator::new(p, c) }
     }
 }
