@@ -5,8 +5,9 @@ mod common;
 use common::{all_weights, err_of, shapes};
 use gan_lab::data::{Dataset, Split};
 use gan_lab::metrics::{ClassAccuracy, Evaluator};
+use gan_lab::models::infogan::Networks;
 use gan_lab::rng::with_seed;
-use gan_lab::{checkpoint, explore, Acgan, Cdcgan, Dcgan};
+use gan_lab::{checkpoint, explore, Acgan, Cdcgan, Dcgan, Infogan, Sagan, Vae};
 use std::collections::BTreeMap;
 use tch::{nn, Kind, Tensor};
 
@@ -291,4 +292,41 @@ fn cdcgan_at_64_by_64_rgb_adds_a_block_to_each_network() {
     assert_eq!(judged.score.size(), [4]);
     let e = err_of(Cdcgan::mnist32().image_size(48).build());
     assert!(e.contains("image_size = 48: expected 32 or 64"), "{e}");
+}
+
+/// Every family takes 64×64 colour images (the course texts' face sets): each trains a step on a
+/// labelled folder of RGB pictures loaded at 64×64 and samples 64×64 RGB images.
+#[test]
+fn every_family_trains_at_64_by_64_rgb_on_a_labelled_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    for (c, class) in ["frown", "smile"].iter().enumerate() {
+        std::fs::create_dir_all(dir.path().join(class)).unwrap();
+        for i in 0..8u32 {
+            let picture = image::RgbImage::from_fn(48, 40, |x, y| {
+                image::Rgb([(x * 5) as u8, (y * 6) as u8, (i * 30 + c as u32 * 9) as u8])
+            });
+            picture.save(dir.path().join(class).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let data = Dataset::from_folder(dir.path(), 64, 3).unwrap();
+    assert_eq!((data.images.size(), data.classes.len()), (vec![16, 3, 64, 64], 2));
+    let rgb64 = |gan: gan_lab::Gan| assert_eq!(gan.sample(2, 0).size(), [2, 3, 64, 64], "{}", gan.family);
+    rgb64(Cdcgan::mnist32().image_size(64).channels(3).classes(2).steps(1).batch_size(8).train(&data).unwrap());
+    rgb64(Acgan::mnist32().image_size(64).channels(3).classes(2).steps(1).batch_size(8).train(&data).unwrap());
+    rgb64(
+        Sagan::mnist32()
+            .image_size(64)
+            .channels(3)
+            .classes(2)
+            .steps(1)
+            .batch_size(8)
+            .metrics_every(0)
+            .train(&data)
+            .unwrap(),
+    );
+    rgb64(Dcgan::mnist32().image_size(64).channels(3).steps(1).batch_size(8).train(&data).unwrap());
+    let infogan = Infogan::mnist32().networks(Networks::Dcgan).image_size(64).channels(3);
+    rgb64(infogan.steps(1).batch_size(8).train(&data).unwrap());
+    let vae = Vae::mnist32().image_size(64).channels(3).steps(1).batch_size(8).train(&data).unwrap();
+    assert_eq!(vae.sample(2, 0).size(), [2, 3, 64, 64], "vae");
 }
