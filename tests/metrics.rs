@@ -129,7 +129,8 @@ fn the_latent_scan_finds_the_dimensions_the_generator_reads() {
     });
     let z = gan.draw_latent(8, 1);
     let effects =
-        Vec::<f64>::try_from(gan_lab::explore::dimension_effects(&gan, &z, 3.0).to_kind(Kind::Double)).unwrap();
+        Vec::<f64>::try_from(gan_lab::explore::dimension_effects(&gan, &z, 3.0).unwrap().to_kind(Kind::Double))
+            .unwrap();
     assert_eq!(effects.len(), 100);
     for (d, e) in effects.iter().enumerate() {
         match d {
@@ -150,6 +151,9 @@ fn the_latent_scan_finds_the_dimensions_the_generator_reads() {
     assert!(![5, 9].contains(&scan.weakest.0) && scan.weakest.1 < 1e-6, "{scan}");
     assert_eq!(scan.picture.image.dimensions(), (11 * 34 + 2, 4 * 34 + 2), "11 steps, 3 strongest + the weakest");
     assert!(scan.to_string().contains(&format!("then the weakest z{}", scan.weakest.0)), "{scan}");
+    // z of the wrong width is an error, not a libtorch panic.
+    let e = gan_lab::explore::dimension_effects(&gan, &gan.draw_latent(2, 1).narrow(1, 0, 50), 3.0).unwrap_err();
+    assert!(e.to_string().contains("z: expected shape [rows, 100], got [2, 50]"), "{e}");
     // A dimension the model does not have is an error, in the library and in a notebook.
     let e = gan_lab::explore::sweep(&gan, &z, 100, -3.0, 3.0, 11).unwrap_err().to_string();
     assert!(e.contains("dimension 100: expected a latent dimension between 0 and 99"), "{e}");

@@ -203,7 +203,8 @@ pub fn sweep(gan: &Gan, z: &Tensor, dim: i64, from: f64, to: f64, steps: i64) ->
 /// pixel difference between G(z) with z_d set to −`amount` and to +`amount`, the other
 /// coordinates of each row of `z` `[k, latent_dim]` kept → `[latent_dim]`. IFT6135 assignment 4
 /// sweeps single dimensions; this finds the ones worth sweeping.
-pub fn dimension_effects(gan: &Gan, z: &Tensor, amount: f64) -> Tensor {
+pub fn dimension_effects(gan: &Gan, z: &Tensor, amount: f64) -> Result<Tensor> {
+    gan.check_latent(z)?;
     let (k, d) = (z.size()[0], gan.latent_dim);
     let ends = Tensor::from_slice(&[-amount as f32, amount as f32]).to_device(z.device()).unsqueeze(1);
     let effects: Vec<Tensor> = (0..d)
@@ -214,14 +215,13 @@ pub fn dimension_effects(gan: &Gan, z: &Tensor, amount: f64) -> Tensor {
             (images.narrow(0, 0, k) - images.narrow(0, k, k)).abs().mean(Kind::Float)
         })
         .collect();
-    Tensor::stack(&effects, 0)
+    Ok(Tensor::stack(&effects, 0))
 }
 
 /// The `n` latent dimensions of largest [`dimension_effects`], largest first, each with its effect.
 pub fn strongest_dimensions(gan: &Gan, z: &Tensor, amount: f64, n: i64) -> Result<Vec<(i64, f64)>> {
     ensure!(n >= 1, "n = {n}: expected 1 or more dimensions");
-    gan.check_latent(z)?;
-    let (effects, dims) = dimension_effects(gan, z, amount).topk(n.min(gan.latent_dim), 0, true, true);
+    let (effects, dims) = dimension_effects(gan, z, amount)?.topk(n.min(gan.latent_dim), 0, true, true);
     let effects = Vec::<f64>::try_from(effects.to_device(Device::Cpu).to_kind(Kind::Double))?;
     let dims = Vec::<i64>::try_from(dims.to_device(Device::Cpu))?;
     Ok(dims.into_iter().zip(effects).collect())
