@@ -107,7 +107,7 @@ fn attention_tiles_light_up_where_the_query_looks() {
     let beta = Tensor::zeros([1, 256, 256], (Kind::Float, tch::Device::Cpu));
     // Query pixel (8, 16) is position (4, 8) of the 16×16 maps, j = 72; it looks at (2, 3), i = 35.
     let _ = beta.get(0).get(72).get(35).fill_(1.0);
-    let tiles = viz::attention_tiles(&images, &beta, &[(8, 16)]);
+    let tiles = viz::attention_tiles(&images, &beta, &[(8, 16)]).unwrap();
     assert_eq!(tiles.size(), [2, 3, 32, 32], "the image, then one tile per query");
     assert!(tiles.get(0).abs().max().double_value(&[]) < 1e-6, "mid-grey image shown as itself");
     let heat = tiles.get(1);
@@ -117,6 +117,16 @@ fn attention_tiles_light_up_where_the_query_looks() {
     }
     assert!((0..3).all(|c| at(c, 20, 20) < -0.6), "a position with no weight stays dark");
     assert_eq!([at(0, 8, 16), at(1, 8, 16), at(2, 8, 16)], [-1.0, 1.0, 1.0], "the query pixel in cyan");
+
+    // Bad input: a line naming what was expected, not a libtorch panic.
+    let err = |r: anyhow::Result<Tensor>| r.map(|_| ()).unwrap_err().to_string();
+    let outside = err(viz::attention_tiles(&images, &beta, &[(8, 32)]));
+    assert!(outside.contains("query pixel (8, 32) is outside the 32×32 images"), "{outside}");
+    let wrong = Tensor::zeros([2, 256, 256], (Kind::Float, tch::Device::Cpu));
+    let count = err(viz::attention_tiles(&images, &wrong, &[(8, 16)]));
+    assert!(count.contains("expected beta [1, N, N]") && count.contains("[2, 256, 256]"), "{count}");
+    let not_square = Tensor::zeros([1, 200, 200], (Kind::Float, tch::Device::Cpu));
+    assert!(err(viz::attention_tiles(&images, &not_square, &[(8, 16)])).contains("N = side²"));
 }
 
 /// Grouped bars: the scores chart names its models and series; the class accuracy chart draws

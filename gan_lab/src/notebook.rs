@@ -150,7 +150,7 @@ pub fn attention(gan: &Gan, seed: u64) -> anyhow::Result<Panel> {
     Ok(Panel::new()
         .picture(
             "each row: a sample, then where 3 query pixels (cyan) look in G's attention block (brightest: most weight)",
-            &grid(&viz::attention_tiles(&images, &beta, &queries), 1 + queries.len() as i64),
+            &grid(&viz::attention_tiles(&images, &beta, &queries)?, 1 + queries.len() as i64),
         )
         .text("learned γ (both start at 0)", &format!("G: {g:+.4}\nD: {d:+.4}")))
 }

@@ -617,11 +617,23 @@ impl Chart for Bars {
 /// `beta` `[k, N, N]` of the query's position over the N = side² positions of the block's maps,
 /// scaled to the image as a heat map (dark, red, yellow, white: the most attention) over the
 /// darkened image, the query pixel marked in cyan → `[k · (1 + queries), 3, S, S]` in [-1, 1].
-pub fn attention_tiles(images: &Tensor, beta: &Tensor, queries: &[(i64, i64)]) -> Tensor {
+pub fn attention_tiles(images: &Tensor, beta: &Tensor, queries: &[(i64, i64)]) -> Result<Tensor> {
     let images = images.detach().to_device(tch::Device::Cpu).to_kind(Kind::Float);
     let beta = beta.detach().to_device(tch::Device::Cpu).to_kind(Kind::Float);
-    let (k, s) = (images.size()[0], images.size()[2]);
-    let side = (beta.size()[1] as f64).sqrt().round() as i64;
+    let (shape, b) = (images.size(), beta.size());
+    if shape.len() != 4 || shape[2] != shape[3] {
+        bail!("attention tiles: expected square images [k, C, S, S], got {shape:?}");
+    }
+    let (k, s) = (shape[0], shape[2]);
+    let side = (b.get(1).copied().unwrap_or(0) as f64).sqrt().round() as i64;
+    if b.len() != 3 || b[0] != k || b[1] != b[2] || side * side != b[1] || side == 0 || side > s {
+        bail!(
+            "attention tiles: expected beta [{k}, N, N] with N = side² and side ≤ {s} (one map per image), got {b:?}"
+        );
+    }
+    if let Some((r, c)) = queries.iter().find(|(r, c)| !(0..s).contains(r) || !(0..s).contains(c)) {
+        bail!("attention tiles: query pixel ({r}, {c}) is outside the {s}×{s} images");
+    }
     let grey = (images.mean_dim([1].as_slice(), true, Kind::Float) + 1.0) / 2.0; // [k, 1, S, S] in [0, 1]
     let cyan = Tensor::from_slice(&[0f32, 1.0, 1.0]).view([1, 3, 1, 1]);
     let mut tiles = vec![grey.expand([k, 3, s, s], false)];
@@ -636,5 +648,5 @@ pub fn attention_tiles(images: &Tensor, beta: &Tensor, queries: &[(i64, i64)]) -
         tile.narrow(2, r0, 2).narrow(3, c0, 2).copy_(&cyan.expand([k, 3, 2, 2], false));
         tiles.push(tile);
     }
-    Tensor::stack(&tiles, 1).view([-1, 3, s, s]) * 2.0 - 1.0
+    Ok(Tensor::stack(&tiles, 1).view([-1, 3, s, s]) * 2.0 - 1.0)
 }
