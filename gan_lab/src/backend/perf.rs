@@ -74,12 +74,14 @@ pub fn tune_allocator() {
                 fn mallopt(param: i32, value: i32) -> i32;
             }
             const M_TRIM_THRESHOLD: i32 = -1;
-            const M_MMAP_THRESHOLD: i32 = -3;
+            const M_MMAP_MAX: i32 = -4;
             if std::env::var("GAN_LAB_MALLOC").as_deref() != Ok("default") {
-                // SAFETY: mallopt only changes glibc's thresholds; both values are in range
-                // (the mmap threshold's maximum on 64-bit is 32 MiB).
+                // SAFETY: mallopt only changes glibc's limits; both values are in range. No block
+                // is mapped on its own (glibc's threshold for that tops out at 32 MiB, below
+                // InfoGAN's 8192 × 1024 weights and their gradients), and the heap is not trimmed.
+                // Threads other than the main one still map blocks bigger than their arenas.
                 unsafe {
-                    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+                    mallopt(M_MMAP_MAX, 0);
                     mallopt(M_TRIM_THRESHOLD, i32::MAX);
                 }
             }
