@@ -826,51 +826,130 @@ ImageConv image_conv(const at::Tensor& input, const at::Tensor& weight, at::IntA
   return ImageConv::none;
 }
 
-typedef float f16 __attribute__((vector_size(64)));
-typedef float f16u __attribute__((vector_size(64), aligned(4)));
-inline __attribute__((always_inline)) f16 load16(const float* p) { return *reinterpret_cast<const f16u*>(p); }
-inline __attribute__((always_inline)) void store16(float* p, f16 v) { *reinterpret_cast<f16u*>(p) = v; }
+// Vectors of L floats (the compiler's vector types), loaded and stored at any float alignment.
+// (Spelled out per width: GCC drops a vector_size attribute that depends on a template argument.)
+template <int L>
+struct Lanes;
+template <>
+struct Lanes<8> {
+  typedef float type __attribute__((vector_size(32)));
+  typedef float unaligned __attribute__((vector_size(32), aligned(4)));
+};
+template <>
+struct Lanes<16> {
+  typedef float type __attribute__((vector_size(64)));
+  typedef float unaligned __attribute__((vector_size(64), aligned(4)));
+};
+template <int L>
+using vf = typename Lanes<L>::type;
+template <int L>
+inline __attribute__((always_inline)) vf<L> load(const float* p) {
+  static_assert(sizeof(vf<L>) == 4 * L, "a vector of L floats");
+  return *reinterpret_cast<const typename Lanes<L>::unaligned*>(p);
+}
+template <int L>
+inline __attribute__((always_inline)) void store(float* p, vf<L> v) {
+  *reinterpret_cast<typename Lanes<L>::unaligned*>(p) = v;
+}
 
-// Loops over 16-float vectors: AVX-512 registers where the CPU has them (the 16 window weights of
-// 16 channels fit in registers beside the sum), else AVX2 or SSE pairs.
+// The image kernels below are written once for vectors of L lanes and compiled three times: for
+// AVX-512 (L = 16, the 16 window weights of 16 channels in registers beside the sum), for AVX2
+// with FMA (L = 8, the 16 taps in two passes of 8, so that weights or sums stay in the 16
+// registers instead of spilling), and for any x86-64 (SSE, the AVX2 arrangement). Each output's
+// sum keeps the order of the window offsets in every copy; the copies differ only in FMA's single
+// rounding (AVX-512 and AVX2 give the same bits). `wide_isa` picks one per process: the best the
+// CPU has, capped by ATEN_CPU_CAPABILITY as libtorch's own kernels are ("avx2", "default").
+enum class Isa { plain, avx2, avx512 };
+
+Isa wide_isa() {
+  static const Isa isa = [] {
 #if defined(__x86_64__) && defined(__linux__)
-#define GAN_LAB_WIDE_LOOP __attribute__((noinline, target_clones("avx512f", "avx2", "default")))
+    __builtin_cpu_init();
+    Isa best = __builtin_cpu_supports("avx512f")                                    ? Isa::avx512
+               : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? Isa::avx2
+                                                                                   : Isa::plain;
+    const char* cap = std::getenv("ATEN_CPU_CAPABILITY");
+    const std::string capped = cap ? cap : "";
+    if (capped == "default") best = Isa::plain;
+    if (capped == "avx2" && best == Isa::avx512) best = Isa::avx2;
+    return best;
 #else
-#define GAN_LAB_WIDE_LOOP __attribute__((noinline))
+    return Isa::plain;
 #endif
+  }();
+  return isa;
+}
+
+#if defined(__x86_64__) && defined(__linux__)
+#define GAN_LAB_AVX512 __attribute__((noinline, target("avx512f")))
+#define GAN_LAB_AVX2 __attribute__((noinline, target("avx2,fma")))
+#else
+#define GAN_LAB_AVX512 __attribute__((noinline))
+#define GAN_LAB_AVX2 __attribute__((noinline))
+#endif
+
+// Defines `name(params)` calling `name##_t<16, 1>`, `<8, 2>` or (plain) `<8, 2>` for `wide_isa`.
+#define GAN_LAB_WIDE_KERNEL(name, params, args)                                    \
+  GAN_LAB_AVX512 void name##_avx512 params { name##_t<16, 1> args; }             \
+  GAN_LAB_AVX2 void name##_avx2 params { name##_t<8, 2> args; }                  \
+  __attribute__((noinline)) void name##_plain params { name##_t<8, 2> args; }    \
+  void name params {                                                             \
+    switch (wide_isa()) {                                                        \
+      case Isa::avx512: return name##_avx512 args;                               \
+      case Isa::avx2: return name##_avx2 args;                                   \
+      default: return name##_plain args;                                         \
+    }                                                                            \
+  }
 
 // One output row: out[j, k] = start[k] + Σ_(a, b) rows[a][2j + b]·wt[4a + b, k] for j < w, k < c
 // (c a multiple of 16); rows: the four zero-padded image rows the windows cover (2w + 2 values).
-GAN_LAB_WIDE_LOOP void image_conv_row(const float* const* rows, const float* __restrict__ wt,
-                                      const float* __restrict__ start, float* __restrict__ out, int64_t w,
-                                      int64_t c) {
-  for (int64_t k0 = 0; k0 < c; k0 += 16) {
-    f16 k[16];
-    for (int t = 0; t < 16; ++t) k[t] = load16(wt + t * c + k0);
-    const f16 s = load16(start + k0);
-    for (int64_t j = 0; j < w; ++j) {
-      f16 acc = s;
-      for (int a = 0; a < 4; ++a)
-        for (int b = 0; b < 4; ++b) acc += rows[a][2 * j + b] * k[4 * a + b];
-      store16(out + j * c + k0, acc);
+// In H passes over the row, each with 16/H of the taps' weights in registers (the second pass
+// continues the sums the first stored).
+template <int L, int H>
+inline __attribute__((always_inline)) void image_conv_row_t(const float* const* rows, const float* __restrict__ wt,
+                                                            const float* __restrict__ start,
+                                                            float* __restrict__ out, int64_t w, int64_t c) {
+  constexpr int T = 16 / H;
+  for (int64_t k0 = 0; k0 < c; k0 += L) {
+    for (int pass = 0; pass < H; ++pass) {
+      vf<L> k[T];
+      for (int t = 0; t < T; ++t) k[t] = load<L>(wt + (pass * T + t) * c + k0);
+      for (int64_t j = 0; j < w; ++j) {
+        vf<L> acc = load<L>(pass == 0 ? start + k0 : out + j * c + k0);
+        for (int t = 0; t < T; ++t) acc += rows[(pass * T + t) / 4][2 * j + (pass * T + t) % 4] * k[t];
+        store<L>(out + j * c + k0, acc);
+      }
     }
   }
 }
+GAN_LAB_WIDE_KERNEL(image_conv_row,
+                    (const float* const* rows, const float* __restrict__ wt, const float* __restrict__ start,
+                     float* __restrict__ out, int64_t w, int64_t c),
+                    (rows, wt, start, out, w, c))
 
-// One output row's share of the weight's gradient: acc[4a + b, k] += Σ_j rows[a][2j + b]·g[j, k].
-GAN_LAB_WIDE_LOOP void image_conv_row_grad(const float* const* rows, const float* __restrict__ g,
-                                           float* __restrict__ acc, int64_t w, int64_t c) {
-  for (int64_t k0 = 0; k0 < c; k0 += 16) {
-    f16 s[16];
-    for (int t = 0; t < 16; ++t) s[t] = load16(acc + t * c + k0);
-    for (int64_t j = 0; j < w; ++j) {
-      const f16 gj = load16(g + j * c + k0);
-      for (int a = 0; a < 4; ++a)
-        for (int b = 0; b < 4; ++b) s[4 * a + b] += rows[a][2 * j + b] * gj;
+// One output row's share of the weight's gradient: acc[4a + b, k] += Σ_j rows[a][2j + b]·g[j, k],
+// 16/H of the taps' sums in registers per pass.
+template <int L, int H>
+inline __attribute__((always_inline)) void image_conv_row_grad_t(const float* const* rows,
+                                                                 const float* __restrict__ g,
+                                                                 float* __restrict__ acc, int64_t w, int64_t c) {
+  constexpr int T = 16 / H;
+  for (int64_t k0 = 0; k0 < c; k0 += L) {
+    for (int pass = 0; pass < H; ++pass) {
+      vf<L> s[T];
+      for (int t = 0; t < T; ++t) s[t] = load<L>(acc + (pass * T + t) * c + k0);
+      for (int64_t j = 0; j < w; ++j) {
+        const vf<L> gj = load<L>(g + j * c + k0);
+        for (int t = 0; t < T; ++t) s[t] += rows[(pass * T + t) / 4][2 * j + (pass * T + t) % 4] * gj;
+      }
+      for (int t = 0; t < T; ++t) store<L>(acc + (pass * T + t) * c + k0, s[t]);
     }
-    for (int t = 0; t < 16; ++t) store16(acc + t * c + k0, s[t]);
   }
 }
+GAN_LAB_WIDE_KERNEL(image_conv_row_grad,
+                    (const float* const* rows, const float* __restrict__ g, float* __restrict__ acc, int64_t w,
+                     int64_t c),
+                    (rows, g, acc, w, c))
 
 // For each output row (s, i) of an image [N, 1, 2h, 2w]: the four image rows its windows read,
 // zero-padded on both sides (rows outside the image all zeros), in `pad` (4·(2w + 2) floats).
@@ -941,30 +1020,36 @@ at::Tensor image_conv_weight_grad(const at::Tensor& maps, const at::Tensor& imag
 }
 
 // One image's transposed convolution: for each map position (i, j), its 16 window values
-// v[4a + b] = Σ_k maps[i, j, k]·wt[k, 4a + b] (four partial sums over k mod 4), added onto the
-// padded image `buf` ((2h + 2) × (2w + 2), zeroed) at rows 2i + a, columns 2j + b; positions in
-// order, so each pixel's sum has a fixed order.
-GAN_LAB_WIDE_LOOP void image_from_maps_one(const float* __restrict__ maps, const float* __restrict__ wt,
-                                           float* __restrict__ buf, int64_t h, int64_t w, int64_t c) {
+// v[4a + b] = Σ_k maps[i, j, k]·wt[k, 4a + b] (four partial sums over k mod 4, each 16/L vectors),
+// added onto the padded image `buf` ((2h + 2) × (2w + 2), zeroed) at rows 2i + a, columns 2j + b;
+// positions in order, so each pixel's sum has a fixed order. (H is unused: the sums fit either way.)
+template <int L, int H>
+inline __attribute__((always_inline)) void image_from_maps_one_t(const float* __restrict__ maps,
+                                                                 const float* __restrict__ wt,
+                                                                 float* __restrict__ buf, int64_t h, int64_t w,
+                                                                 int64_t c) {
+  constexpr int P = 16 / L;
   const int64_t width = 2 * w + 2;
   for (int64_t i = 0; i < h; ++i) {
     for (int64_t j = 0; j < w; ++j) {
       const float* m = maps + (i * w + j) * c;
-      f16 v0 = {}, v1 = {}, v2 = {}, v3 = {};
-      for (int64_t k = 0; k < c; k += 4) {
-        v0 += m[k] * load16(wt + k * 16);
-        v1 += m[k + 1] * load16(wt + (k + 1) * 16);
-        v2 += m[k + 2] * load16(wt + (k + 2) * 16);
-        v3 += m[k + 3] * load16(wt + (k + 3) * 16);
-      }
-      const f16 v = (v0 + v1) + (v2 + v3);
+      vf<L> v[4][P] = {};
+      for (int64_t k = 0; k < c; k += 4)
+        for (int q = 0; q < 4; ++q)
+          for (int p = 0; p < P; ++p) v[q][p] += m[k + q] * load<L>(wt + (k + q) * 16 + p * L);
+      float sum[16];
+      for (int p = 0; p < P; ++p) store<L>(sum + p * L, (v[0][p] + v[1][p]) + (v[2][p] + v[3][p]));
       for (int a = 0; a < 4; ++a) {
         float* dst = buf + (2 * i + a) * width + 2 * j;
-        for (int b = 0; b < 4; ++b) dst[b] += v[4 * a + b];
+        for (int b = 0; b < 4; ++b) dst[b] += sum[4 * a + b];
       }
     }
   }
 }
+GAN_LAB_WIDE_KERNEL(image_from_maps_one,
+                    (const float* __restrict__ maps, const float* __restrict__ wt, float* __restrict__ buf,
+                     int64_t h, int64_t w, int64_t c),
+                    (maps, wt, buf, h, w, c))
 
 // The transposed convolution of maps [N, C, h, w] onto an image [N, 1, 2h, 2w] (channels-last
 // strides): per image as above for C a multiple of 16, else one matrix product, [N·h·w, C] ×
